@@ -1,0 +1,1 @@
+"""The ``emorefine`` command line: thin click commands over :mod:`emotion_refinery`."""

@@ -1,0 +1,31 @@
+"""``emorefine``: the command group."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
+
+from cli import records
+from emotion_refinery import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="emorefine")
+def main() -> None:
+    """Segment-based speech emotion recognition with emotion profile refinery.
+
+    \b
+    Typical use:
+      emorefine build-records CORPUS_DIR -o records/
+      emorefine inspect records/
+      emorefine verify records/
+    """
+
+
+main.add_command(records.build_records)
+main.add_command(records.inspect)
+main.add_command(records.verify)
+main.add_command(records.synth_corpus)

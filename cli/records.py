@@ -1,0 +1,161 @@
+"""Commands over corpora and records: build-records, inspect, verify, synth-corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cli import options
+from emotion_refinery.errors import EmorefineError, RecordsError
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@click.command("build-records")
+@click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(), help="Records folder to create (or finish).")
+@options.corpus
+@options.manifest
+@options.preset
+@options.segment_hop
+@options.folds
+@options.folds_by
+@options.dtype
+@options.workers
+@options.seed
+@options.strict
+@options.quiet
+def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, folds, folds_by, dtype, workers, seed,
+                  strict, quiet):
+    """Cut a corpus into log-Mel segments and store them as sharded TFRecords.
+
+    Re-running the same command finishes an interrupted build, and does nothing on
+    a finished one.
+    """
+    from emotion_refinery.config import PRESETS, get_preset
+    from emotion_refinery.corpora import detect, get_corpus
+    from emotion_refinery.records import build_records as build
+
+    if manifest and corpus not in ("auto", "csv"):
+        raise click.BadParameter(f"--manifest is for CSV corpora. Received: corpus={corpus!r} with a manifest",
+                                 param_hint="'--corpus'")
+    if corpus == "csv" and not manifest:
+        raise click.BadParameter("--corpus csv needs --manifest FILE", param_hint="'--manifest'")
+    try:
+        adapter = detect(corpus_dir, manifest=manifest) if corpus == "auto" else get_corpus(corpus)
+        chosen = get_preset(preset or (adapter.name if adapter.name in PRESETS else "emodb"))
+        features = chosen.features.replace(segment_hop=segment_hop, dtype=dtype)
+        n_folds = folds or chosen.n_folds
+    except EmorefineError as e:
+        raise click.UsageError(str(e)) from None
+    with options.Progress(not quiet) as progress:
+        try:
+            result = build(corpus_dir, output, corpus=adapter.name, manifest=manifest, features=features,
+                           n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress)
+        except RecordsError as e:
+            progress.close()
+            _fail(str(e), 1 if "No usable utterance" in str(e) else 2)
+        except EmorefineError as e:
+            progress.close()
+            raise click.UsageError(str(e)) from None
+    from emotion_refinery.manifest import RecordsManifest
+
+    summary = RecordsManifest(output, result.manifest).summary()
+    verb = {"built": "Built", "resumed": "Finished", "up-to-date": "Already complete:"}[result.status]
+    click.echo(f"{verb} {output} (preset {chosen.name}) in {result.seconds:.1f} s")
+    _print_summary(summary)
+    if strict and result.skipped:
+        _fail(f"{len(result.skipped)} input(s) skipped and --strict is set", 1)
+
+
+def _print_summary(s: dict) -> None:
+    f = s["features"]
+    click.echo(f"  corpus      {s['corpus']['name']}: {s['corpus']['root']}")
+    click.echo(f"  utterances  {s['utterances']} ({s['hours'] * 60:.1f} min), speakers {s['speakers']}")
+    click.echo(f"  segments    {s['segments']:,} of {f['segment_frames']} frames x {f['n_mels']} Mel bands, "
+               f"hop {f['segment_hop']} frame(s), {f['dtype']}")
+    click.echo(f"  shards      {s['shards']} ({s['bytes'] / 1e6:.1f} MB, "
+               f"{s['bytes'] / max(s['segments'], 1):.0f} B/segment)")
+    click.echo(f"  folds       {s['protocol']['protocol']}; speakers in more than one fold: "
+               f"{s['protocol']['speakers_in_several_folds']}")
+    click.echo("  classes     " + ", ".join(f"{c} {s['class_counts'][c]}" for c in s["classes"]))
+    for w in s["warnings"]:
+        click.echo(f"  warning     {w}")
+    if s["skipped"]:
+        click.echo(f"  skipped     {len(s['skipped'])} input(s):")
+        for item in s["skipped"]:
+            click.echo(f"    {item['path']}: {item['reason']}")
+    else:
+        click.echo("  skipped     none")
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@options.as_json
+@click.option("--utterance", "utterance_id", default=None, help="An utterance id (with --dump).")
+@click.option("--dump", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the utterance's stored segments to this .npy file (float32, n_segments x 32 x n_mels).")
+def inspect(path, as_json, utterance_id, dump):
+    """Summarise a records folder, or dump one utterance's segments."""
+    from emotion_refinery.manifest import RecordsManifest
+
+    if bool(utterance_id) != bool(dump):
+        raise click.BadParameter("--utterance and --dump go together", param_hint="'--dump'")
+    try:
+        m = RecordsManifest.load(path)
+        if dump:
+            import numpy as np
+
+            segments = m.read_utterance(utterance_id)
+            np.save(dump, segments)
+            click.echo(f"Wrote {dump}: {segments.shape[0]} segments x {segments.shape[1]} x {segments.shape[2]} "
+                       f"(float32) of {utterance_id}")
+            return
+    except EmorefineError as e:
+        _fail(str(e), 2)
+    s = m.summary()
+    if as_json:
+        click.echo(json.dumps(s, indent=1))
+    else:
+        click.echo(f"Records {path}")
+        _print_summary(s)
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@options.quiet
+def verify(path, quiet):
+    """Re-read every shard (record checksums, counts, sha256); exit 1 naming each bad shard."""
+    from emotion_refinery.manifest import RecordsManifest
+
+    try:
+        m = RecordsManifest.load(path)
+    except EmorefineError as e:
+        _fail(str(e), 2)
+    with options.Progress(not quiet) as progress:
+        bad = m.verify(progress=progress)
+    if bad:
+        for shard, problems in bad.items():
+            click.echo(f"BAD {shard}: {'; '.join(problems)}")
+        _fail(f"{len(bad)} of {len(m.shards)} shards are bad", 1)
+    click.echo(f"OK: {len(m.shards)} shards, {m.n_segments:,} segments")
+
+
+@click.command("synth-corpus")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--per-class", type=click.IntRange(min=2), default=12, show_default=True,
+              help="Utterances per class.")
+@options.seed
+def synth_corpus(out_dir, per_class, seed):
+    """Write a small synthetic corpus (4 classes, 4 speakers) with manifest.csv and truth.json."""
+    from emotion_refinery.synthetic import CLASSES, make_corpus
+
+    if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
+        raise click.BadParameter(f"expected a new or empty folder. Received: {out_dir!r}", param_hint="OUT_DIR")
+    manifest = make_corpus(out_dir, per_class=per_class, seed=seed)
+    click.echo(f"Wrote {per_class * len(CLASSES)} utterances and {manifest}")

@@ -1,0 +1,52 @@
+"""Decoding: any file soundfile reads → mono float32 at the target rate.
+
+Decoding uses soundfile (libsndfile: WAV, FLAC, OGG, …); resampling uses soxr's
+high-quality converter. tensorflow-io is not used: its last release does not load
+with TensorFlow 2.21.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import soundfile
+import soxr
+
+from emotion_refinery.errors import AudioError
+
+__all__ = ["AUDIO_EXTENSIONS", "load", "to_mono", "resample"]
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+def to_mono(y: np.ndarray) -> np.ndarray:
+    """Average the channels of ``y`` (shape ``(n,)`` or ``(n, channels)``) → ``(n,)``."""
+    if y.ndim == 1:
+        return y
+    return y.mean(axis=1, dtype=np.float32) if y.shape[1] > 1 else y[:, 0]
+
+
+def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample a mono signal with soxr (quality ``HQ``, librosa's default)."""
+    if orig_sr == target_sr:
+        return y
+    return soxr.resample(y, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def load(path: str | os.PathLike, *, sr: int = 16000) -> np.ndarray:
+    """Decode ``path`` to a mono float32 signal at ``sr`` Hz, shape ``(n_samples,)``.
+
+    Raises:
+        AudioError: the file cannot be decoded, holds no samples, or holds NaN or
+            infinite samples. The message says which.
+    """
+    try:
+        y, file_sr = soundfile.read(os.fspath(path), dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile reports every decoding failure as a generic error
+        raise AudioError(f"cannot decode audio: {e}") from e
+    if y.shape[0] == 0:
+        raise AudioError("empty audio: the file holds no samples")
+    if not np.isfinite(y).all():
+        raise AudioError("the audio holds NaN or infinite samples")
+    return resample(to_mono(y), orig_sr=file_sr, target_sr=sr)

@@ -1,0 +1,289 @@
+"""Segment classifiers: a registry of convolutional backbones and :func:`build_model`.
+
+Every model maps a batch of log-Mel segments, shape ``(batch, n_frames, n_mels, 1)``
+(``(batch, 32, 64, 1)`` at the reference settings), to class probabilities, shape
+``(batch, n_classes)``::
+
+    segments → Normalization (per Mel band) → backbone → global average pooling → Dense(softmax)
+
+The per-band mean and variance live inside the model (a :class:`keras.layers.Normalization`
+layer named ``"band_normalization"``), so a saved model is self-contained and takes raw dB
+segments. Backbones are trained from scratch (``weights=None``). All model math is Keras
+layers / ``keras.ops``, so the models also run under ``KERAS_BACKEND=jax``.
+
+Batch-normalisation momentum. ``keras.applications`` build their BatchNormalization layers with
+momentum 0.99 (DenseNet, EfficientNet) or 0.999 (MobileNetV2). The moving statistics used at
+inference move by ``1 - momentum`` per training step, so after a few hundred steps with 0.999
+they are still mostly their initial values and inference-mode accuracy is near chance even when
+training-mode accuracy is high (measured: MobileNetV2, 120 steps on separable toy data, 24 %
+at inference vs 99.8 % in training mode; 99.9 % with momentum 0.9). :func:`build_model` therefore
+sets one ``bn_momentum`` on every BatchNormalization layer. Treat it as tied to the number of
+training steps: 0.99 suits the papers' runs (thousands of steps per fold); use ~0.9 for short CPU
+runs, and always check accuracy with ``model.predict`` (inference mode), not the training loss.
+
+Adding a backbone is adding one :class:`Backbone` entry to :data:`BACKBONES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Callable, Iterator, Mapping
+
+import keras
+import numpy as np
+
+from emotion_refinery.errors import EmorefineError
+
+__all__ = ["Backbone", "BACKBONES", "build_model", "set_batch_norm_momentum", "DENSENET22_BLOCKS"]
+
+InputShape = tuple[int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """One registry entry.
+
+    Attributes:
+        name: registry key.
+        description: one line for ``--help`` texts and reports.
+        build: ``build(input_shape) -> keras.Model`` mapping ``(batch, *input_shape)`` to pooled
+            features ``(batch, n_features)``; randomly initialised.
+        min_size: smallest number of frames and of Mel bands the backbone accepts.
+    """
+
+    name: str
+    description: str
+    build: Callable[[InputShape], keras.Model]
+    min_size: int = 32
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _small(input_shape: InputShape) -> keras.Model:
+    """Three Conv(3×3)-BN-ReLU-MaxPool(2) blocks of 16/32/64 filters, then global average pooling."""
+    inputs = keras.Input(shape=input_shape, name="small_input")
+    x = inputs
+    for i, filters in enumerate((16, 32, 64), start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.Activation("relu", name=f"block{i}_relu")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, x, name="small")
+
+
+def _vgg19(input_shape: InputShape) -> keras.Model:
+    return keras.applications.VGG19(weights=None, include_top=False, input_shape=input_shape, pooling="avg")
+
+
+def _mobilenetv2(input_shape: InputShape) -> keras.Model:
+    return keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=input_shape, pooling="avg")
+
+
+def _densenet121(input_shape: InputShape) -> keras.Model:
+    return keras.applications.DenseNet121(weights=None, include_top=False, input_shape=input_shape, pooling="avg")
+
+
+def _efficientnetb0(input_shape: InputShape) -> keras.Model:
+    model = keras.applications.EfficientNetB0(
+        weights=None, include_top=False, input_shape=input_shape, pooling="avg"
+    )
+    # Keras' EfficientNet always starts with Rescaling(1/255) (for 0..255 pixels) and an
+    # identity Normalization. Our inputs are already standardised per band; dividing them by
+    # 255 would leave the stem convolution's outputs far below the BatchNormalization epsilon
+    # (1e-3) and damp the whole network. Neutralise the rescaling (kept in the saved config).
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Rescaling):
+            layer.scale = 1.0
+            layer.offset = 0.0
+    return model
+
+
+#: Dense-block sizes of DenseNet-22 (three blocks of three bottleneck units).
+DENSENET22_BLOCKS = (3, 3, 3)
+_DENSENET22_GROWTH = 12
+
+
+def _densenet22(input_shape: InputShape) -> keras.Model:
+    """DenseNet-BC-22: the small DenseNet of the source papers, in Keras' DenseNet layer style.
+
+    Layout (CIFAR-style DenseNet-BC of Huang et al., depth ``L = 6n + 4`` with ``n = 3``; the
+    32×64 segments are CIFAR-sized, so the stem does not downsample):
+
+    - stem: Conv 3×3, ``2k`` filters, growth rate ``k = 12`` (DenseNet-BC's CIFAR setting). Keras'
+      ImageNet DenseNets use ``k = 32``, which here costs ~7× more: 0.87 GFLOPs per 32×64 segment
+      vs 0.12 (DenseNet121: 0.23, VGG19: 1.6). The source papers do not pin it down;
+      ``_DENSENET22_GROWTH`` is the one constant to change;
+    - 3 dense blocks of 3 bottleneck units, each BN-ReLU-Conv 1×1 (``4k``)-BN-ReLU-Conv 3×3 (``k``),
+      concatenated to the block's running features;
+    - a transition after blocks 1 and 2: BN-ReLU-Conv 1×1 (compression 0.5)-AvgPool 2×2;
+    - final BN-ReLU and global average pooling (the softmax Dense is added by :func:`build_model`).
+
+    Weighted layers, counted as Keras' DenseNet121 is named (120 convolutions + 1 Dense = 121;
+    BatchNormalization not counted): 1 stem conv + 3 blocks × 3 units × 2 convs (18) +
+    2 transition convs + 1 softmax Dense = **22**.
+
+    Keras' own ``keras.applications.densenet.DenseNet(blocks=...)`` is not used: it is not part of
+    the public API (only ``keras.src``) and it hard-codes four dense blocks, which gives
+    ``2·sum(blocks) + 5`` weighted layers — always odd, so 22 cannot be reached
+    (``(2, 2, 2, 2)`` gives 21).
+    """
+    k = _DENSENET22_GROWTH
+    eps = 1.001e-5  # as keras.applications.DenseNet
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="densenet22_input")
+    x = layers.Conv2D(2 * k, 3, padding="same", use_bias=False, name="conv1_conv")(inputs)
+    for b, units in enumerate(DENSENET22_BLOCKS, start=2):
+        for u in range(1, units + 1):
+            p = f"conv{b}_block{u}"
+            y = layers.BatchNormalization(epsilon=eps, name=f"{p}_0_bn")(x)
+            y = layers.Activation("relu", name=f"{p}_0_relu")(y)
+            y = layers.Conv2D(4 * k, 1, use_bias=False, name=f"{p}_1_conv")(y)
+            y = layers.BatchNormalization(epsilon=eps, name=f"{p}_1_bn")(y)
+            y = layers.Activation("relu", name=f"{p}_1_relu")(y)
+            y = layers.Conv2D(k, 3, padding="same", use_bias=False, name=f"{p}_2_conv")(y)
+            x = layers.Concatenate(name=f"{p}_concat")([x, y])
+        if b < len(DENSENET22_BLOCKS) + 1:
+            p = f"pool{b}"
+            x = layers.BatchNormalization(epsilon=eps, name=f"{p}_bn")(x)
+            x = layers.Activation("relu", name=f"{p}_relu")(x)
+            x = layers.Conv2D(int(x.shape[-1] * 0.5), 1, use_bias=False, name=f"{p}_conv")(x)
+            x = layers.AveragePooling2D(2, strides=2, name=f"{p}_pool")(x)
+    x = layers.BatchNormalization(epsilon=eps, name="bn")(x)
+    x = layers.Activation("relu", name="relu")(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, x, name="densenet22")
+
+
+BACKBONES: Mapping[str, Backbone] = types.MappingProxyType(
+    {
+        entry.name: entry
+        for entry in (
+            Backbone("vgg19", "VGG19 (keras.applications), 16 conv layers, no batch norm", _vgg19),
+            Backbone("mobilenetv2", "MobileNetV2 α=1.0 (keras.applications)", _mobilenetv2),
+            Backbone("densenet121", "DenseNet121 (keras.applications), blocks (6, 12, 24, 16)", _densenet121),
+            Backbone("densenet22", "DenseNet-BC-22 (source papers' small DenseNet): 3 blocks of 3 units, k=12", _densenet22, 4),
+            Backbone("efficientnetb0", "EfficientNet-B0 (keras.applications), input rescaling removed", _efficientnetb0),
+            Backbone("small", "3 × (Conv-BN-ReLU-MaxPool), 16/32/64 filters: for CPUs and tests", _small, 8),
+        )
+    }
+)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _iter_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """Every layer below ``layer``, recursing into nested models."""
+    for sub in getattr(layer, "layers", ()):
+        yield sub
+        yield from _iter_layers(sub)
+
+
+def set_batch_norm_momentum(model: keras.Model, momentum: float) -> int:
+    """Set ``momentum`` on every BatchNormalization layer of ``model`` (nested models included).
+
+    Must run before the model is first trained (the value is read when the training step is
+    traced). The value is part of each layer's config, so a saved model keeps it.
+
+    Returns:
+        the number of BatchNormalization layers changed.
+    """
+    count = 0
+    for layer in _iter_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
+            count += 1
+    return count
+
+
+def _band_statistic(value, *, argname: str, n_mels: int, default: float) -> np.ndarray:
+    if value is None:
+        return np.full((n_mels,), default, dtype=np.float32)
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape != (n_mels,):
+        raise EmorefineError(
+            f"{argname} must have one value per Mel band, shape ({n_mels},). Received: {argname} of shape {array.shape}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise EmorefineError(f"{argname} must be finite. Received: {argname} with non-finite values")
+    if argname == "variance" and np.any(array < 0):
+        raise EmorefineError(f"variance must be non-negative. Received: variance with minimum {array.min()}")
+    return array.astype(np.float32)
+
+
+def build_model(
+    name: str,
+    *,
+    input_shape: tuple[int, int, int] = (32, 64, 1),
+    n_classes: int,
+    mean: np.ndarray | None = None,
+    variance: np.ndarray | None = None,
+    bn_momentum: float = 0.99,
+    seed: int | None = None,
+) -> keras.Model:
+    """Build a randomly initialised segment classifier.
+
+    Args:
+        name: a key of :data:`BACKBONES`.
+        input_shape: ``(n_frames, n_mels, 1)``.
+        n_classes: number of emotion classes ``K`` (≥ 2).
+        mean: per-Mel-band mean of the training folds' segments, shape ``(n_mels,)``;
+            ``None`` (with ``variance=None``): identity normalisation (mean 0, variance 1).
+        variance: per-Mel-band variance, shape ``(n_mels,)``, non-negative.
+        bn_momentum: momentum of every BatchNormalization layer, in ``[0, 1)``; see the module
+            docstring (0.99 for long runs, ~0.9 for short CPU runs).
+        seed: if not ``None``, ``keras.utils.set_random_seed(seed)`` is called first so the
+            initial weights are reproducible. This is global: it also seeds Python's ``random``,
+            NumPy's global generator and the backend.
+
+    Returns:
+        An uncompiled :class:`keras.Model` named ``name``: input ``(batch, *input_shape)`` float,
+        output ``(batch, n_classes)`` softmax probabilities. Layers: ``"band_normalization"``,
+        the backbone (a nested model), ``"predictions"``.
+    """
+    if name not in BACKBONES:
+        raise EmorefineError(f"Received: name={name!r}; expected one of {', '.join(BACKBONES)}")
+    entry = BACKBONES[name]
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise EmorefineError(f"n_classes must be an integer of at least 2. Received: n_classes={n_classes!r}")
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) != 3
+        or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape)
+    ):
+        raise EmorefineError(
+            f"input_shape must be three positive integers (n_frames, n_mels, channels). Received: input_shape={input_shape!r}"
+        )
+    shape = tuple(int(d) for d in shape)
+    if shape[0] < entry.min_size or shape[1] < entry.min_size:
+        raise EmorefineError(
+            f"backbone {name!r} needs at least {entry.min_size} frames and {entry.min_size} Mel bands. "
+            f"Received: input_shape={shape}"
+        )
+    if (mean is None) != (variance is None):
+        raise EmorefineError(
+            "mean and variance must be given together. "
+            f"Received: mean={'None' if mean is None else 'array'}, variance={'None' if variance is None else 'array'}"
+        )
+    n_mels = shape[1]
+    mean = _band_statistic(mean, argname="mean", n_mels=n_mels, default=0.0)
+    variance = _band_statistic(variance, argname="variance", n_mels=n_mels, default=1.0)
+    if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)) or not 0 <= bn_momentum < 1:
+        raise EmorefineError(f"Received: bn_momentum={bn_momentum!r}; expected a value in [0, 1)")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise EmorefineError(f"seed must be a non-negative integer or None. Received: seed={seed!r}")
+        keras.utils.set_random_seed(int(seed))
+
+    inputs = keras.Input(shape=shape, name="segments")
+    # axis=2: one mean/variance per Mel band, broadcast over frames and the channel.
+    x = keras.layers.Normalization(axis=2, mean=mean, variance=variance, name="band_normalization")(inputs)
+    x = entry.build(shape)(x)
+    outputs = keras.layers.Dense(int(n_classes), activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    set_batch_norm_momentum(model, bn_momentum)
+    return model

@@ -1,0 +1,137 @@
+"""Feature settings and named presets.
+
+:class:`FeatureConfig` holds every setting that decides the stored segments, in
+librosa's vocabulary. :data:`PRESETS` maps a preset name to the settings of the
+source papers for that corpus; command-line flags override a preset field by field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from emotion_refinery.errors import EmorefineError
+
+__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset"]
+
+DTYPES = ("float16", "float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """Log-Mel segment settings (defaults: the source papers).
+
+    An utterance of ``N`` samples at ``sr`` has ``1 + (N - win_length) // hop_length``
+    frames (framing by the window, not by ``n_fft``) and
+    ``1 + (n_frames - segment_frames) // segment_hop`` segments of shape
+    ``(segment_frames, n_mels)``.
+    """
+
+    sr: int = 16000
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    window: str = "hann"
+    n_mels: int = 64
+    fmin: float = 125.0
+    fmax: float = 7500.0
+    htk: bool = True
+    amin: float = 1e-10
+    segment_frames: int = 32
+    segment_hop: int = 1
+    dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        positive = ("sr", "n_fft", "win_length", "hop_length", "n_mels", "segment_frames", "segment_hop")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise EmorefineError(f"{name} must be a positive integer. Received: {name}={value!r}")
+        if self.win_length > self.n_fft:
+            raise EmorefineError(
+                f"win_length must not exceed n_fft={self.n_fft}. Received: win_length={self.win_length}"
+            )
+        if not 0 <= self.fmin < self.fmax <= self.sr / 2:
+            raise EmorefineError(
+                f"Expected 0 <= fmin < fmax <= sr/2 = {self.sr / 2}. Received: fmin={self.fmin}, fmax={self.fmax}"
+            )
+        if self.dtype not in DTYPES:
+            raise EmorefineError(f"Received: dtype={self.dtype!r}; expected one of {', '.join(DTYPES)}")
+        if self.amin <= 0:
+            raise EmorefineError(f"amin must be positive. Received: amin={self.amin!r}")
+
+    @property
+    def min_samples(self) -> int:
+        """Fewest samples (at ``sr``) that give one whole segment."""
+        return self.win_length + (self.segment_frames - 1) * self.hop_length
+
+    @property
+    def segment_seconds(self) -> float:
+        """Duration one segment covers, in seconds (0.335 s with the defaults)."""
+        return self.min_samples / self.sr
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames of an utterance of ``n_samples`` samples at ``sr`` (0 if shorter than a window)."""
+        if n_samples < self.win_length:
+            return 0
+        return 1 + (n_samples - self.win_length) // self.hop_length
+
+    def n_segments(self, n_frames: int) -> int:
+        """Segments cut from ``n_frames`` frames (0 if fewer than ``segment_frames``)."""
+        if n_frames < self.segment_frames:
+            return 0
+        return 1 + (n_frames - self.segment_frames) // self.segment_hop
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FeatureConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise EmorefineError(f"Unknown feature settings: {unknown}; expected a subset of {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "FeatureConfig":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Settings for one corpus protocol: features, folds and the training budget."""
+
+    name: str
+    description: str
+    features: FeatureConfig = FeatureConfig()
+    n_folds: int = 10
+    epochs: int = 12
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("emodb", "Emo-DB as in the papers: 1-frame (10 ms) segment hop, 10 folds, 12 epochs",
+               FeatureConfig(segment_hop=1), epochs=12),
+        Preset("savee", "SAVEE as in the papers: 1-frame segment hop, 10 folds, 8 epochs",
+               FeatureConfig(segment_hop=1), epochs=8),
+        Preset("casia", "CASIA as in the papers: 3-frame (30 ms) segment hop, 10 folds, 20 epochs",
+               FeatureConfig(segment_hop=3), epochs=20),
+        Preset("ravdess", "RAVDESS (not in the papers): 3-frame segment hop, 10 folds, 12 epochs",
+               FeatureConfig(segment_hop=3), epochs=12),
+        Preset("tess", "TESS (not in the papers): 3-frame segment hop, 10 folds, 12 epochs",
+               FeatureConfig(segment_hop=3), epochs=12),
+        Preset("fast", "CPU-sized work: 8-frame (80 ms) segment hop, 10 folds, 6 epochs",
+               FeatureConfig(segment_hop=8), epochs=6),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look a preset up by name; the error lists the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise EmorefineError(
+            f"Received: preset={name!r}; expected one of {', '.join(PRESETS)}"
+        ) from None

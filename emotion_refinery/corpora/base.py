@@ -1,0 +1,99 @@
+"""What every corpus adapter yields: utterances with a stable id, a path, a label and a speaker."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Iterable
+
+from emotion_refinery.audio import AUDIO_EXTENSIONS
+
+__all__ = ["Utterance", "Skipped", "Scan", "Corpus", "audio_files"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    """One labelled recording.
+
+    Attributes:
+        id: stable, unique within the corpus (e.g. ``03a01Fa`` for Emo-DB).
+        path: absolute path of the audio file.
+        label: class name, one of the corpus's ``classes``.
+        speaker: speaker id, or ``None`` when the corpus does not say.
+        votes: annotator votes per class name (CSV manifests only), or ``None``.
+    """
+
+    id: str
+    path: str
+    label: str
+    speaker: str | None = None
+    votes: dict[str, float] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """An input left out, and why (kept in the records manifest)."""
+
+    path: str
+    reason: str
+
+
+@dataclasses.dataclass
+class Scan:
+    """Result of scanning a corpus: class names in index order, usable utterances, skipped inputs."""
+
+    classes: list[str]
+    utterances: list[Utterance]
+    skipped: list[Skipped]
+
+
+class Corpus:
+    """Base class of corpus adapters. Subclasses set ``name``, ``classes`` and implement ``parse``.
+
+    Most adapters only map a file's path (relative to the corpus root) to
+    ``(id, label, speaker)``; CSV-driven corpora override :meth:`scan`.
+    """
+
+    name: str = ""
+    description: str = ""
+    classes: tuple[str, ...] = ()
+
+    def parse(self, relpath: str) -> tuple[str, str, str | None] | str:
+        """Map a POSIX relative path to ``(id, label, speaker)``, or return the reason it is not usable."""
+        raise NotImplementedError
+
+    def scan(self, root: str | os.PathLike, *, manifest: str | os.PathLike | None = None) -> Scan:
+        """Walk ``root`` for audio files and parse each; duplicates and unknown names are skipped."""
+        root = Path(root).resolve()
+        utterances: list[Utterance] = []
+        skipped: list[Skipped] = []
+        seen: dict[str, str] = {}
+        for path in audio_files(root):
+            rel = path.relative_to(root).as_posix()
+            parsed = self.parse(rel)
+            if isinstance(parsed, str):
+                skipped.append(Skipped(str(path), parsed))
+                continue
+            uid, label, speaker = parsed
+            if uid in seen:
+                skipped.append(Skipped(str(path), f"duplicate utterance id {uid!r} (also {seen[uid]})"))
+                continue
+            seen[uid] = str(path)
+            utterances.append(Utterance(uid, str(path), label, speaker))
+        return Scan(list(self.classes), utterances, skipped)
+
+    def match_fraction(self, relpaths: Iterable[str]) -> float:
+        """Share of ``relpaths`` whose names this adapter parses (used by ``--corpus auto``)."""
+        relpaths = list(relpaths)
+        if not relpaths:
+            return 0.0
+        return sum(not isinstance(self.parse(p), str) for p in relpaths) / len(relpaths)
+
+
+def audio_files(root: str | os.PathLike) -> list[Path]:
+    """Every audio file below ``root`` (by extension, case-insensitive), sorted by path."""
+    return sorted(
+        p for p in Path(root).rglob("*")
+        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )

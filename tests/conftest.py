@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny synthetic audio and corpora written to temporary folders."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import soundfile
+
+SR = 16000
+
+
+def tone(freq: float, seconds: float, *, sr: int = SR, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write_wav(path, y, sr: int = SR, subtype: str = "PCM_16") -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, y, sr, subtype=subtype)
+    return str(path)
+
+
+@pytest.fixture
+def emodb_dir(tmp_path):
+    """Eight tiny utterances named like Emo-DB: 2 speakers x 4 emotions, 0.6-1.0 s of tones."""
+    root = tmp_path / "emodb"
+    rng = np.random.default_rng(1)
+    for s, speaker in enumerate(("03", "08")):
+        for e, letter in enumerate("WLFN"):
+            y = tone(200 + 300 * e + 50 * s, 0.6 + 0.1 * e) + 0.01 * rng.standard_normal(int((0.6 + 0.1 * e) * SR))
+            write_wav(root / f"{speaker}a0{e + 1}{letter}a.wav", y.astype(np.float32))
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory):
+    """The package's synthetic corpus, 4 utterances per class (16 files), made once per session."""
+    from emotion_refinery.synthetic import make_corpus
+
+    root = tmp_path_factory.mktemp("synthetic")
+    manifest = make_corpus(root, per_class=4, seed=3)
+    return root, manifest
