@@ -96,6 +96,11 @@ def assign_folds(
                 folds[test] = k
     else:
         counts = np.bincount(labels)
+        if counts.max() < n_folds:
+            raise EmorefineError(
+                f"Received: folds={n_folds}; stratified folds need at least one class with as many utterances "
+                f"as folds (the largest class has {counts.max()}): use folds={max(2, int(counts.max()))} or fewer"
+            )
         rare = [int(c) for c in np.flatnonzero((counts > 0) & (counts < n_folds))]
         if rare:
             notes.append(f"classes {rare} have fewer utterances than folds ({n_folds}); "

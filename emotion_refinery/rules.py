@@ -151,7 +151,8 @@ def refine_labels(
     q = np.asarray(predictions)
     if q.ndim != 2 or q.shape[1] < 2 or not np.issubdtype(q.dtype, np.number):
         raise EmorefineError(
-            f"predictions must be numeric of shape (n_segments, K) with K >= 2. Received: predictions of shape {q.shape}"
+            "predictions must be numeric of shape (n_segments, K) with K >= 2. "
+            f"Received: predictions of shape {q.shape}"
         )
     q = q.astype(np.float64)
     n, k = q.shape

@@ -26,10 +26,10 @@ def write_wav(path, y, sr: int = SR, subtype: str = "PCM_16") -> str:
 
 @pytest.fixture
 def emodb_dir(tmp_path):
-    """Eight tiny utterances named like Emo-DB: 2 speakers x 4 emotions, 0.6-1.0 s of tones."""
+    """Twelve tiny utterances named like Emo-DB: 3 speakers x 4 emotions, 0.6-0.9 s of tones."""
     root = tmp_path / "emodb"
     rng = np.random.default_rng(1)
-    for s, speaker in enumerate(("03", "08")):
+    for s, speaker in enumerate(("03", "08", "11")):
         for e, letter in enumerate("WLFN"):
             y = tone(200 + 300 * e + 50 * s, 0.6 + 0.1 * e) + 0.01 * rng.standard_normal(int((0.6 + 0.1 * e) * SR))
             write_wav(root / f"{speaker}a0{e + 1}{letter}a.wav", y.astype(np.float32))

@@ -72,7 +72,8 @@ def test_default_momentum_overrides_the_applications_0999():
 @pytest.mark.parametrize(("name", "expected"), [("densenet22", 22), ("densenet121", 121), ("vgg19", 17)])
 def test_weighted_layer_count(name, expected, models):
     """Named depth = convolutions + the softmax Dense (batch norm not counted)."""
-    weighted = [layer for layer in _layers(models[name]) if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    kinds = (keras.layers.Conv2D, keras.layers.Dense)
+    weighted = [layer for layer in _layers(models[name]) if isinstance(layer, kinds)]
     assert len(weighted) == expected
     if name == "densenet22":
         assert 1 + 2 * sum(DENSENET22_BLOCKS) + (len(DENSENET22_BLOCKS) - 1) + 1 == 22
@@ -137,7 +138,7 @@ def test_unknown_name_lists_the_valid_names():
     ],
 )
 def test_bad_arguments(kwargs, fragment):
-    with pytest.raises(EmorefineError, match=None) as info:
+    with pytest.raises(EmorefineError) as info:
         build_model("small", **kwargs)
     assert fragment in str(info.value)
 
