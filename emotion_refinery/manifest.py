@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 from pathlib import Path
@@ -123,9 +124,15 @@ class RecordsManifest:
 
         bad: dict[str, list[str]] = {}
         spec = self.spec
-        for i, shard in enumerate(self.shards):
-            problems = verify_shard(self.shard_path(shard), count=shard["segments"], sha256=shard["sha256"],
-                                    parse=spec.parse)
+
+        def check(shard):
+            return verify_shard(self.shard_path(shard), count=shard["segments"], sha256=shard["sha256"],
+                                parse=spec.parse)
+
+        # TensorFlow's reading and hashlib release the GIL: threads check shards side by side.
+        with concurrent.futures.ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+            found = pool.map(check, self.shards)
+        for i, (shard, problems) in enumerate(zip(self.shards, found)):
             lo, hi = shard["utterances"]
             expected = sum(u["segments"] for u in self.utterances[lo:hi])
             if expected != shard["segments"]:
