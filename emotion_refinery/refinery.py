@@ -1,0 +1,215 @@
+"""The round loop: train every fold of a round, evaluate at the utterance level, repeat on refined labels.
+
+Round 0 trains on the pseudo one-hot labels of the utterances. Round t ≥ 1 trains fresh
+models on the label shards written from round t−1's out-of-fold predictions with the run's
+rule. After each round, the emotion profiles (out-of-fold segment predictions) of every
+utterance are summarised by 8 statistics per class and classified by a random forest under
+the same folds: WA and UA per round.
+
+Resumable: a (round, fold) is done when its completion mark exists, which is written after
+its model, predictions and next-round label shards; a run re-started with the same
+settings skips what is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotion_refinery import __version__
+from emotion_refinery.errors import EmorefineError, RecordsError
+from emotion_refinery.manifest import RecordsManifest, settings_difference
+from emotion_refinery.refine_config import RefineConfig
+from emotion_refinery.report import write_reports
+from emotion_refinery.rules import PEPR_ALPHA, refine_labels
+from emotion_refinery.run_dir import RunDir
+from emotion_refinery.utterance import evaluate_forest, utterance_features
+from tf_records.atomic import remove_leftovers, write_json
+
+__all__ = ["refine", "check_records", "utterance_arrays", "load_run"]
+
+
+def check_records(manifest: RecordsManifest, config: RefineConfig, *, verify: bool = True) -> None:
+    """Refuse records that cannot be refined, before any training: bad shards, too few folds, a fold missing a class."""
+    if manifest.n_folds < 3:
+        raise RecordsError(f"Received: records with folds={manifest.n_folds}; refine needs at least 3 "
+                           "(one held out, one for early stopping, one or more to train on)")
+    classes = manifest.classes
+    for fold in range(manifest.n_folds):
+        present = {u["label_index"] for u in manifest.utterances if u["fold"] == fold}
+        missing = [classes[c] for c in range(len(classes)) if c not in present]
+        if missing:
+            raise RecordsError(f"fold {fold} has no utterances of class(es) {', '.join(map(repr, missing))}; "
+                               "rebuild the records with fewer folds (build-records --folds N)")
+    if verify:
+        bad = manifest.verify()
+        if bad:
+            listing = "; ".join(f"{path}: {', '.join(p)}" for path, p in bad.items())
+            raise RecordsError(f"{len(bad)} shard(s) of {manifest.root} fail verification ({listing}); "
+                               "rebuild the records")
+
+
+def _manifest_digest(manifest: RecordsManifest) -> str:
+    return hashlib.sha256((manifest.root / "manifest.json").read_bytes()).hexdigest()
+
+
+def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> dict:
+    """Create the run directory or check that an existing one was made with the same settings."""
+    record = {
+        "config": config.to_dict(),
+        "records": {"path": str(manifest.root.resolve()), "manifest_sha256": _manifest_digest(manifest)},
+        "emorefine_version": __version__,
+    }
+    if run.config.is_file():
+        old = json.loads(run.config.read_text())
+        old_cfg, new_cfg = dict(old["config"]), dict(record["config"])
+        if new_cfg["rounds"] >= old_cfg["rounds"]:  # more rounds extend a run
+            old_cfg.pop("rounds"), new_cfg.pop("rounds")
+        diff = settings_difference({"config": old_cfg, "records": old["records"]},
+                                   {"config": new_cfg, "records": record["records"]})
+        if diff:
+            raise EmorefineError(f"{run.root} holds a run with other settings ({'; '.join(diff)}). "
+                                 "Use another run directory, or the same settings to resume it.")
+        remove_leftovers(run.root)
+    elif run.root.exists() and any(run.root.iterdir()):
+        raise EmorefineError(f"Received: output={str(run.root)!r}; expected a new or empty folder, "
+                             "or a run directory to resume")
+    write_json(run.config, record)
+    return record
+
+
+def _alpha_of(config: RefineConfig, t: int) -> float | None:
+    if t == 0:
+        return None
+    if config.rule == "wdsl":
+        return config.alphas()[t]
+    return PEPR_ALPHA if config.rule == "pepr" else None
+
+
+def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int, k: int) -> None:
+    """Round ``t``'s label shards of fold ``k``: hard labels for round 0, else from round t−1's saved predictions."""
+    if run.labels_complete(t, manifest, k):
+        return
+    lo, hi = manifest.fold_segments(k)
+    table = manifest.segment_table()
+    if t == 0:
+        targets = np.eye(len(manifest.classes), dtype=np.float32)[table["label"][lo:hi]]
+    else:  # a run extended with more rounds: its former last round wrote no next labels
+        q = np.load(run.predictions_path(t - 1, k))
+        targets = refine_labels(config.rule, predictions=q, labels=table["label"][lo:hi],
+                                utterance_index=table["utterance"][lo:hi], alpha=config.alphas()[t])
+    run.write_labels(t, manifest, k, targets)
+
+
+def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int) -> dict[str, Any]:
+    """Utterance-level WA/UA and segment-level indicators of round ``t``; written to ``round.json``."""
+    start = time.perf_counter()
+    k_classes = len(manifest.classes)
+    q = run.load_predictions(t, manifest)
+    table = manifest.segment_table()
+    utts = manifest.utterances
+    feats = utterance_features(q, table["utterance"], len(utts))
+    forest = evaluate_forest(feats, np.array([u["label_index"] for u in utts]), np.array([u["fold"] for u in utts]),
+                             seed=config.seed, n_classes=k_classes)
+    entropy = -(q * np.log(np.clip(q, 1e-12, None))).sum(axis=1) / np.log(k_classes)
+    targets = run.load_targets(t, manifest)
+    drift = 0.0 if t == 0 else float(np.mean(targets.argmax(1) != run.load_targets(t - 1, manifest).argmax(1)))
+    folds = [run.fold_info(t, k) for k in range(manifest.n_folds)]
+    entry = {
+        "round": t,
+        "rule": "hard" if t == 0 else config.rule,
+        "alpha": _alpha_of(config, t),
+        "wa": forest.wa,
+        "ua": forest.ua,
+        "segment_accuracy": float(np.mean(q.argmax(axis=1) == table["label"])),
+        "ep_entropy": float(entropy.mean()),
+        "label_drift": drift,
+        "confusion": forest.confusion.tolist(),
+        "seconds": float(sum(f["seconds"] for f in folds) + time.perf_counter() - start),
+        "folds": folds,
+    }
+    write_json(run.round_report(t), entry)
+    return entry
+
+
+def refine(
+    records_dir: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    config: RefineConfig,
+    *,
+    verbose: int = 0,
+    log: Callable[[str], None] = print,
+    verify: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume, or confirm) a refine run; return the report (also in ``report.json``)."""
+    import keras
+    import tensorflow as tf
+
+    from emotion_refinery.training import train_fold
+
+    manifest = RecordsManifest.load(records_dir)
+    check_records(manifest, config, verify=verify)
+    run = RunDir(run_dir)
+    record = _prepare(run, manifest, config)
+    if not tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.enable_op_determinism()  # a resumed CPU run reproduces an uninterrupted one
+    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    tf.get_logger().setLevel("ERROR")  # a fresh model per fold retraces predict; that is expected
+
+    rounds = []
+    for t in range(config.rounds):
+        for k in range(manifest.n_folds):
+            _ensure_labels(run, manifest, config, t, k)
+        for k in range(manifest.n_folds):
+            if run.is_done(t, k):
+                continue
+            train_fold(manifest, run, config, t=t, k=k, verbose=verbose, log=log)
+        entry = (json.loads(run.round_report(t).read_text()) if run.round_report(t).is_file()
+                 else evaluate_round(run, manifest, config, t))
+        rounds.append(entry)
+        alpha = "" if entry["alpha"] is None else f", alpha {entry['alpha']:g}"
+        log(f"round {t} ({entry['rule']}{alpha}): "
+            f"WA {100 * entry['wa']:.2f} %, UA {100 * entry['ua']:.2f} %, "
+            f"segment accuracy {100 * entry['segment_accuracy']:.2f} %, EP entropy {entry['ep_entropy']:.3f}, "
+            f"label drift {100 * entry['label_drift']:.1f} %")
+        report = {
+            "classes": manifest.classes,
+            "protocol": {**manifest.data["folds"], "validation": "fold (k + 1) mod K stops training early",
+                         "utterance_classifier": "random forest on 8 EP statistics per class, same folds"},
+            "records": record["records"],
+            "config": config.to_dict(),
+            "rounds": rounds,
+        }
+        write_reports(run, report)
+    return report
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[RunDir, dict, RecordsManifest]:
+    """Open a run directory: its layout, its saved config record, and its records' manifest."""
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise EmorefineError(f"Received: run={str(run_dir)!r}; expected a folder made by `emorefine refine` "
+                             "(it has no config.json)")
+    record = json.loads(run.config.read_text())
+    return run, record, RecordsManifest.load(Path(record["records"]["path"]))
+
+
+def utterance_arrays(run_dir: str | os.PathLike, *, t: int, uid: str) -> dict[str, np.ndarray]:
+    """``targets`` (what round ``t`` trained on), ``predictions`` (round ``t``'s out-of-fold EP), ``label``."""
+    run, record, manifest = load_run(run_dir)
+    if not run.is_done(t, 0) and not run.predictions_path(t, 0).exists():
+        done = sorted(int(p.name.split("-")[1]) for p in (run.root / "rounds").glob("round-*"))
+        raise EmorefineError(f"Received: round={t}; this run has rounds {done}")
+    u = manifest.utterance(uid)
+    lo, hi = manifest.fold_segments(u["fold"])
+    start = u["first_segment"] - lo
+    q = np.load(run.predictions_path(t, u["fold"]))[start:start + u["segments"]]
+    targets = run.load_targets(t, manifest)[u["first_segment"]:u["first_segment"] + u["segments"]]
+    return {"targets": targets, "predictions": q, "label": np.int64(u["label_index"])}

@@ -1,0 +1,109 @@
+"""The layout of a refine run directory, and the label shards in it.
+
+::
+
+    RUN_DIR/
+      config.json                         the resolved settings + the records they ran on
+      rounds/round-00/labels/*.tfrecord   targets round 0 trained on (one per feature shard, same name)
+      rounds/round-00/models/fold-03.keras
+      rounds/round-00/predictions/fold-03.npy   out-of-fold predictions, (fold's segments, K) float32
+      rounds/round-00/done/fold-03.json   written last: this (round, fold) is complete
+      rounds/round-00/round.json          the round's utterance-level evaluation
+      logs/round-00/fold-03/              TensorBoard
+      report.json, report.md
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from emotion_refinery.manifest import RecordsManifest
+from tf_records.atomic import atomic_path, write_json
+from tf_records.schema import TargetSpec
+from tf_records.writer import ShardWriter
+
+__all__ = ["RunDir"]
+
+
+class RunDir:
+    """Paths and small I/O helpers of one run directory."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    config = property(lambda self: self.root / "config.json")
+    report_json = property(lambda self: self.root / "report.json")
+    report_md = property(lambda self: self.root / "report.md")
+
+    def round_dir(self, t: int) -> Path:
+        return self.root / "rounds" / f"round-{t:02d}"
+
+    def labels_dir(self, t: int) -> Path:
+        return self.round_dir(t) / "labels"
+
+    def model_path(self, t: int, k: int) -> Path:
+        return self.round_dir(t) / "models" / f"fold-{k:02d}.keras"
+
+    def predictions_path(self, t: int, k: int) -> Path:
+        return self.round_dir(t) / "predictions" / f"fold-{k:02d}.npy"
+
+    def done_path(self, t: int, k: int) -> Path:
+        return self.round_dir(t) / "done" / f"fold-{k:02d}.json"
+
+    def round_report(self, t: int) -> Path:
+        return self.round_dir(t) / "round.json"
+
+    def logs_dir(self, t: int, k: int) -> Path:
+        return self.root / "logs" / f"round-{t:02d}" / f"fold-{k:02d}"
+
+    def is_done(self, t: int, k: int) -> bool:
+        return self.done_path(t, k).is_file()
+
+    def fold_info(self, t: int, k: int) -> dict:
+        return json.loads(self.done_path(t, k).read_text())
+
+    # --- arrays ---------------------------------------------------------------------
+    def save_predictions(self, t: int, k: int, predictions: np.ndarray) -> None:
+        with atomic_path(self.predictions_path(t, k)) as tmp, open(tmp, "wb") as f:
+            np.save(f, predictions.astype(np.float32))
+
+    def load_predictions(self, t: int, manifest: RecordsManifest) -> np.ndarray:
+        """Round ``t``'s out-of-fold predictions of every segment, ``(n_segments, K)``, in global index order."""
+        return np.concatenate([np.load(self.predictions_path(t, k)) for k in range(manifest.n_folds)])
+
+    def write_labels(self, t: int, manifest: RecordsManifest, fold: int, targets: np.ndarray) -> None:
+        """Write fold ``fold``'s label shards of round ``t``: ``targets`` ``(fold's segments, K)`` in global order."""
+        spec = TargetSpec(len(manifest.classes))
+        start, _ = manifest.fold_segments(fold)
+        for shard in (s for s in manifest.shards if s["fold"] == fold):
+            path = self.labels_dir(t) / Path(shard["path"]).name
+            lo = shard["first_segment"] - start
+            with ShardWriter(path) as w:
+                for i in range(shard["segments"]):
+                    w.write(spec.encode(targets[lo + i], index=shard["first_segment"] + i))
+
+    def labels_complete(self, t: int, manifest: RecordsManifest, fold: int) -> bool:
+        return all((self.labels_dir(t) / Path(s["path"]).name).is_file() for s in manifest.shards if s["fold"] == fold)
+
+    def load_targets(self, t: int, manifest: RecordsManifest) -> np.ndarray:
+        """The targets round ``t`` trained on, ``(n_segments, K)`` float32, in global index order."""
+        from tf_records.reader import ordered_batches
+        from tf_records.schema import INDEX, TARGET
+
+        spec = TargetSpec(len(manifest.classes))
+        paths = [self.labels_dir(t) / Path(s["path"]).name for s in manifest.shards]
+        parts, order = [], []
+        for batch in ordered_batches(paths, spec.parse, batch_size=8192):
+            parts.append(batch[TARGET].numpy())
+            order.append(batch[INDEX].numpy())
+        targets = np.concatenate(parts)
+        if not np.array_equal(np.concatenate(order), np.arange(len(targets))):
+            raise ValueError(f"label shards of round {t} are out of order")
+        return targets
+
+    def write_done(self, t: int, k: int, info: dict) -> None:
+        write_json(self.done_path(t, k), info)
