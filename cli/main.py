@@ -8,7 +8,7 @@ import click
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
 
-from cli import records
+from cli import records, refine
 from emotion_refinery import __version__
 
 
@@ -22,6 +22,7 @@ def main() -> None:
       emorefine build-records CORPUS_DIR -o records/
       emorefine inspect records/
       emorefine verify records/
+      emorefine refine records/ -o runs/first --rounds 5
     """
 
 
@@ -29,3 +30,4 @@ main.add_command(records.build_records)
 main.add_command(records.inspect)
 main.add_command(records.verify)
 main.add_command(records.synth_corpus)
+main.add_command(refine.refine)

@@ -98,19 +98,27 @@ def _print_summary(s: dict) -> None:
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @options.as_json
 @click.option("--utterance", "utterance_id", default=None, help="An utterance id (with --dump).")
+@click.option("--round", "round_", type=click.IntRange(min=0), default=None,
+              help="A round of a run directory (with --utterance and --dump).")
 @click.option("--dump", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the utterance's stored segments to this .npy file (float32, n_segments x 32 x n_mels).")
-def inspect(path, as_json, utterance_id, dump):
-    """Summarise a records folder, or dump one utterance's segments."""
+              help="Records: the utterance's stored segments to FILE.npy (float32, n_segments x 32 x n_mels). "
+                   "Run: its targets, predictions and label in round --round to FILE.npz.")
+def inspect(path, as_json, utterance_id, round_, dump):
+    """Summarise a records folder or a run directory, or dump one utterance."""
+    import numpy as np
+
     from emotion_refinery.manifest import RecordsManifest
 
     if bool(utterance_id) != bool(dump):
         raise click.BadParameter("--utterance and --dump go together", param_hint="'--dump'")
+    is_run = (Path(path) / "config.json").is_file()
+    if round_ is not None and not is_run:
+        raise click.BadParameter(f"--round is for run directories; {path!r} holds records", param_hint="'--round'")
     try:
+        if is_run:
+            return _inspect_run(path, as_json, utterance_id, round_, dump)
         m = RecordsManifest.load(path)
         if dump:
-            import numpy as np
-
             segments = m.read_utterance(utterance_id)
             np.save(dump, segments)
             click.echo(f"Wrote {dump}: {segments.shape[0]} segments x {segments.shape[1]} x {segments.shape[2]} "
@@ -124,6 +132,32 @@ def inspect(path, as_json, utterance_id, dump):
     else:
         click.echo(f"Records {path}")
         _print_summary(s)
+
+
+def _inspect_run(path, as_json, utterance_id, round_, dump):
+    import numpy as np
+
+    from emotion_refinery.refinery import utterance_arrays
+
+    if dump:
+        if round_ is None:
+            raise click.BadParameter("a run directory needs --round R with --dump", param_hint="'--round'")
+        arrays = utterance_arrays(path, t=round_, uid=utterance_id)
+        with open(dump, "wb") as f:
+            np.savez(f, **arrays)
+        click.echo(f"Wrote {dump}: targets and predictions {arrays['predictions'].shape} of {utterance_id}, "
+                   f"round {round_}, label {int(arrays['label'])}")
+        return
+    report_path = Path(path) / "report.json"
+    if not report_path.is_file():
+        _fail(f"{path} has no report.json yet (no round has finished)", 2)
+    report = json.loads(report_path.read_text())
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    from emotion_refinery.report import markdown
+
+    click.echo(markdown(report))
 
 
 @click.command()

@@ -95,17 +95,18 @@ def evaluation_dataset(manifest: RecordsManifest, *, folds: Sequence[int], label
     (y the round's targets), e.g. as validation data.
     """
     spec = manifest.spec
+    batches = -(-count_segments(manifest, folds) // batch_size)
     if labels_dir is None:
         paths = [str(manifest.shard_path(s)) for s in manifest.shards if s["fold"] in set(folds)]
         ds = tf.data.TFRecordDataset(paths).batch(batch_size)
-        return ds.map(lambda r: spec.parse(r)[SEGMENT][..., tf.newaxis], num_parallel_calls=tf.data.AUTOTUNE,
-                      deterministic=True).prefetch(tf.data.AUTOTUNE)
-    pairs = shard_pairs(manifest, labels_dir, folds)
-    f, l = map(list, zip(*pairs))
-    ds = tf.data.Dataset.zip((tf.data.TFRecordDataset(f), tf.data.TFRecordDataset(l))).batch(batch_size)
-    ds = ds.map(_parse_pair(spec, TargetSpec(len(manifest.classes))), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
-    return ds.map(_to_model_input).prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(lambda r: spec.parse(r)[SEGMENT][..., tf.newaxis], num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
+    else:
+        f, l = map(list, zip(*shard_pairs(manifest, labels_dir, folds)))
+        ds = tf.data.Dataset.zip((tf.data.TFRecordDataset(f), tf.data.TFRecordDataset(l))).batch(batch_size)
+        ds = ds.map(_parse_pair(spec, TargetSpec(len(manifest.classes))), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True).map(_to_model_input)
+    return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
 
 
 def stored_labels_one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:

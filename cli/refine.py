@@ -1,0 +1,72 @@
+"""The refine command: k-fold training and label refinery over records."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cli import options
+from emotion_refinery.errors import EmorefineError
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@click.command()
+@click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Run directory to create (or resume).")
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help="Generations: round 0 on the utterance labels plus N-1 refinements.  [default: 5]")
+@click.option("--backbone", default=None,
+              help="vgg19, mobilenetv2, densenet121, densenet22, efficientnetb0 or small.  [default: efficientnetb0]")
+@click.option("--rule", default=None, help="Label update rule: hard, bdsl, wdsl, pepr, gsl or dhl.  [default: wdsl]")
+@click.option("--alpha", default=None,
+              help="wdsl weight of the utterance label, in [0, 1], or a schedule 'start:end' over the "
+                   "refinement rounds.  [default: 0.2]")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs per fold.  [default: preset's]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: 128]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam learning rate.  [default: 0.001]")
+@click.option("--decay-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning-rate factor every --decay-epochs.  [default: 0.8]")
+@click.option("--decay-epochs", type=click.IntRange(min=1), default=None, help="[default: 2]")
+@click.option("--patience", type=click.IntRange(min=0), default=None, help="Early-stopping patience.  [default: 3]")
+@click.option("--bn-momentum", type=float, default=None,
+              help="BatchNormalization momentum of every layer.  [default: 0.99; 0.9 with --preset fast]")
+@click.option("--preset", type=click.Choice(("emodb", "casia", "savee", "fast")), default=None,
+              help="Epochs and BN momentum of a corpus protocol (emodb 12, casia 20, savee 8, fast 6).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YAML, TOML or JSON file whose keys mirror these flags; flags override it.")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--cache", type=click.Choice(("memory", "none")), default=None,
+              help="Keep parsed segments in memory after the first epoch.  [default: memory]")
+@click.option("--mixed-precision/--no-mixed-precision", default=None, help="float16 compute (for GPUs).")
+@click.option("--jit-compile/--no-jit-compile", default=None, help="XLA-compile the training step (for GPUs).")
+@options.quiet
+def refine(records_dir, output, config_file, quiet, **flags):
+    """Train on RECORDS_DIR with utterance-level k-fold CV and refine the segment labels round by round.
+
+    Running the same command again resumes an interrupted run; on a finished run it only
+    prints the report. Prints one line per (round, fold) and the WA/UA of every round.
+    """
+    from emotion_refinery.refine_config import resolve_config
+
+    try:
+        config = resolve_config(config_file=config_file, **flags)
+    except EmorefineError as e:
+        raise click.UsageError(str(e)) from None
+    from emotion_refinery.refinery import refine as run_refine
+
+    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
+    try:
+        report = run_refine(records_dir, output, config, verbose=verbose, log=click.echo)
+    except EmorefineError as e:
+        _fail(str(e), 2)
+    click.echo(f"Report: {output}/report.md")
+    from emotion_refinery.report import markdown
+
+    table = [line for line in markdown(report).splitlines() if line.startswith("|")]
+    click.echo("\n".join(table[: 2 + len(report["rounds"])]))
