@@ -20,8 +20,10 @@ test: install
 demo: install
 	rm -rf demo
 	$(BIN)/emorefine synth-corpus demo/corpus
-	$(BIN)/emorefine build-records demo/corpus --manifest demo/corpus/manifest.csv -o demo/records --preset fast
+	$(BIN)/emorefine build-records demo/corpus --manifest demo/corpus/manifest.csv -o demo/records --preset fast --folds 4
 	$(BIN)/emorefine verify demo/records
+	$(BIN)/emorefine refine demo/records -o demo/run --backbone small --preset fast --rounds 3 --quiet
+	cat demo/run/report.md
 
 clean:
 	rm -rf demo bench-out build *.egg-info

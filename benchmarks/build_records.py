@@ -14,21 +14,17 @@ Results are appended to BENCHMARKS.md between markers.
 from __future__ import annotations
 
 import argparse
-import datetime
-import glob
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "emodb" / "wav"
+from _common import EMODB as DEFAULT_CORPUS
+from _common import REPO, machine, write_section
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
 
 BARE = r"""
@@ -103,30 +99,17 @@ def main() -> None:
         ("target: 1.2 x (bare 1-process + TF import)", f"{budget:.2f} s -> {'met' if build_s <= budget else 'MISSED'}"),
         ("emorefine verify (CRC + parse + sha256)", f"{verify_s:.2f} s"),
     ]
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    section = "\n".join([
-        "<!-- build-records:start -->",
+    body = "\n".join([
         "## build-records on Emo-DB",
         "",
-        f"Measured {datetime.date.today()} on {len(os.sched_getaffinity(0))} cores ({cpu}), "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}, "
-        f"with `python benchmarks/build_records.py --workers {args.workers}`.",
+        f"Measured {machine()}, with `python benchmarks/build_records.py --workers {args.workers}`.",
         "",
         "| measure | value |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in rows],
-        "<!-- build-records:end -->",
     ])
-    print(section)
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by the scripts in `benchmarks/`.\n"
-    if "<!-- build-records:start -->" in text:
-        head, rest = text.split("<!-- build-records:start -->", 1)
-        text = head + section + rest.split("<!-- build-records:end -->", 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
+    print(body)
+    write_section("build-records", body)
 
 
 if __name__ == "__main__":

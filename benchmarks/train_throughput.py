@@ -1,0 +1,128 @@
+"""Training throughput: each backbone fed from the records vs from in-memory arrays.
+
+For every backbone the same compiled model trains alternately on (a) the refine input
+pipeline (feature shards zipped with label shards, parsed, cached in memory, shuffled,
+batched, prefetched) and (b) numpy arrays holding the same segments and targets, for
+STEPS steps each after a warm-up, twice; the best of each is reported with the gap.
+The input pipeline alone is timed too, from disk (first epoch) and from its cache.
+
+    python benchmarks/train_throughput.py [RECORDS_DIR] [--backbones small,mobilenetv2,...] [--steps 30]
+
+RECORDS_DIR defaults to bench-out/records-emodb-fast (built from ../shared/corpora/emodb
+with --preset fast if missing). Results go to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _common import EMODB, REPO, machine, write_section  # noqa: E402
+
+BATCH = 128
+
+
+def ensure_records(path) -> None:
+    if not (path / "manifest.json").exists():
+        subprocess.run([sys.executable, "-m", "cli", "build-records", str(EMODB), "-o", str(path), "--preset", "fast",
+                        "-q"], check=True, cwd=REPO)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("records", nargs="?", default=str(REPO / "bench-out" / "records-emodb-fast"))
+    parser.add_argument("--backbones", default="small,densenet22,mobilenetv2,efficientnetb0,vgg19,densenet121")
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+    from pathlib import Path
+
+    records = Path(args.records)
+    ensure_records(records)
+
+    import keras
+    import numpy as np
+
+    from emotion_refinery.backbones import build_model
+    from emotion_refinery.datasets import count_segments, training_dataset
+    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.refine_config import RefineConfig
+    from emotion_refinery.refinery import _ensure_labels
+    from emotion_refinery.run_dir import RunDir
+    from emotion_refinery.training import split_folds
+
+    m = RecordsManifest.load(records)
+    run = RunDir(REPO / "bench-out" / "throughput-run")
+    for k in range(m.n_folds):
+        _ensure_labels(run, m, RefineConfig(), 0, k)
+    train_folds, _ = split_folds(m.n_folds, 0)
+    n = count_segments(m, train_folds)
+
+    # The input pipeline alone: first epoch reads and parses the shards, later ones come from the cache.
+    ds = training_dataset(m, labels_dir=run.labels_dir(0), folds=train_folds, batch_size=BATCH, seed=0)
+    pipeline = []
+    for _ in range(3):
+        start = time.perf_counter()
+        count = sum(int(x.shape[0]) for x, _ in ds)
+        pipeline.append(count / (time.perf_counter() - start))
+    xs, ys = [], []
+    for x, y in ds:
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    x_mem, y_mem = np.concatenate(xs), np.concatenate(ys)
+
+    rows = []
+    for name in args.backbones.split(","):
+        keras.utils.set_random_seed(0)
+        f = m.features
+        model = build_model(name, input_shape=(f.segment_frames, f.n_mels, 1), n_classes=len(m.classes))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+        records_ds = training_dataset(m, labels_dir=run.labels_dir(0), folds=train_folds, batch_size=BATCH,
+                                      seed=0, repeat=True)
+        for _ in records_ds.take(-(-n // BATCH)):  # fill the cache before timing
+            pass
+        model.fit(records_ds, steps_per_epoch=5, epochs=1, verbose=0)
+        model.fit(x_mem, y_mem, batch_size=BATCH, steps_per_epoch=5, epochs=1, verbose=0)
+        best = {"records": 0.0, "arrays": 0.0}
+        for _ in range(2):
+            for source in ("records", "arrays"):
+                start = time.perf_counter()
+                if source == "records":
+                    model.fit(records_ds, steps_per_epoch=args.steps, epochs=1, verbose=0)
+                else:
+                    model.fit(x_mem, y_mem, batch_size=BATCH, steps_per_epoch=args.steps, epochs=1, verbose=0,
+                              shuffle=True)
+                best[source] = max(best[source], args.steps * BATCH / (time.perf_counter() - start))
+        gap = 1 - best["records"] / best["arrays"]
+        rows.append((name, best["records"], best["arrays"], gap))
+        print(f"{name}: records {best['records']:.0f} seg/s, arrays {best['arrays']:.0f} seg/s, gap {100 * gap:+.1f} %",
+              flush=True)
+
+    body = "\n".join([
+        "## Training throughput: records vs in-memory arrays",
+        "",
+        f"Measured {machine()}, CPU only, with `python benchmarks/train_throughput.py --steps {args.steps}` on "
+        f"`{records.name}` ({n:,} training segments of fold 0's split, batch {BATCH}; best of 2 runs of "
+        f"{args.steps} steps each, after warm-up; the same model alternates between the two sources).",
+        "",
+        f"Input pipeline alone (shards → parse → cache → shuffle → batch): "
+        f"{pipeline[0]:,.0f} segments/s in the first epoch (from disk), {max(pipeline[1:]):,.0f} segments/s "
+        "from the in-memory cache. Target ≥ 30,000 segments/s.",
+        "",
+        "| backbone | from records (seg/s) | from arrays (seg/s) | gap |",
+        "|---|---:|---:|---:|",
+        *[f"| {name} | {r:,.0f} | {a:,.0f} | {100 * g:+.1f} % |" for name, r, a, g in rows],
+        "",
+        "Gap = 1 − records/arrays; target ≤ 5 %. A negative gap means the records were faster.",
+    ])
+    print(body)
+    write_section("train-throughput", body)
+
+
+if __name__ == "__main__":
+    main()
