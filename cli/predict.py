@@ -1,0 +1,103 @@
+"""Commands that use a finished run: predict and export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import click
+
+from emotion_refinery.errors import EmorefineError
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("audio", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the results here instead of to standard output.")
+@click.option("--round", "round_", type=click.IntRange(min=0), default=None,
+              help="Round whose models to use.  [default: the best round by UA]")
+@click.option("--format", "fmt", type=click.Choice(("json", "csv")), default="json", show_default=True,
+              help="json: one object per file; csv: one row per segment plus one 'utterance' row per file.")
+def predict(run_dir, audio, output, round_, fmt):
+    """Emotion profile and utterance decision for each AUDIO file, with RUN_DIR's models.
+
+    Files that cannot be used are reported with their reason; the others are still
+    predicted. Exit status 1 only when no file could be predicted.
+    """
+    from emotion_refinery.inference import Predictor
+
+    try:
+        predictor = Predictor(run_dir, t=round_)
+    except EmorefineError as e:
+        _fail(str(e), 2)
+    results = [predictor.predict(path) for path in audio]
+    classes = predictor.classes
+    if fmt == "json":
+        text = json.dumps([_as_json(r, classes, predictor.t) for r in results], indent=1) + "\n"
+    else:
+        text = _as_csv(results, classes)
+    if output:
+        with open(output, "w") as f:
+            f.write(text)
+    else:
+        click.echo(text, nl=False)
+    for r in results:
+        if r.error:
+            click.echo(f"skipped {r.path}: {r.error}", err=True)
+        else:
+            click.echo(f"{r.path}: {r.label} ({100 * r.probabilities.max():.0f} %), {len(r.profile)} segments",
+                       err=True)
+    if all(r.error for r in results):
+        _fail("no file could be predicted", 1)
+
+
+def _as_json(r, classes, t) -> dict:
+    if r.error:
+        return {"path": r.path, "ok": False, "error": r.error}
+    return {
+        "path": r.path, "ok": True, "round": t, "label": r.label,
+        "probabilities": {c: round(float(p), 6) for c, p in zip(classes, r.probabilities)},
+        "classes": classes,
+        "segments": len(r.profile),
+        "profile": {"start_seconds": [round(float(s), 4) for s in r.start_seconds],
+                    "probabilities": [[round(float(p), 6) for p in row] for row in r.profile]},
+    }
+
+
+def _as_csv(results, classes) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "segment", "start_seconds", *classes, "label", "error"])
+    for r in results:
+        if r.error:
+            w.writerow([r.path, "", "", *[""] * len(classes), "", r.error])
+            continue
+        for j, (start, row) in enumerate(zip(r.start_seconds, r.profile)):
+            w.writerow([r.path, j, f"{start:.3f}", *[f"{p:.6f}" for p in row], classes[int(row.argmax())], ""])
+        w.writerow([r.path, "utterance", "", *[f"{p:.6f}" for p in r.probabilities], r.label, ""])
+    return buf.getvalue()
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--round", "round_", type=click.IntRange(min=0), default=None,
+              help="Round to export.  [default: the best round by UA]")
+@click.option("--format", "fmt", type=click.Choice(("keras", "savedmodel")), default="keras", show_default=True)
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="Folder to write into.  [default: RUN_DIR/export]")
+def export(run_dir, round_, fmt, output):
+    """Export a round's fold ensemble as one self-contained model plus a JSON sidecar."""
+    from emotion_refinery.export import export_round
+
+    try:
+        model, sidecar = export_round(run_dir, t=round_, fmt=fmt, out_dir=output)
+    except EmorefineError as e:
+        _fail(str(e), 2)
+    click.echo(f"Wrote {model} and {sidecar}")

@@ -1,0 +1,187 @@
+"""Using a finished run: ensemble models, streamed emotion profiles of new audio, utterance decisions.
+
+A round's K fold models form an ensemble (their probabilities averaged). New audio is
+decoded and turned into log-Mel frames block by block (soundfile blocks → soxr stream →
+frames), and segments are classified as the frames arrive, so memory stays bounded for
+long recordings. The utterance decision comes from a random forest on the emotion-profile
+statistics of the run's utterances in that round, rebuilt from the stored out-of-fold
+predictions (seeded, so the same every time) — nothing executable is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+from emotion_refinery.audio import to_mono
+from emotion_refinery.config import FeatureConfig
+from emotion_refinery.errors import AudioError, EmorefineError
+from emotion_refinery.features import log_mel, segment
+from emotion_refinery.refinery import load_run
+from emotion_refinery.utterance import ep_statistics, utterance_features
+
+__all__ = ["Predictor", "Prediction", "best_round", "ensemble_model", "stream_frames"]
+
+
+def best_round(run_dir: str | os.PathLike) -> int:
+    """The round with the best UA in ``report.json`` (ties: better WA, then the earlier round)."""
+    path = Path(run_dir) / "report.json"
+    if not path.is_file():
+        raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json (no round has finished)")
+    rounds = json.loads(path.read_text())["rounds"]
+    return max(rounds, key=lambda r: (r["ua"], r["wa"], -r["round"]))["round"]
+
+
+def _check_round(run, manifest, t: int) -> None:
+    missing = [k for k in range(manifest.n_folds) if not run.is_done(t, k)]
+    if missing:
+        done = sorted({int(p.parent.parent.name.split("-")[1]) for p in run.root.glob("rounds/*/done/*.json")})
+        raise EmorefineError(f"Received: round={t}; its folds {missing} are not finished "
+                             f"(rounds with finished folds: {done})")
+
+
+def ensemble_model(run_dir: str | os.PathLike, t: int):
+    """One Keras model averaging round ``t``'s fold models: ``(batch, frames, n_mels, 1)`` → ``(batch, K)``."""
+    import keras
+
+    run, _, manifest = load_run(run_dir)
+    _check_round(run, manifest, t)
+    models = []
+    for k in range(manifest.n_folds):
+        model = keras.models.load_model(run.model_path(t, k))  # safe_mode: no arbitrary code on load
+        model.name = f"fold_{k:02d}"
+        models.append(model)
+    f = manifest.features
+    inputs = keras.Input((f.segment_frames, f.n_mels, 1), name="segments")
+    outputs = keras.layers.Average(name="ensemble")([m(inputs) for m in models])
+    return keras.Model(inputs, outputs, name=f"emorefine_round_{t:02d}")
+
+
+def stream_frames(path: str | os.PathLike, config: FeatureConfig, *, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """Log-Mel frames of an audio file, block by block: yields ``(n, n_mels)`` float32 arrays.
+
+    Concatenated, the blocks equal ``log_mel`` of the whole (resampled, mono) signal.
+
+    Raises:
+        AudioError: the file cannot be decoded, is empty, or holds NaN or infinite samples.
+    """
+    try:
+        sf = soundfile.SoundFile(os.fspath(path))
+    except Exception as e:  # libsndfile reports every failure as a generic error
+        raise AudioError(f"cannot decode audio: {e}") from e
+    with sf:
+        if sf.frames == 0:
+            raise AudioError("empty audio: the file holds no samples")
+        stream = None if sf.samplerate == config.sr else soxr.ResampleStream(sf.samplerate, config.sr, 1,
+                                                                             dtype="float32", quality="HQ")
+        pending = np.zeros(0, dtype=np.float32)
+        blocksize = max(int(block_seconds * sf.samplerate), config.win_length)
+        blocks = sf.blocks(blocksize=blocksize, dtype="float32", always_2d=True)
+        done = False
+        while not done:
+            try:
+                block = next(blocks)
+            except StopIteration:
+                block, done = np.zeros((0, sf.channels), np.float32), True
+            except Exception as e:
+                raise AudioError(f"cannot decode audio: {e}") from e
+            if not np.isfinite(block).all():
+                raise AudioError("the audio holds NaN or infinite samples")
+            y = to_mono(block)
+            if stream is not None:
+                y = stream.resample_chunk(y, last=done)
+            pending = np.concatenate([pending, y])
+            n = config.n_frames(len(pending))
+            if n:
+                yield log_mel(pending[: (n - 1) * config.hop_length + config.win_length], sr=config.sr,
+                              n_fft=config.n_fft, win_length=config.win_length, hop_length=config.hop_length,
+                              window=config.window, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax,
+                              htk=config.htk, amin=config.amin).astype(config.dtype).astype(np.float32)
+                pending = pending[n * config.hop_length:]
+
+
+@dataclasses.dataclass
+class Prediction:
+    """The result for one file: its emotion profile and utterance decision, or the reason it failed."""
+
+    path: str
+    error: str | None = None
+    start_seconds: np.ndarray | None = None  # (n_segments,)
+    profile: np.ndarray | None = None  # (n_segments, K)
+    probabilities: np.ndarray | None = None  # (K,) utterance-level
+    label: str | None = None
+
+
+class Predictor:
+    """Round ``t``'s ensemble plus the utterance forest, ready for new audio.
+
+    Args:
+        run_dir: a finished (or partly finished) run directory.
+        t: the round; default: the best round by UA in ``report.json``.
+        batch_size: segments per model call.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, t: int | None = None, batch_size: int = 1024):
+        from sklearn.ensemble import RandomForestClassifier
+
+        self.run, record, self.manifest = load_run(run_dir)
+        self.t = best_round(run_dir) if t is None else t
+        self.model = ensemble_model(run_dir, self.t)
+        self.features = self.manifest.features
+        self.classes = self.manifest.classes
+        self.batch_size = batch_size
+        # The forest of the report's evaluation, refit on every utterance of the run (same seed).
+        q = self.run.load_predictions(self.t, self.manifest)
+        table = self.manifest.segment_table()
+        x = utterance_features(q, table["utterance"], len(self.manifest.utterances))
+        y = np.array([u["label_index"] for u in self.manifest.utterances])
+        self.forest = RandomForestClassifier(random_state=record["config"]["seed"], n_jobs=1).fit(x, y)
+
+    def _classify(self, segments: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(segments), self.batch_size):
+            batch = np.ascontiguousarray(segments[i:i + self.batch_size], dtype=np.float32)[..., None]
+            out.append(np.asarray(self.model.predict_on_batch(batch), dtype=np.float32))
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def profile(self, path: str | os.PathLike) -> np.ndarray:
+        """Emotion profile of one file, ``(n_segments, K)``; classifies segments as frames stream in."""
+        f = self.features
+        rows, buffer, buffer_start, next_start = [], np.zeros((0, f.n_mels), np.float32), 0, 0
+        for frames in stream_frames(path, f):
+            buffer = np.concatenate([buffer, frames])
+            available = buffer_start + len(buffer) - next_start  # frames from the next segment's start
+            if available >= f.segment_frames:
+                segs = segment(buffer[next_start - buffer_start:], segment_frames=f.segment_frames,
+                               segment_hop=f.segment_hop)
+                rows.append(self._classify(segs))
+                next_start += len(segs) * f.segment_hop
+                drop = next_start - buffer_start
+                buffer, buffer_start = buffer[drop:], next_start
+        if not rows:
+            raise AudioError(f"too short: one segment needs {f.segment_seconds:.3f} s")
+        return np.concatenate(rows)
+
+    def predict(self, path: str | os.PathLike) -> Prediction:
+        """Profile and utterance decision for ``path``; a failure is returned, not raised."""
+        try:
+            ep = self.profile(path)
+        except AudioError as e:
+            return Prediction(str(path), error=str(e))
+        f = self.features
+        proba = np.zeros(len(self.classes))
+        proba[self.forest.classes_] = self.forest.predict_proba(ep_statistics(ep)[None])[0]
+        return Prediction(
+            str(path),
+            start_seconds=np.arange(len(ep)) * f.segment_hop * f.hop_length / f.sr,
+            profile=ep,
+            probabilities=proba,
+            label=self.classes[int(np.argmax(proba))],
+        )

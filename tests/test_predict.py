@@ -1,0 +1,146 @@
+"""predict and export on a tiny finished run."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+
+from cli.main import main
+from emotion_refinery import features as F
+from emotion_refinery.audio import load
+from emotion_refinery.config import FeatureConfig
+from emotion_refinery.export import export_round
+from emotion_refinery.inference import Predictor, best_round, stream_frames
+from emotion_refinery.records import build_records
+from emotion_refinery.refine_config import resolve_config
+from emotion_refinery.refinery import refine
+from tests.conftest import SR, tone, write_wav
+
+HOP = 8
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from emotion_refinery.synthetic import make_corpus
+
+    root = tmp_path_factory.mktemp("predict")
+    manifest = make_corpus(root / "corpus", per_class=3, seed=5)
+    build_records(root / "corpus", root / "records", manifest=manifest, features=FeatureConfig(segment_hop=HOP),
+                  n_folds=3, workers=1)
+    config = resolve_config(preset="fast", backbone="small", rounds=2, epochs=1, batch_size=64)
+    refine(root / "records", root / "run", config, verbose=0, log=lambda s: None, verify=False)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def predictor(run_dir):
+    return Predictor(run_dir, t=1)
+
+
+def test_streamed_frames_equal_whole_file_frames(tmp_path):
+    y = (tone(440, 2.0) + 0.05 * np.random.default_rng(0).standard_normal(2 * SR)).astype(np.float32)
+    path = write_wav(tmp_path / "a.wav", y)
+    config = FeatureConfig(segment_hop=HOP, dtype="float32")
+    streamed = np.concatenate(list(stream_frames(path, config, block_seconds=0.37)))
+    np.testing.assert_allclose(streamed, F.log_mel(load(path)), atol=1e-4)
+    resampled = write_wav(tmp_path / "b.wav", np.stack([tone(440, 2.0, sr=44100)] * 2, axis=1), sr=44100)
+    streamed = np.concatenate(list(stream_frames(resampled, config, block_seconds=0.5)))
+    whole = F.log_mel(load(resampled))
+    assert abs(len(streamed) - len(whole)) <= 1
+    n = min(len(streamed), len(whole))
+    # soxr's stream and one-shot resampling differ by rounding only; compare where the tone has energy.
+    band = np.argmax(whole.mean(axis=0))
+    np.testing.assert_allclose(streamed[:n, band], whole[:n, band], atol=0.05)
+
+
+@pytest.mark.parametrize("sr, channels, subtype", [(16000, 1, "PCM_16"), (44100, 2, "PCM_16"), (8000, 1, "PCM_U8"),
+                                                   (48000, 2, "FLOAT")])
+def test_profile_shape_rows_and_times(predictor, tmp_path, sr, channels, subtype):
+    seconds = 1.3
+    y = tone(300, seconds, sr=sr)
+    path = write_wav(tmp_path / "x.wav", np.stack([y] * channels, axis=1) if channels == 2 else y, sr=sr,
+                     subtype=subtype)
+    result = predictor.predict(path)
+    assert result.error is None
+    config = predictor.features
+    n = config.n_segments(config.n_frames(len(load(path))))
+    assert result.profile.shape == (n, len(predictor.classes))
+    np.testing.assert_allclose(result.profile.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(result.start_seconds, np.arange(n) * HOP * 0.01)
+    assert result.probabilities.shape == (len(predictor.classes),)
+    assert result.label == predictor.classes[int(np.argmax(result.probabilities))]
+
+
+def test_profile_equals_ensemble_on_stored_features(predictor, run_dir):
+    """The streamed profile of a corpus file equals the fold models' mean on its stored segments."""
+    from emotion_refinery.refinery import load_run
+
+    run, _, manifest = load_run(run_dir)
+    u = manifest.utterances[0]
+    stored = manifest.read_utterance(u["id"])[..., None]
+    models = [keras.models.load_model(run.model_path(1, k)) for k in range(manifest.n_folds)]
+    expected = np.mean([m.predict(stored, verbose=0) for m in models], axis=0)
+    np.testing.assert_allclose(predictor.profile(u["path"]), expected, atol=1e-5)
+
+
+def test_cli_reports_bad_files_and_predicts_the_rest(run_dir, tmp_path):
+    good = write_wav(tmp_path / "good.wav", tone(500, 1.0))
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    short = write_wav(tmp_path / "short.wav", tone(500, 0.2))
+    runner = CliRunner()
+    result = runner.invoke(main, ["predict", str(run_dir), good, str(tmp_path / "bad.wav"), short, "-o",
+                                  str(tmp_path / "out.json")])
+    assert result.exit_code == 0, result.output
+    out = {r["path"]: r for r in json.loads((tmp_path / "out.json").read_text())}
+    assert out[good]["ok"] and len(out[good]["profile"]["probabilities"]) == out[good]["segments"]
+    assert "cannot decode" in out[str(tmp_path / "bad.wav")]["error"]
+    assert "too short" in out[short]["error"]
+    csv_result = runner.invoke(main, ["predict", str(run_dir), good, "--format", "csv", "--round", "0"])
+    rows = [line.split(",") for line in csv_result.stdout.strip().splitlines()]
+    assert rows[0][:3] == ["path", "segment", "start_seconds"] and rows[-1][1] == "utterance"
+    assert len(rows) == 2 + out[good]["segments"]
+    none = runner.invoke(main, ["predict", str(run_dir), str(tmp_path / "bad.wav")])
+    assert none.exit_code == 1 and "no file could be predicted" in none.output
+
+
+def test_unknown_round_is_refused(run_dir):
+    result = CliRunner().invoke(main, ["predict", str(run_dir), "x.wav", "--round", "7"])
+    assert result.exit_code == 2 and "round=7" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel"])
+def test_export_reloads_to_the_same_probabilities(run_dir, tmp_path, fmt):
+    from emotion_refinery.refinery import load_run
+
+    run, _, manifest = load_run(run_dir)
+    path, sidecar = export_round(run_dir, t=1, fmt=fmt, out_dir=tmp_path)
+    meta = json.loads(sidecar.read_text())
+    assert meta["classes"] == manifest.classes and meta["features"]["segment_hop"] == HOP
+    x = manifest.read_utterance(manifest.utterances[1]["id"])[..., None]
+    models = [keras.models.load_model(run.model_path(1, k)) for k in range(manifest.n_folds)]
+    expected = np.mean([m.predict(x, verbose=0) for m in models], axis=0)
+    if fmt == "keras":
+        got = keras.models.load_model(path, safe_mode=True).predict(x, verbose=0)
+    else:
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))  # keep a reference: its variables die with it
+        got = loaded.serve(tf.constant(x)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_best_round_is_the_best_ua(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    assert best_round(run_dir) == max(report["rounds"], key=lambda r: (r["ua"], r["wa"], -r["round"]))["round"]
+
+
+def test_nan_audio_is_reported(predictor, tmp_path):
+    y = tone(300, 1.0)
+    y[10] = np.nan
+    soundfile.write(tmp_path / "nan.wav", y, SR, subtype="FLOAT")
+    assert "NaN" in predictor.predict(tmp_path / "nan.wav").error
