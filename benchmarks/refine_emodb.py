@@ -54,15 +54,18 @@ def main() -> None:
         f"{manifest['folds']['protocol']}, fold k+1 for early stopping; settings as `report.json` `config`: "
         f"{json.dumps({k: v for k, v in next(iter(reports.values()))['config'].items() if k not in ('rule',)})}.",
         "",
-        "| rule | round | WA (%) | UA (%) | segment acc. (%) | EP entropy | label drift (%) | wall time (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| rule | round | WA (%) | UA (%) | segment acc. (%) | EP entropy | label drift (%) | wall time (s) "
+        "| mean epochs | out-of-fold step / training |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rule, report in reports.items():
         for r in report["rounds"]:
             alpha = "" if r["alpha"] is None else f" α={r['alpha']:g}"
+            epochs = sum(f["epochs"] for f in r["folds"]) / len(r["folds"])
+            oof = sum(f["oof_seconds"] for f in r["folds"]) / sum(f["seconds"] - f["oof_seconds"] for f in r["folds"])
             lines.append(f"| {r['rule']}{alpha} | {r['round']} | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | "
                          f"{100 * r['segment_accuracy']:.2f} | {r['ep_entropy']:.3f} | {100 * r['label_drift']:.1f} | "
-                         f"{r['seconds']:.0f} |")
+                         f"{r['seconds']:.0f} | {epochs:.1f} | {100 * oof:.1f} % |")
     lines += ["", "The papers' Emo-DB rows (full segment hop 1, GPU, WA / UA %):", "",
               "| model | rules | WA / UA (%) |", "|---|---|---|", *PAPERS]
     body = "\n".join(lines)

@@ -292,7 +292,8 @@ def build_model(
     # axis=2: one mean/variance per Mel band, broadcast over frames and the channel.
     x = keras.layers.Normalization(axis=2, mean=mean, variance=variance, name="band_normalization")(inputs)
     x = entry.build(shape)(x)
-    outputs = keras.layers.Dense(int(n_classes), activation="softmax", name="predictions")(x)
+    # float32 output even under a mixed-precision policy: softmax and the loss need the range.
+    outputs = keras.layers.Dense(int(n_classes), activation="softmax", name="predictions", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=name)
     set_batch_norm_momentum(model, bn_momentum)
     return model
