@@ -9,6 +9,7 @@ import click
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
 
 from cli import predict, records, refine
+from cli import report
 from emotion_refinery import __version__
 
 
@@ -31,5 +32,6 @@ main.add_command(records.inspect)
 main.add_command(records.verify)
 main.add_command(records.synth_corpus)
 main.add_command(refine.refine)
+main.add_command(report.report)
 main.add_command(predict.predict)
 main.add_command(predict.export)

@@ -1,13 +1,29 @@
-"""report.json (machine-readable) and report.md (a table like the papers') of a refine run."""
+"""report.json (machine-readable) and report.md (a table like the papers') of a refine run, and its plots.
+
+:func:`write_reports` is what ``refine`` writes after every round (no plots: matplotlib is not
+needed to train). :func:`write_full_report` (``emorefine report``) reads a run's stored arrays,
+draws the figures of :mod:`emotion_refinery.plots` into ``RUN_DIR/plots/`` and rewrites
+``report.md`` with them.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from pathlib import Path
 from typing import Any
 
-from emotion_refinery.run_dir import RunDir
-from tf_records.atomic import write_bytes, write_json
+import numpy as np
 
-__all__ = ["write_reports", "markdown"]
+from emotion_refinery.errors import EmorefineError
+from emotion_refinery.manifest import RecordsManifest
+from emotion_refinery.run_dir import RunDir
+from tf_records.atomic import atomic_path, write_bytes, write_json
+
+__all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "PLOTS_DIR"]
+
+PLOTS_DIR = "plots"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -50,3 +66,165 @@ def markdown(report: dict[str, Any]) -> str:
 def write_reports(run: RunDir, report: dict[str, Any]) -> None:
     write_json(run.report_json, report)
     write_bytes(run.report_md, markdown(report).encode())
+
+
+# --- the full report: plots ---------------------------------------------------------------------
+
+
+def default_utterances(manifest: RecordsManifest) -> list[str]:
+    """The utterances whose emotion profiles the report draws when none are named: one per class.
+
+    For each class (in class order), the utterance of that class whose segment count is closest to the
+    median segment count of the class; ties go to the first in manifest order. The choice depends on
+    the records only, not on any model, so every run on the same records shows the same utterances,
+    and a typical-length utterance gives a readable profile.
+    """
+    chosen = []
+    for c in range(len(manifest.classes)):
+        members = [u for u in manifest.utterances if u["label_index"] == c]
+        if not members:
+            continue
+        median = float(np.median([u["segments"] for u in members]))
+        chosen.append(min(members, key=lambda u: abs(u["segments"] - median))["id"])  # min keeps the first of ties
+    return chosen
+
+
+def _check_utterances(manifest: RecordsManifest, utterances: list[str]) -> list[str]:
+    known = {u["id"] for u in manifest.utterances}
+    unknown = [uid for uid in utterances if uid not in known]
+    if unknown:
+        raise EmorefineError(f"Received: utterance={', '.join(map(repr, unknown))}; no utterance of "
+                             f"{manifest.root} has {'that id' if len(unknown) == 1 else 'these ids'} (ids look like {manifest.utterances[0]['id']!r})")
+    return list(dict.fromkeys(utterances))  # each once, in the order given
+
+
+def _file_stem(uid: str, taken: set[str], index: int) -> str:
+    stem = "ep-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", uid).strip("._-") or str(index))
+    if stem in taken:  # two ids that differ only in characters a file name cannot hold
+        stem = f"{stem}-{index}"
+    taken.add(stem)
+    return stem
+
+
+def _round_name(entry: dict[str, Any]) -> str:
+    alpha = "" if entry["alpha"] is None else f", α {entry['alpha']:g}"
+    trained = "utterance labels" if entry["round"] == 0 else f"{entry['rule']}{alpha} labels"
+    return f"round {entry['round']}: trained on {trained}"
+
+
+def _draw(path: Path, draw, *args, **kwargs) -> Path:
+    """Write one figure under a temporary name and rename it into place."""
+    with atomic_path(path, keep_suffix=True) as tmp:
+        draw(*args, tmp, **kwargs)
+    return path
+
+
+def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None = None) -> list[Path]:
+    """Draw a run's figures into ``RUN_DIR/plots/`` and rewrite ``report.md`` with them.
+
+    Figures: WA/UA per round (``accuracy.png``); the confusion matrix of the best round by UA, counts
+    and row-normalised (``confusion-round-RR.png``); label drift between consecutive rounds' training
+    labels by class of the utterance label (``label-drift.png``, from two rounds on); mean EP entropy
+    per round (``entropy.png``); and the emotion profile of each utterance in every round
+    (``ep-ID.png``). PNGs in ``plots/`` that this call did not write (profiles of utterances chosen
+    before) are removed.
+
+    Args:
+        run_dir: a run directory made by ``refine`` with at least one finished round.
+        utterances: ids whose emotion profiles to draw; ``None`` or empty: :func:`default_utterances`.
+
+    Returns:
+        The paths written: the PNGs, then ``report.md``.
+    """
+    from emotion_refinery import plots
+    from emotion_refinery.refinery import load_run
+
+    run, _, manifest = load_run(run_dir)
+    if not run.report_json.is_file():
+        raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json yet (no round has finished)")
+    report = json.loads(run.report_json.read_text())
+    chosen = _check_utterances(manifest, list(utterances)) if utterances else default_utterances(manifest)
+    rounds = report["rounds"]
+    classes = report["classes"]
+    k_classes = len(classes)
+    ts = [r["round"] for r in rounds]
+    table = manifest.segment_table()
+    labels = table["label"]
+    out = run.root / PLOTS_DIR
+    written: list[Path] = []
+    sections: list[str] = []
+
+    written.append(_draw(out / "accuracy.png", plots.accuracy_curve, ts, [r["wa"] for r in rounds],
+                         [r["ua"] for r in rounds], segment_accuracy=[r["segment_accuracy"] for r in rounds],
+                         n_classes=k_classes))
+    sections += ["### Accuracy per round", "", f"![WA and UA per round]({PLOTS_DIR}/accuracy.png)", ""]
+
+    best = max(rounds, key=lambda r: (r["ua"], r["wa"]))
+    name = f"confusion-round-{best['round']:02d}.png"
+    written.append(_draw(out / name, plots.confusion_matrix, np.asarray(best["confusion"]), classes,
+                         title=f"Round {best['round']} (best UA {100 * best['ua']:.1f} %): utterance-level "
+                               "confusion, out-of-fold"))
+    sections += [f"### Confusion matrix, round {best['round']} (best UA)", "",
+                 f"![Confusion matrix of round {best['round']}]({PLOTS_DIR}/{name})", ""]
+
+    # Segment-level arrays, one round at a time: EP entropy, the chosen utterances' profiles, top training labels.
+    entropy, entropy_by_class, profiles, top = [], [], {uid: [] for uid in chosen}, []
+    utts = {uid: manifest.utterance(uid) for uid in chosen}
+    for t in ts:
+        q = run.load_predictions(t, manifest)
+        h = -(q * np.log(np.clip(q, 1e-12, None))).sum(axis=1) / np.log(k_classes)
+        entropy.append(float(h.mean()))
+        entropy_by_class.append([float(h[labels == c].mean()) if np.any(labels == c) else np.nan
+                                 for c in range(k_classes)])
+        for uid, u in utts.items():
+            profiles[uid].append(q[u["first_segment"]:u["first_segment"] + u["segments"]])
+        if len(ts) > 1:
+            top.append(run.load_targets(t, manifest).argmax(axis=1))
+
+    if len(ts) > 1:
+        changed = [top[i] != top[i - 1] for i in range(1, len(ts))]
+        drift = np.array([[float(ch[labels == c].mean()) if np.any(labels == c) else 0.0 for c in range(k_classes)]
+                          for ch in changed])
+        written.append(_draw(out / "label-drift.png", plots.label_drift, drift, classes,
+                             transitions=[f"round {ts[i - 1]} → {ts[i]}" for i in range(1, len(ts))],
+                             overall=[float(ch.mean()) for ch in changed]))
+        sections += ["### Label drift", "", "Share of segments whose top training label changed from one round "
+                     "to the next, by the class of their utterance's label (round 1's labels against the "
+                     "utterance labels round 0 trained on).", "",
+                     f"![Label drift between consecutive rounds]({PLOTS_DIR}/label-drift.png)", ""]
+    else:
+        sections += ["### Label drift", "", "Needs two rounds; this run has one.", ""]
+
+    written.append(_draw(out / "entropy.png", plots.ep_entropy, ts, entropy,
+                         per_class=np.array(entropy_by_class), classes=classes))
+    sections += ["### Emotion-profile entropy per round", "",
+                 f"![Mean EP entropy per round]({PLOTS_DIR}/entropy.png)", ""]
+
+    f = manifest.features
+    step = f.segment_hop * f.hop_length / f.sr
+    how = ("the utterances named with `--utterance`" if utterances else
+           "one utterance per class: the one whose segment count is closest to its class's median "
+           "(ties: the first in manifest order)")
+    sections += ["### Emotion profiles across rounds", "",
+                 f"Out-of-fold class probabilities of every segment of {how}. Segment j starts at "
+                 f"j × {1000 * step:g} ms (segment hop {f.segment_hop} frames × {f.hop_length} samples / "
+                 f"{f.sr} Hz) and lasts {1000 * f.segment_seconds:.0f} ms.", ""]
+    taken: set[str] = set()
+    for uid in chosen:
+        u = utts[uid]
+        stem = _file_stem(uid, taken, u["index"])
+        names = []
+        for entry, q in zip(rounds, profiles[uid]):
+            mean = q.mean(axis=0)
+            names.append(f"{_round_name(entry)} — mean EP: {classes[int(mean.argmax())]} {mean.max():.2f}")
+        written.append(_draw(out / f"{stem}.png", plots.emotion_profile_evolution, profiles[uid], classes,
+                             seconds_per_segment=step, utterance_id=uid, label=u["label"], round_names=names))
+        sections += [f"#### {uid} (label {u['label']}, {u['segments']} segments, fold {u['fold']})", "",
+                     f"![Emotion profile of {uid}]({PLOTS_DIR}/{stem}.png)", ""]
+
+    for stale in set(out.glob("*.png")) - set(written):
+        stale.unlink()
+    text = markdown(report) + "\n## Plots\n\nDrawn by `emorefine report` (`emorefine refine` rewrites this file " \
+        "without them).\n\n" + "\n".join(sections)
+    write_bytes(run.report_md, text.encode())
+    return written + [run.report_md]

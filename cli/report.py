@@ -1,0 +1,36 @@
+"""The report command: plots and report.md of a run directory."""
+
+from __future__ import annotations
+
+import click
+
+from emotion_refinery.errors import EmorefineError
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--utterance", "utterances", multiple=True, metavar="ID",
+              help="Draw this utterance's emotion profile in every round (repeatable).  "
+                   "[default: one per class, of median length]")
+def report(run_dir, utterances):
+    """Draw the plots of RUN_DIR into RUN_DIR/plots/ and rewrite RUN_DIR/report.md with them.
+
+    \b
+    Plots: WA/UA per round; confusion matrix of the best round (by UA), counts and
+    row-normalised; label drift between consecutive rounds by class; mean emotion-profile
+    entropy per round; the emotion profile of each chosen utterance in every round.
+    """
+    from emotion_refinery.report import write_full_report
+
+    try:
+        paths = write_full_report(run_dir, utterances=list(utterances) or None)
+    except EmorefineError as e:
+        _fail(str(e), 2)
+    for path in paths[:-1]:
+        click.echo(f"Wrote {path}")
+    click.echo(f"Report: {paths[-1]}")

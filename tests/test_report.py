@@ -1,0 +1,129 @@
+"""`emorefine report`: the plots and report.md of a finished run (a tiny real run, made once for the module)."""
+
+from __future__ import annotations
+
+import re
+
+import matplotlib.image
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def finished_run(synthetic_corpus, tmp_path_factory):
+    """A 2-round refine run (small backbone, 1 epoch, 3 folds) on the 16-utterance synthetic corpus."""
+    from emotion_refinery.config import FeatureConfig
+    from emotion_refinery.records import build_records
+    from emotion_refinery.refine_config import resolve_config
+    from emotion_refinery.refinery import refine
+
+    root, csv = synthetic_corpus
+    base = tmp_path_factory.mktemp("report")
+    records, run = base / "records", base / "run"
+    build_records(root, records, manifest=csv, features=FeatureConfig(segment_hop=8), n_folds=3, workers=1)
+    refine(records, run, resolve_config(backbone="small", rounds=2, epochs=1, batch_size=64, preset="fast"),
+           verbose=0, log=lambda s: None, verify=False)
+    return run
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["report", *map(str, args)])
+
+
+def check_png(path):
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] >= 300 and image.shape[1] >= 500, (path.name, image.shape)
+    assert image[..., :3].std() > 0.05, f"{path.name} looks blank"  # something is drawn
+    return image
+
+
+def test_default_report(finished_run):
+    import json
+
+    from emotion_refinery.refinery import load_run
+    from emotion_refinery.report import default_utterances
+
+    result = invoke(finished_run)
+    assert result.exit_code == 0, result.output
+    report = json.loads((finished_run / "report.json").read_text())
+    best = max(report["rounds"], key=lambda r: (r["ua"], r["wa"]))["round"]
+    _, _, manifest = load_run(finished_run)
+    chosen = default_utterances(manifest)
+    # one per class, each of its class, and deterministic
+    assert [manifest.utterance(u)["label"] for u in chosen] == manifest.classes
+    assert default_utterances(manifest) == chosen
+
+    plots = finished_run / "plots"
+    expected = {"accuracy.png", f"confusion-round-{best:02d}.png", "label-drift.png", "entropy.png"}
+    expected |= {f"ep-{re.sub(r'[^A-Za-z0-9._-]+', '_', u)}.png" for u in chosen}
+    assert {p.name for p in plots.glob("*.png")} == expected
+    for name in expected:
+        check_png(plots / name)
+        assert f"Wrote {plots / name}" in result.output
+
+    md = (finished_run / "report.md").read_text()
+    for name in expected:
+        assert f"](plots/{name})" in md
+    assert "| round | rule |" in md and "| 0 | hard |" in md and "| 1 | wdsl |" in md
+    for uid in chosen:
+        assert f"#### {uid} " in md
+    assert not list(finished_run.rglob("*.tmp-*"))  # every file was renamed into place
+
+
+def test_named_utterances_replace_the_default_ones(finished_run):
+    from emotion_refinery.refinery import load_run
+
+    _, _, manifest = load_run(finished_run)
+    utts = [u["id"] for u in manifest.utterances]
+    picked = [utts[1], utts[-1]]
+    result = invoke(finished_run, "--utterance", picked[0], "--utterance", picked[1])
+    assert result.exit_code == 0, result.output
+    eps = sorted(p.name for p in (finished_run / "plots").glob("ep-*.png"))
+    assert eps == sorted(f"ep-{re.sub(r'[^A-Za-z0-9._-]+', '_', u)}.png" for u in picked)
+    md = (finished_run / "report.md").read_text()
+    assert all(f"#### {u} " in md for u in picked) and "named with `--utterance`" in md
+    check_png(finished_run / "plots" / eps[0])
+
+
+def test_unknown_utterance_and_not_a_run(finished_run, tmp_path):
+    before = (finished_run / "report.md").read_text()
+    result = invoke(finished_run, "--utterance", "no-such-utterance")
+    assert result.exit_code == 2
+    assert "no-such-utterance" in result.output and "no utterance" in result.output
+    assert (finished_run / "report.md").read_text() == before  # nothing rewritten
+
+    result = invoke(tmp_path)
+    assert result.exit_code == 2 and "config.json" in result.output
+    result = invoke(tmp_path / "missing")
+    assert result.exit_code == 2
+
+
+def test_plot_functions_take_plain_data(tmp_path):
+    import numpy as np
+
+    from emotion_refinery import plots
+
+    classes = ["anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"]
+    rng = np.random.default_rng(0)
+    profiles = [rng.dirichlet(np.ones(7), size=40) for _ in range(5)]  # 5 rounds: a 2-column grid with a gap
+    paths = [
+        plots.accuracy_curve([0, 1, 2, 3, 4], [0.8, 0.85, 0.9, 0.88, 0.7], [0.79, 0.84, 0.9, 0.86, 0.68],
+                             tmp_path / "a.png", n_classes=7),
+        plots.confusion_matrix(rng.integers(0, 30, size=(7, 7)), classes, tmp_path / "c.png"),
+        plots.emotion_profile_evolution(profiles, classes, tmp_path / "e.png", seconds_per_segment=0.01,
+                                        utterance_id="03a01Wa", label="anger"),
+        plots.label_drift(rng.uniform(0, 0.3, size=(4, 7)), classes, tmp_path / "d.png",
+                          transitions=[f"round {t} → {t + 1}" for t in range(4)], overall=[0.1, 0.2, 0.1, 0.05]),
+        plots.ep_entropy([0, 1, 2, 3, 4], [0.3, 0.5, 0.7, 0.9, 0.95], tmp_path / "h.png",
+                         per_class=rng.uniform(0, 1, size=(5, 7)), classes=classes),
+    ]
+    for path in paths:
+        check_png(path)
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []  # every figure closed
