@@ -32,6 +32,12 @@ strict = click.option("--strict", is_flag=True, help="Exit with status 1 if any 
 as_json = click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 
 
+def fail(message: str, code: int = 1) -> None:
+    """Print ``Error: message`` on stderr and exit with ``code`` (1: the work failed; 2: bad input)."""
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(code)
+
+
 class Progress:
     """Renders ``progress(stage, done, total)`` callbacks as one click progress bar per stage, on stderr."""
 

@@ -8,12 +8,10 @@ import json
 
 import click
 
+from cli import options
+
 from emotion_refinery.errors import EmorefineError
 
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"Error: {message}", err=True)
-    raise SystemExit(code)
 
 
 @click.command()
@@ -36,7 +34,7 @@ def predict(run_dir, audio, output, round_, fmt):
     try:
         predictor = Predictor(run_dir, t=round_)
     except EmorefineError as e:
-        _fail(str(e), 2)
+        options.fail(str(e), 2)
     results = [predictor.predict(path) for path in audio]
     classes = predictor.classes
     if fmt == "json":
@@ -55,7 +53,7 @@ def predict(run_dir, audio, output, round_, fmt):
             click.echo(f"{r.path}: {r.label} ({100 * r.probabilities.max():.0f} %), {len(r.profile)} segments",
                        err=True)
     if all(r.error for r in results):
-        _fail("no file could be predicted", 1)
+        options.fail("no file could be predicted", 1)
 
 
 def _as_json(r, classes, t) -> dict:
@@ -99,5 +97,5 @@ def export(run_dir, round_, fmt, output):
     try:
         model, sidecar = export_round(run_dir, t=round_, fmt=fmt, out_dir=output)
     except EmorefineError as e:
-        _fail(str(e), 2)
+        options.fail(str(e), 2)
     click.echo(f"Wrote {model} and {sidecar}")

@@ -11,10 +11,6 @@ from cli import options
 from emotion_refinery.errors import EmorefineError, RecordsError
 
 
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"Error: {message}", err=True)
-    raise SystemExit(code)
-
 
 @click.command("build-records")
 @click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False))
@@ -59,7 +55,7 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
                            n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress)
         except RecordsError as e:
             progress.close()
-            _fail(str(e), 1 if "No usable utterance" in str(e) else 2)
+            options.fail(str(e), 1 if "No usable utterance" in str(e) else 2)
         except EmorefineError as e:
             progress.close()
             raise click.UsageError(str(e)) from None
@@ -70,7 +66,7 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
     click.echo(f"{verb} {output} (preset {chosen.name}) in {result.seconds:.1f} s")
     _print_summary(summary)
     if strict and result.skipped:
-        _fail(f"{len(result.skipped)} input(s) skipped and --strict is set", 1)
+        options.fail(f"{len(result.skipped)} input(s) skipped and --strict is set", 1)
 
 
 def _print_summary(s: dict) -> None:
@@ -125,7 +121,7 @@ def inspect(path, as_json, utterance_id, round_, dump):
                        f"(float32) of {utterance_id}")
             return
     except EmorefineError as e:
-        _fail(str(e), 2)
+        options.fail(str(e), 2)
     s = m.summary()
     if as_json:
         click.echo(json.dumps(s, indent=1))
@@ -150,7 +146,7 @@ def _inspect_run(path, as_json, utterance_id, round_, dump):
         return
     report_path = Path(path) / "report.json"
     if not report_path.is_file():
-        _fail(f"{path} has no report.json yet (no round has finished)", 2)
+        options.fail(f"{path} has no report.json yet (no round has finished)", 2)
     report = json.loads(report_path.read_text())
     if as_json:
         click.echo(json.dumps(report, indent=1))
@@ -170,13 +166,13 @@ def verify(path, quiet):
     try:
         m = RecordsManifest.load(path)
     except EmorefineError as e:
-        _fail(str(e), 2)
+        options.fail(str(e), 2)
     with options.Progress(not quiet) as progress:
         bad = m.verify(progress=progress)
     if bad:
         for shard, problems in bad.items():
             click.echo(f"BAD {shard}: {'; '.join(problems)}")
-        _fail(f"{len(bad)} of {len(m.shards)} shards are bad", 1)
+        options.fail(f"{len(bad)} of {len(m.shards)} shards are bad", 1)
     click.echo(f"OK: {len(m.shards)} shards, {m.n_segments:,} segments")
 
 

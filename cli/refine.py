@@ -10,10 +10,6 @@ from cli import options
 from emotion_refinery.errors import EmorefineError
 
 
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"Error: {message}", err=True)
-    raise SystemExit(code)
-
 
 @click.command()
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
@@ -64,7 +60,7 @@ def refine(records_dir, output, config_file, quiet, **flags):
     try:
         report = run_refine(records_dir, output, config, verbose=verbose, log=click.echo)
     except EmorefineError as e:
-        _fail(str(e), 2)
+        options.fail(str(e), 2)
     click.echo(f"Report: {output}/report.md")
     from emotion_refinery.report import markdown
 

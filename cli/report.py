@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import click
 
+from cli import options
+
 from emotion_refinery.errors import EmorefineError
 
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"Error: {message}", err=True)
-    raise SystemExit(code)
 
 
 @click.command()
@@ -30,7 +28,7 @@ def report(run_dir, utterances):
     try:
         paths = write_full_report(run_dir, utterances=list(utterances) or None)
     except EmorefineError as e:
-        _fail(str(e), 2)
+        options.fail(str(e), 2)
     for path in paths[:-1]:
         click.echo(f"Wrote {path}")
     click.echo(f"Report: {paths[-1]}")

@@ -10,7 +10,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from cli.main import main
