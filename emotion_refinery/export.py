@@ -8,7 +8,6 @@ sidecar holds the feature settings and class names another program needs to repr
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
