@@ -44,3 +44,20 @@ def synthetic_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     manifest = make_corpus(root, per_class=4, seed=3)
     return root, manifest
+
+
+@pytest.fixture(scope="session")
+def finished_run(synthetic_corpus, tmp_path_factory):
+    """A 2-round refine run (small backbone, 1 epoch, 3 folds, segment hop 8) on the synthetic corpus."""
+    from emotion_refinery.config import FeatureConfig
+    from emotion_refinery.records import build_records
+    from emotion_refinery.refine_config import resolve_config
+    from emotion_refinery.refinery import refine
+
+    root, csv = synthetic_corpus
+    base = tmp_path_factory.mktemp("finished-run")
+    records, run = base / "records", base / "run"
+    build_records(root, records, manifest=csv, features=FeatureConfig(segment_hop=8), n_folds=3, workers=1)
+    refine(records, run, resolve_config(backbone="small", rounds=2, epochs=1, batch_size=64, preset="fast"),
+           verbose=0, log=lambda s: None, verify=False)
+    return run

@@ -16,25 +16,14 @@ from emotion_refinery.audio import load
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.export import export_round
 from emotion_refinery.inference import Predictor, best_round, stream_frames
-from emotion_refinery.records import build_records
-from emotion_refinery.refine_config import resolve_config
-from emotion_refinery.refinery import refine
 from tests.conftest import SR, tone, write_wav
 
 HOP = 8
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from emotion_refinery.synthetic import make_corpus
-
-    root = tmp_path_factory.mktemp("predict")
-    manifest = make_corpus(root / "corpus", per_class=3, seed=5)
-    build_records(root / "corpus", root / "records", manifest=manifest, features=FeatureConfig(segment_hop=HOP),
-                  n_folds=3, workers=1)
-    config = resolve_config(preset="fast", backbone="small", rounds=2, epochs=1, batch_size=64)
-    refine(root / "records", root / "run", config, verbose=0, log=lambda s: None, verify=False)
-    return root / "run"
+def run_dir(finished_run):
+    return finished_run
 
 
 @pytest.fixture(scope="module")

@@ -1,33 +1,15 @@
-"""`emorefine report`: the plots and report.md of a finished run (a tiny real run, made once for the module)."""
+"""`emorefine report`: the plots and report.md of a finished run (the tiny real run of conftest)."""
 
 from __future__ import annotations
 
 import re
 
 import matplotlib.image
-import pytest
 from click.testing import CliRunner
 
 from cli.main import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def finished_run(synthetic_corpus, tmp_path_factory):
-    """A 2-round refine run (small backbone, 1 epoch, 3 folds) on the 16-utterance synthetic corpus."""
-    from emotion_refinery.config import FeatureConfig
-    from emotion_refinery.records import build_records
-    from emotion_refinery.refine_config import resolve_config
-    from emotion_refinery.refinery import refine
-
-    root, csv = synthetic_corpus
-    base = tmp_path_factory.mktemp("report")
-    records, run = base / "records", base / "run"
-    build_records(root, records, manifest=csv, features=FeatureConfig(segment_hop=8), n_folds=3, workers=1)
-    refine(records, run, resolve_config(backbone="small", rounds=2, epochs=1, batch_size=64, preset="fast"),
-           verbose=0, log=lambda s: None, verify=False)
-    return run
 
 
 def invoke(*args):
