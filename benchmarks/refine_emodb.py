@@ -4,7 +4,8 @@ Runs `emorefine refine` on Emo-DB records for each rule (default: wdsl α=0.2 an
 writes per-round WA/UA, segment accuracy, EP entropy, label drift and wall time per round to
 BENCHMARKS.md. Runs are resumable: re-running the script continues where it stopped.
 
-    python benchmarks/refine_emodb.py [--preset fast] [--backbone small] [--rounds 3] [--rules wdsl,bdsl]
+    python benchmarks/refine_emodb.py [--preset fast] [--segment-hop N] [--backbone small] [--rounds 3]
+                                      [--rules wdsl,bdsl] [--extra "--epochs 4"]
 """
 
 from __future__ import annotations
@@ -25,18 +26,21 @@ PAPERS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="fast")
+    parser.add_argument("--segment-hop", type=int, default=None, help="override the preset's segment hop")
     parser.add_argument("--backbone", default="small")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rules", default="wdsl,bdsl")
     parser.add_argument("--extra", default="", help="more refine flags, e.g. '--epochs 4'")
     args = parser.parse_args()
-    records = REPO / "bench-out" / f"records-emodb-{args.preset}"
+    name = f"emodb-{args.preset}" + (f"-hop{args.segment_hop}" if args.segment_hop else "")
+    records = REPO / "bench-out" / f"records-{name}"
     if not (records / "manifest.json").exists():
+        hop = ["--segment-hop", str(args.segment_hop)] if args.segment_hop else []
         subprocess.run([sys.executable, "-m", "cli", "build-records", str(EMODB), "-o", str(records), "--preset",
-                        args.preset, "-q"], check=True, cwd=REPO)
+                        args.preset, *hop, "-q"], check=True, cwd=REPO)
     reports = {}
     for rule in args.rules.split(","):
-        out = REPO / "bench-out" / f"run-emodb-{args.preset}-{args.backbone}-{rule}"
+        out = REPO / "bench-out" / f"run-{name}-{args.backbone}-{rule}{'-' + args.extra.replace(' ', '') if args.extra else ''}"
         cmd = [sys.executable, "-m", "cli", "refine", str(records), "-o", str(out), "--preset", args.preset,
                "--backbone", args.backbone, "--rounds", str(args.rounds), "--rule", rule, *args.extra.split()]
         print(" ".join(cmd[2:]), flush=True)
@@ -48,9 +52,11 @@ def main() -> None:
     lines = [
         "## refine on Emo-DB (CPU-sized)",
         "",
-        f"Measured {machine()}, with `python benchmarks/refine_emodb.py --preset {args.preset} --backbone "
+        f"Measured {machine()}, with `python benchmarks/refine_emodb.py --preset {args.preset}"
+        f"{' --segment-hop ' + str(args.segment_hop) if args.segment_hop else ''} --backbone "
         f"{args.backbone} --rounds {args.rounds} --rules {args.rules}{' --extra ' + repr(args.extra) if args.extra else ''}`:",
-        f"records with preset `{args.preset}` ({segments:,} segments), backbone `{args.backbone}`, "
+        f"records with preset `{args.preset}`, segment hop {manifest['settings']['features']['segment_hop']} frames "
+        f"({segments:,} segments), backbone `{args.backbone}`, "
         f"{manifest['folds']['protocol']}, fold k+1 for early stopping; settings as `report.json` `config`: "
         f"{json.dumps({k: v for k, v in next(iter(reports.values()))['config'].items() if k not in ('rule',)})}.",
         "",
