@@ -110,6 +110,8 @@ def inspect(path, as_json, utterance_id, round_, dump):
     is_run = (Path(path) / "config.json").is_file()
     if round_ is not None and not is_run:
         raise click.BadParameter(f"--round is for run directories; {path!r} holds records", param_hint="'--round'")
+    if round_ is not None and not dump:
+        raise click.BadParameter("--round goes with --utterance and --dump", param_hint="'--round'")
     try:
         if is_run:
             return _inspect_run(path, as_json, utterance_id, round_, dump)

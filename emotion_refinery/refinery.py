@@ -77,6 +77,16 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
         if diff:
             raise EmorefineError(f"{run.root} holds a run with other settings ({'; '.join(diff)}). "
                                  "Use another run directory, or the same settings to resume it.")
+        # An α schedule 'start:end' spreads over the rounds: more rounds would change the α of rounds
+        # already trained (their labels are written), so the extended run would not match its config.
+        old_alphas = RefineConfig(**old["config"]).alphas()
+        if config.rule == "wdsl" and config.alphas()[:len(old_alphas)] != old_alphas:
+            changed = [f"round {t}: {a:g} → {b:g}" for t, (a, b) in enumerate(zip(old_alphas, config.alphas()))
+                       if a != b]
+            raise EmorefineError(f"Received: rounds={config.rounds} with alpha={config.alpha!r}; {run.root} trained "
+                                 f"{old['config']['rounds']} rounds with that schedule, and {config.rounds} rounds "
+                                 f"would change the α of rounds already trained ({'; '.join(changed)}). "
+                                 "Use another run directory, or a constant alpha to extend a run.")
         remove_leftovers(run.root)
     elif run.root.exists() and any(run.root.iterdir()):
         raise EmorefineError(f"Received: output={str(run.root)!r}; expected a new or empty folder, "
@@ -204,10 +214,13 @@ def load_run(run_dir: str | os.PathLike) -> tuple[RunDir, dict, RecordsManifest]
 def utterance_arrays(run_dir: str | os.PathLike, *, t: int, uid: str) -> dict[str, np.ndarray]:
     """``targets`` (what round ``t`` trained on), ``predictions`` (round ``t``'s out-of-fold EP), ``label``."""
     run, record, manifest = load_run(run_dir)
-    if not run.is_done(t, 0) and not run.predictions_path(t, 0).exists():
-        done = sorted(int(p.name.split("-")[1]) for p in (run.root / "rounds").glob("round-*"))
-        raise EmorefineError(f"Received: round={t}; this run has rounds {done}")
     u = manifest.utterance(uid)
+    # The utterance's own fold: in an interrupted round other folds may be done while this one is not.
+    if not run.predictions_path(t, u["fold"]).is_file():
+        done = sorted(r for r in (int(p.name.split("-")[1]) for p in (run.root / "rounds").glob("round-*"))
+                      if run.predictions_path(r, u["fold"]).is_file())
+        raise EmorefineError(f"Received: round={t}; this run has rounds {done} for utterance {uid!r} "
+                             f"(fold {u['fold']})")
     lo, hi = manifest.fold_segments(u["fold"])
     start = u["first_segment"] - lo
     q = np.load(run.predictions_path(t, u["fold"]))[start:start + u["segments"]]
