@@ -7,6 +7,9 @@ import os
 import click
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
+# TensorFlow turns its oneDNN CPU kernels on by default only on some Intel CPUs; on others (AMD EPYC
+# measured) they train the small CNN about 3x faster. Set TF_ENABLE_ONEDNN_OPTS=0 to opt out.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from cli import predict, records, refine
 from cli import report
