@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli import options
-from emotion_refinery.errors import EmorefineError, RecordsError
+from emotion_refinery.errors import EmorefineError, NothingUsableError, RecordsError
 
 
 
@@ -53,9 +53,12 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
         try:
             result = build(corpus_dir, output, corpus=adapter.name, manifest=manifest, features=features,
                            n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress)
+        except NothingUsableError as e:  # the inputs were read: the build failed (1), not the command line (2)
+            progress.close()
+            options.fail(str(e), 1)
         except RecordsError as e:
             progress.close()
-            options.fail(str(e), 1 if "No usable utterance" in str(e) else 2)
+            options.fail(str(e), 2)
         except EmorefineError as e:
             progress.close()
             raise click.UsageError(str(e)) from None

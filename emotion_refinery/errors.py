@@ -15,3 +15,7 @@ class CorpusError(EmorefineError):
 
 class RecordsError(EmorefineError):
     """A records directory is missing, incomplete, corrupt, or built with other settings."""
+
+
+class NothingUsableError(RecordsError):
+    """Every input of a corpus was skipped: there is nothing to build records from."""

@@ -36,7 +36,7 @@ import threadpoolctl
 from emotion_refinery import __version__
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.corpora import Utterance, scan_corpus
-from emotion_refinery.errors import RecordsError
+from emotion_refinery.errors import NothingUsableError, RecordsError
 from emotion_refinery.extraction import extract_frames, read_frames, write_feature_shard
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
@@ -233,9 +233,8 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
         shutil.rmtree(partial)
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
-        raise RecordsError(f"No usable utterance in {root}: all {len(skipped)} inputs were skipped "
-                           f"(first: {skipped[0]['path']}: {skipped[0]['reason']})" if skipped else
-                           f"No usable utterance in {root}")
+        first = f" (first: {skipped[0]['path']}: {skipped[0]['reason']})" if skipped else ""
+        raise NothingUsableError(f"No usable utterance in {root}: all {len(skipped)} inputs were skipped{first}")
 
     # Folds over usable utterances in id order, then storage order: fold-major, id within fold.
     usable.sort(key=lambda r: r[0].id)

@@ -85,6 +85,14 @@ def test_strict_fails_when_something_was_skipped(emodb_dir, tmp_path):
     assert "03a02Wa.wav: too short" in result.output and "--strict" in result.output
 
 
+def test_nothing_usable_exits_1_naming_the_reason(tmp_path):
+    write_wav(tmp_path / "c" / "03a01Wa.wav", tone(300, 0.1))
+    result = CliRunner().invoke(main, ["build-records", str(tmp_path / "c"), "-o", str(tmp_path / "r"), *FAST])
+    assert result.exit_code == 1
+    assert "No usable utterance" in result.output and "too short" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_other_settings_refused_by_name(emodb_dir, tmp_path):
     run("build-records", emodb_dir, "-o", tmp_path / "r", *FAST)
     result = CliRunner().invoke(main, ["build-records", str(emodb_dir), "-o", str(tmp_path / "r"), *FAST[:-1],
