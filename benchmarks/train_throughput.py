@@ -54,7 +54,7 @@ def ensure_records(path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("records", nargs="?", default=str(REPO / "bench-out" / "records-emodb-fast"))
-    parser.add_argument("--backbones", default="small,densenet22,mobilenetv2,efficientnetb0,vgg19,densenet121")
+    parser.add_argument("--backbones", default="small,densenet22,mobilenetv2,efficientnetb0")
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
     from pathlib import Path
@@ -91,6 +91,7 @@ def main() -> None:
         xs.append(x.numpy())
         ys.append(y.numpy())
     x_mem, y_mem = np.concatenate(xs), np.concatenate(ys)
+    print(f"input pipeline: {pipeline[0]:,.0f} segments/s from disk, {max(pipeline[1:]):,.0f} from the cache", flush=True)
 
     rows = []
     for name in args.backbones.split(","):
@@ -121,7 +122,8 @@ def main() -> None:
         "",
         f"Measured {machine()}, CPU only, with `python benchmarks/train_throughput.py --steps {args.steps}` on "
         f"`{records.name}` ({n:,} training segments of fold 0's split, batch {BATCH}; the same model trains "
-        f"1 + {REPEATS} epochs of {args.steps} steps on each source and the fastest epoch after the first counts).",
+        f"1 + {REPEATS} epochs of {args.steps} steps on each source and the fastest epoch after the first counts; "
+        f"backbones: `--backbones {args.backbones}`).",
         "",
         f"Input pipeline alone (shards → parse → cache → shuffle → batch): "
         f"{pipeline[0]:,.0f} segments/s in the first epoch (from disk), {max(pipeline[1:]):,.0f} segments/s "
