@@ -3,8 +3,8 @@
 For every backbone the same compiled model trains alternately on (a) the refine input
 pipeline (feature shards zipped with label shards, parsed, cached in memory, shuffled,
 batched, prefetched) and (b) numpy arrays holding the same segments and targets, for
-STEPS steps each after a warm-up, twice; the best of each is reported with the gap.
-The input pipeline alone is timed too, from disk (first epoch) and from its cache.
+STEPS steps each after a warm-up, REPEATS times; the best of each is reported with the gap.
+The input pipeline alone is timed too, parsing the shards and from its cache.
 
     python benchmarks/train_throughput.py [RECORDS_DIR] [--backbones small,mobilenetv2,...] [--steps 30]
 
@@ -28,7 +28,7 @@ import keras  # noqa: E402
 from _common import EMODB, REPO, machine, write_section  # noqa: E402
 
 BATCH = 128
-REPEATS = 2
+REPEATS = 3
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -79,19 +79,27 @@ def main() -> None:
     train_folds, _ = split_folds(m.n_folds, 0)
     n = count_segments(m, train_folds)
 
-    # The input pipeline alone: first epoch reads and parses the shards, later ones come from the cache.
-    ds = training_dataset(m, labels_dir=run.labels_dir(0), folds=train_folds, batch_size=BATCH, seed=0)
-    pipeline = []
-    for _ in range(3):
+    # The input pipeline alone: without the cache every pass reads and parses the shards;
+    # with it, every pass after the first comes from memory (as every epoch after a refine run's first).
+    def rate(ds) -> float:
         start = time.perf_counter()
         count = sum(int(x.shape[0]) for x, _ in ds)
-        pipeline.append(count / (time.perf_counter() - start))
+        return count / (time.perf_counter() - start)
+
+    uncached = training_dataset(m, labels_dir=run.labels_dir(0), folds=train_folds, batch_size=BATCH, seed=0,
+                                cache="none")
+    parse_rates = [rate(uncached) for _ in range(3)]
+    cached = training_dataset(m, labels_dir=run.labels_dir(0), folds=train_folds, batch_size=BATCH, seed=0)
+    first_pass = rate(cached)
+    cache_rate = max(rate(cached) for _ in range(2))
     xs, ys = [], []
-    for x, y in ds:
+    for x, y in cached:
         xs.append(x.numpy())
         ys.append(y.numpy())
     x_mem, y_mem = np.concatenate(xs), np.concatenate(ys)
-    print(f"input pipeline: {pipeline[0]:,.0f} segments/s from disk, {max(pipeline[1:]):,.0f} from the cache", flush=True)
+    print(f"input pipeline: parsing {max(parse_rates):,.0f} segments/s (passes: "
+          f"{', '.join(f'{r:,.0f}' for r in parse_rates)}), first cached pass {first_pass:,.0f}, "
+          f"from the cache {cache_rate:,.0f}", flush=True)
 
     rows = []
     for name in args.backbones.split(","):
@@ -99,19 +107,22 @@ def main() -> None:
         f = m.features
         model = build_model(name, input_shape=(f.segment_frames, f.n_mels, 1), n_classes=len(m.classes))
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
-        records_ds = training_dataset(m, labels_dir=run.labels_dir(0), folds=train_folds, batch_size=BATCH,
-                                      seed=0, repeat=True)
-        best = {}
-        for source in ("records", "arrays"):
-            # One fit of 1 + REPEATS epochs of STEPS steps: the first epoch traces the step and fills
-            # the cache and the shuffle buffer; the steady state is the fastest later epoch.
-            timer = EpochTimer()
-            if source == "records":
-                model.fit(records_ds, steps_per_epoch=args.steps, epochs=1 + REPEATS, verbose=0, callbacks=[timer])
-            else:
-                model.fit(x_mem, y_mem, batch_size=BATCH, steps_per_epoch=args.steps, epochs=1 + REPEATS, verbose=0,
-                          shuffle=True, callbacks=[timer])
-            best[source] = args.steps * BATCH / min(timer.seconds[1:])
+        records_ds = training_dataset(m, labels_dir=run.labels_dir(0), folds=train_folds, batch_size=BATCH, seed=0)
+        rate(records_ds)  # fill the memory cache, as the first epoch of a refine run does
+        records_ds = records_ds.repeat()
+        seconds = {"records": [], "arrays": []}
+        for _ in range(REPEATS):
+            for source in ("records", "arrays"):
+                # Alternating fits of 2 epochs of STEPS steps; the first traces the step and fills the
+                # shuffle buffer, the second is timed.
+                timer = EpochTimer()
+                if source == "records":
+                    model.fit(records_ds, steps_per_epoch=args.steps, epochs=2, verbose=0, callbacks=[timer])
+                else:
+                    model.fit(x_mem, y_mem, batch_size=BATCH, steps_per_epoch=args.steps, epochs=2, verbose=0,
+                              shuffle=True, callbacks=[timer])
+                seconds[source].append(timer.seconds[1])
+        best = {source: args.steps * BATCH / min(s) for source, s in seconds.items()}
         gap = 1 - best["records"] / best["arrays"]
         rows.append((name, best["records"], best["arrays"], gap))
         print(f"{name}: records {best['records']:.0f} seg/s, arrays {best['arrays']:.0f} seg/s, gap {100 * gap:+.1f} %",
@@ -121,13 +132,16 @@ def main() -> None:
         "## Training throughput: records vs in-memory arrays",
         "",
         f"Measured {machine()}, CPU only, with `python benchmarks/train_throughput.py --steps {args.steps}` on "
-        f"`{records.name}` ({n:,} training segments of fold 0's split, batch {BATCH}; the same model trains "
-        f"1 + {REPEATS} epochs of {args.steps} steps on each source and the fastest epoch after the first counts; "
-        f"backbones: `--backbones {args.backbones}`).",
+        f"`{records.name}` ({n:,} training segments of fold 0's split, batch {BATCH}). Each backbone's model "
+        f"alternates {REPEATS} times between the two sources, fitting 2 epochs of {args.steps} steps each time; "
+        "the second epoch is timed and the best of each source counts. The records source is the refine "
+        "input pipeline with its memory cache already filled, as in every epoch after the first of a refine run; "
+        f"backbones: `--backbones {args.backbones}`.",
         "",
-        f"Input pipeline alone (shards → parse → cache → shuffle → batch): "
-        f"{pipeline[0]:,.0f} segments/s in the first epoch (from disk), {max(pipeline[1:]):,.0f} segments/s "
-        "from the in-memory cache. Target ≥ 30,000 segments/s.",
+        f"Input pipeline alone (shards → parse → shuffle → batch), no training: "
+        f"{max(parse_rates):,.0f} segments/s reading and parsing the shards (best of 3 passes without the cache: "
+        f"{', '.join(f'{r:,.0f}' for r in parse_rates)}), {cache_rate:,.0f} segments/s from the in-memory "
+        "cache. Target ≥ 30,000 segments/s.",
         "",
         "| backbone | from records (seg/s) | from arrays (seg/s) | gap |",
         "|---|---:|---:|---:|",
