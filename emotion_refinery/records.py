@@ -245,7 +245,7 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
     for (utt, n_samples, n_frames), fold in zip(usable, assignment.folds):
         rows.append({
             "id": utt.id, "path": utt.path, "label": utt.label, "label_index": class_index[utt.label],
-            "speaker": utt.speaker, "fold": int(fold), "duration": n_samples / features.sr,
+            "speaker": utt.speaker, "text": utt.text, "fold": int(fold), "duration": n_samples / features.sr,
             "frames": n_frames, "segments": features.n_segments(n_frames),
             **({"votes": utt.votes} if utt.votes else {}),
         })
@@ -278,8 +278,8 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
         "settings": settings,
         "classes": scan.classes,
         "folds": assignment.to_dict(),
-        "utterances": [{k: r[k] for k in ("index", "id", "path", "label", "label_index", "speaker", "fold",
-                                          "duration", "segments", "first_segment") } |
+        "utterances": [{k: r[k] for k in ("index", "id", "path", "label", "label_index", "speaker", "text",
+                                          "fold", "duration", "segments", "first_segment") } |
                        ({"votes": r["votes"]} if "votes" in r else {}) for r in rows],
         "shards": shards,
         "normalization": normalization,

@@ -49,13 +49,13 @@ def test_get_corpus_unknown_name():
 # --- name tables -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("relpath, expected", [
-    ("03a01Fa.wav", ("03a01Fa", "happiness", "03")),
-    ("wav/16b10Wb.wav", ("16b10Wb", "anger", "16")),
-    ("08a02Lc.flac", ("08a02Lc", "boredom", "08")),
-    ("11b03Ea.wav", ("11b03Ea", "disgust", "11")),
-    ("09a05Aa.wav", ("09a05Aa", "fear", "09")),
-    ("10a07Td.wav", ("10a07Td", "sadness", "10")),
-    ("15b09Nc.wav", ("15b09Nc", "neutral", "15")),
+    ("03a01Fa.wav", ("03a01Fa", "happiness", "03", "a01")),
+    ("wav/16b10Wb.wav", ("16b10Wb", "anger", "16", "b10")),
+    ("08a02Lc.flac", ("08a02Lc", "boredom", "08", "a02")),
+    ("11b03Ea.wav", ("11b03Ea", "disgust", "11", "b03")),
+    ("09a05Aa.wav", ("09a05Aa", "fear", "09", "a05")),
+    ("10a07Td.wav", ("10a07Td", "sadness", "10", "a07")),
+    ("15b09Nc.wav", ("15b09Nc", "neutral", "15", "b09")),
     ("03a01Xa.wav", "unknown emodb emotion letter 'X'"),
     ("03a01Xa.wav", "W, L, E, A, F, T, N"),
     ("x.wav", "file name 'x.wav' does not match the emodb pattern SSTTTEV (e.g. 03a01Fa.wav)"),
@@ -68,11 +68,11 @@ def test_emodb_names(relpath, expected):
 
 
 @pytest.mark.parametrize("relpath, expected", [
-    ("liuchang/angry/201.wav", ("liuchang_angry_201", "angry", "liuchang")),
-    ("wangzhe/fear/215.wav", ("wangzhe_fear_215", "fear", "wangzhe")),
-    ("zhaoquanyin/happy/250.wav", ("zhaoquanyin_happy_250", "happy", "zhaoquanyin")),
-    ("ZhaoZuoxiang/Surprise/203.wav", ("ZhaoZuoxiang_surprise_203", "surprise", "ZhaoZuoxiang")),
-    ("CASIA/6/liuchang/SAD/240.wav", ("liuchang_sad_240", "sad", "liuchang")),
+    ("liuchang/angry/201.wav", ("liuchang_angry_201", "angry", "liuchang", "201")),
+    ("wangzhe/fear/215.wav", ("wangzhe_fear_215", "fear", "wangzhe", "215")),
+    ("zhaoquanyin/happy/250.wav", ("zhaoquanyin_happy_250", "happy", "zhaoquanyin", "250")),
+    ("ZhaoZuoxiang/Surprise/203.wav", ("ZhaoZuoxiang_surprise_203", "surprise", "ZhaoZuoxiang", "203")),
+    ("CASIA/6/liuchang/SAD/240.wav", ("liuchang_sad_240", "sad", "liuchang", "240")),
     ("liuchang/bored/201.wav", "unknown casia emotion folder 'bored'"),
     ("angry/201.wav", "does not match the casia layout speaker/emotion/ID.wav"),
     ("liuchang/angry/take1.wav", "not a numeric casia sentence id"),
@@ -82,15 +82,15 @@ def test_casia_names(relpath, expected):
 
 
 @pytest.mark.parametrize("relpath, expected", [
-    ("DC_a01.wav", ("DC_a01", "anger", "DC")),
-    ("ALL/JE_sa15.wav", ("JE_sa15", "sadness", "JE")),
-    ("JK_su03.wav", ("JK_su03", "surprise", "JK")),
-    ("KL_n30.wav", ("KL_n30", "neutral", "KL")),
-    ("DC/a01.wav", ("DC_a01", "anger", "DC")),
-    ("AudioData/JE/d07.wav", ("JE_d07", "disgust", "JE")),
-    ("KL/f12.wav", ("KL_f12", "fear", "KL")),
-    ("JK/h02.wav", ("JK_h02", "happiness", "JK")),
-    ("KL/sa01.wav", ("KL_sa01", "sadness", "KL")),
+    ("DC_a01.wav", ("DC_a01", "anger", "DC", "a01")),
+    ("ALL/JE_sa15.wav", ("JE_sa15", "sadness", "JE", "sa15")),
+    ("JK_su03.wav", ("JK_su03", "surprise", "JK", "su03")),
+    ("KL_n30.wav", ("KL_n30", "neutral", "KL", "n30")),
+    ("DC/a01.wav", ("DC_a01", "anger", "DC", "a01")),
+    ("AudioData/JE/d07.wav", ("JE_d07", "disgust", "JE", "d07")),
+    ("KL/f12.wav", ("KL_f12", "fear", "KL", "f12")),
+    ("JK/h02.wav", ("JK_h02", "happiness", "JK", "h02")),
+    ("KL/sa01.wav", ("KL_sa01", "sadness", "KL", "sa01")),
     ("DC_x01.wav", "unknown savee emotion prefix 'x'"),
     ("AB_a01.wav", "unknown savee speaker 'AB'"),
     ("misc/a01.wav", "unknown savee speaker 'MISC'"),
@@ -101,11 +101,11 @@ def test_savee_names(relpath, expected):
 
 
 @pytest.mark.parametrize("relpath, expected", [
-    ("Actor_01/03-01-05-01-02-01-01.wav", ("03-01-05-01-02-01-01", "angry", "Actor_01")),
-    ("03-01-01-01-01-01-24.wav", ("03-01-01-01-01-01-24", "neutral", "Actor_24")),
-    ("Actor_12/03-01-02-02-01-02-12.wav", ("03-01-02-02-01-02-12", "calm", "Actor_12")),
-    ("Actor_07/03-01-08-02-02-02-07.wav", ("03-01-08-02-02-02-07", "surprised", "Actor_07")),
-    ("Actor_07/03-01-06-01-01-01-07.wav", ("03-01-06-01-01-01-07", "fearful", "Actor_07")),
+    ("Actor_01/03-01-05-01-02-01-01.wav", ("03-01-05-01-02-01-01", "angry", "Actor_01", "02")),
+    ("03-01-01-01-01-01-24.wav", ("03-01-01-01-01-01-24", "neutral", "Actor_24", "01")),
+    ("Actor_12/03-01-02-02-01-02-12.wav", ("03-01-02-02-01-02-12", "calm", "Actor_12", "01")),
+    ("Actor_07/03-01-08-02-02-02-07.wav", ("03-01-08-02-02-02-07", "surprised", "Actor_07", "02")),
+    ("Actor_07/03-01-06-01-01-01-07.wav", ("03-01-06-01-01-01-07", "fearful", "Actor_07", "01")),
     ("Actor_01/03-02-05-01-02-01-01.wav", "only audio-only (03) speech (01) files are used"),
     ("Actor_01/03-02-05-01-02-01-01.wav", "vocal channel 02"),
     ("01-01-05-01-02-01-01.wav", "modality 01"),
@@ -117,16 +117,16 @@ def test_ravdess_names(relpath, expected):
 
 
 @pytest.mark.parametrize("relpath, expected", [
-    ("OAF_angry/OAF_back_angry.wav", ("OAF_back_angry", "angry", "OAF")),
-    ("YAF_disgust/YAF_bar_disgust.wav", ("YAF_bar_disgust", "disgust", "YAF")),
-    ("OAF_Fear/OAF_base_fear.wav", ("OAF_base_fear", "fear", "OAF")),
+    ("OAF_angry/OAF_back_angry.wav", ("OAF_back_angry", "angry", "OAF", "back")),
+    ("YAF_disgust/YAF_bar_disgust.wav", ("YAF_bar_disgust", "disgust", "YAF", "bar")),
+    ("OAF_Fear/OAF_base_fear.wav", ("OAF_base_fear", "fear", "OAF", "base")),
     ("yaf_Happy_bath_happy.wav", "unknown tess emotion 'bath_happy'"),
-    ("YAF_happy/yaf_Bath_Happy.wav", ("YAF_bath_happy", "happy", "YAF")),
-    ("OAF_neutral/OAF_bean_neutral.wav", ("OAF_bean_neutral", "neutral", "OAF")),
-    ("OAF_Pleasant_surprise/OAF_bite_ps.wav", ("OAF_bite_pleasant_surprise", "pleasant_surprise", "OAF")),
-    ("YAF_bite_pleasant_surprised.wav", ("YAF_bite_pleasant_surprise", "pleasant_surprise", "YAF")),
-    ("YAF_bite_pleasant_surprise.wav", ("YAF_bite_pleasant_surprise", "pleasant_surprise", "YAF")),
-    ("YAF_sad/YAF_boat_sad.wav", ("YAF_boat_sad", "sad", "YAF")),
+    ("YAF_happy/yaf_Bath_Happy.wav", ("YAF_bath_happy", "happy", "YAF", "bath")),
+    ("OAF_neutral/OAF_bean_neutral.wav", ("OAF_bean_neutral", "neutral", "OAF", "bean")),
+    ("OAF_Pleasant_surprise/OAF_bite_ps.wav", ("OAF_bite_pleasant_surprise", "pleasant_surprise", "OAF", "bite")),
+    ("YAF_bite_pleasant_surprised.wav", ("YAF_bite_pleasant_surprise", "pleasant_surprise", "YAF", "bite")),
+    ("YAF_bite_pleasant_surprise.wav", ("YAF_bite_pleasant_surprise", "pleasant_surprise", "YAF", "bite")),
+    ("YAF_sad/YAF_boat_sad.wav", ("YAF_boat_sad", "sad", "YAF", "boat")),
     ("OAF_back_bored.wav", "unknown tess emotion 'bored'"),
     ("MAF_back_angry.wav", "does not match the tess pattern"),
     ("OAF_angry.wav", "does not match the tess pattern"),
@@ -153,8 +153,8 @@ def test_emodb_scan_skips_and_duplicates(tmp_path):
           "wav/readme.wav", "wav/notes.txt", "wav/.hidden03a01Na.wav")
     scan = CORPORA["emodb"].scan(tmp_path)
     assert scan.classes == list(CORPORA["emodb"].classes)
-    assert [(u.id, u.label, u.speaker) for u in scan.utterances] == [
-        ("03a01Fa", "happiness", "03"), ("16b10Wb", "anger", "16")]
+    assert [(u.id, u.label, u.speaker, u.text) for u in scan.utterances] == [
+        ("03a01Fa", "happiness", "03", "a01"), ("16b10Wb", "anger", "16", "b10")]
     first = scan.utterances[0]
     assert Path(first.path).is_absolute() and first.path.endswith("03a01Fa.flac") and first.votes is None
     reasons = {Path(s.path).name: s.reason for s in scan.skipped}
@@ -170,6 +170,7 @@ def test_casia_scan(tmp_path):
     scan = CORPORA["casia"].scan(tmp_path)
     assert [u.id for u in scan.utterances] == ["liuchang_angry_201", "wangzhe_happy_201"]
     assert [u.speaker for u in scan.utterances] == ["liuchang", "wangzhe"]
+    assert [u.text for u in scan.utterances] == ["201", "201"]  # one sentence, two speakers
     assert len(scan.skipped) == 1 and "bored" in scan.skipped[0].reason
 
 
@@ -177,9 +178,9 @@ def test_savee_flat_and_folder_layouts_give_same_ids(tmp_path):
     touch(tmp_path, "flat/DC_a01.wav", "flat/JE_sa02.wav", "nested/DC/a01.wav", "nested/JE/sa02.wav")
     flat = CORPORA["savee"].scan(tmp_path / "flat")
     nested = CORPORA["savee"].scan(tmp_path / "nested")
-    assert [(u.id, u.label, u.speaker) for u in flat.utterances] == \
-        [(u.id, u.label, u.speaker) for u in nested.utterances] == \
-        [("DC_a01", "anger", "DC"), ("JE_sa02", "sadness", "JE")]
+    assert [(u.id, u.label, u.speaker, u.text) for u in flat.utterances] == \
+        [(u.id, u.label, u.speaker, u.text) for u in nested.utterances] == \
+        [("DC_a01", "anger", "DC", "a01"), ("JE_sa02", "sadness", "JE", "sa02")]
     both = CORPORA["savee"].scan(tmp_path)
     assert len(both.utterances) == 2 and all("duplicate utterance id" in s.reason for s in both.skipped)
 
@@ -187,7 +188,7 @@ def test_savee_flat_and_folder_layouts_give_same_ids(tmp_path):
 def test_ravdess_scan_skips_song(tmp_path):
     touch(tmp_path, "Actor_01/03-01-05-01-02-01-01.wav", "Actor_01/03-02-05-01-02-01-01.wav")
     scan = CORPORA["ravdess"].scan(tmp_path)
-    assert [u.label for u in scan.utterances] == ["angry"]
+    assert [(u.label, u.text) for u in scan.utterances] == [("angry", "02")]
     assert [Path(s.path).name for s in scan.skipped] == ["03-02-05-01-02-01-01.wav"]
     assert "speech" in scan.skipped[0].reason
 
@@ -197,6 +198,7 @@ def test_tess_scan_normalises_ids(tmp_path):
           "YAF_pleasant_surprised/yaf_BAR_pleasant_surprised.wav")
     scan = CORPORA["tess"].scan(tmp_path)
     assert [u.id for u in scan.utterances] == ["OAF_back_angry", "YAF_bar_pleasant_surprise"]
+    assert [u.text for u in scan.utterances] == ["back", "bar"]
     assert scan.classes[5] == "pleasant_surprise"
     assert len(scan.skipped) == 1 and "duplicate" in scan.skipped[0].reason
 
@@ -306,6 +308,7 @@ def test_csv_manifest_scan(tmp_path):
         (outside.with_suffix("").as_posix(), "neutral", None)]
     a = scan.utterances[0]
     assert a.votes == {"anger": 3.0, "neutral": 1.0} and scan.utterances[1].votes is None
+    assert all(u.text is None for u in scan.utterances)  # no text column
     assert a.path == str(root.resolve() / "s01" / "a.wav")
     reasons = {Path(s.path).name: s.reason for s in scan.skipped}
     assert reasons["missing.wav"] == "file not found"
@@ -323,6 +326,14 @@ def test_csv_manifest_id_column_and_auto(tmp_path):
     assert corpus.name == "csv"
     assert [(u.id, u.label) for u in scan.utterances] == [("one", "calm"), ("x/2", "sad")]
     assert scan.classes == ["calm", "sad"]
+
+
+def test_csv_text_column(tmp_path):
+    touch(tmp_path, "1.wav", "2.wav", "3.wav")
+    manifest = write_manifest(tmp_path / "m.csv", "path,label,speaker,text\n1.wav,anger,s1,kids\n"
+                                                  "2.wav,sad,s2, kids \n3.wav,sad,s1,\n")
+    scan = CORPORA["csv"].scan(tmp_path, manifest=manifest)
+    assert [(u.id, u.text) for u in scan.utterances] == [("1", "kids"), ("2", "kids"), ("3", None)]
 
 
 def test_csv_votes_for_unknown_class_are_skipped(tmp_path):
@@ -351,7 +362,8 @@ def test_parse_votes(cell, expected):
 def test_csv_missing_column(tmp_path):
     touch(tmp_path, "1.wav")
     manifest = write_manifest(tmp_path / "m.csv", "file,label\n1.wav,anger\n")
-    with pytest.raises(CorpusError, match=r"expected a CSV file with columns path,label\[,speaker\]\[,votes\] \(missing: path\)"):
+    with pytest.raises(CorpusError, match=r"expected a CSV file with columns path,label\[,speaker\]\[,votes\]\[,id\]\[,text\] "
+                                          r"\(missing: path\)"):
         scan_corpus(tmp_path, corpus="csv", manifest=manifest)
     empty = write_manifest(tmp_path / "empty.csv", "")
     with pytest.raises(CorpusError, match="missing: path,label"):
@@ -378,4 +390,4 @@ def test_csv_folder_without_audio_is_fine(tmp_path):
 
 def test_utterance_is_plain_data():
     u = Utterance("id", "/p.wav", "anger")
-    assert (u.speaker, u.votes) == (None, None)
+    assert (u.speaker, u.votes, u.text) == (None, None, None)

@@ -149,6 +149,7 @@ def test_csv_corpus_with_a_missing_file(synthetic_corpus, tmp_path):
     m = RecordsManifest.load(tmp_path / "rec")
     assert m.classes == ["anger", "happiness", "neutral", "sadness"] and len(m.utterances) == 16
     assert {u["speaker"] for u in m.utterances} == {"s1", "s2", "s3", "s4"}
+    assert all(u["text"] is None for u in m.utterances)  # the manifest has no text column
 
 
 def test_nothing_usable_is_an_error_and_leaves_nothing(tmp_path):
@@ -185,3 +186,6 @@ def test_speaker_folds_recorded_in_manifest(emodb_dir, tmp_path):
     data = json.loads((tmp_path / "rec" / "manifest.json").read_text())
     assert data["folds"]["by"] == "speaker" and data["folds"]["speakers_in_several_folds"] == 0
     assert {u["speaker"]: u["fold"] for u in data["utterances"]} == {"03": 0, "08": 1, "11": 2}
+    # The text of each utterance is stored beside its speaker: fixture names 03a01Wa … carry a01 … a04.
+    assert {u["id"]: u["text"] for u in data["utterances"]} == {u["id"]: u["id"][2:5] for u in data["utterances"]}
+    assert {u["text"] for u in data["utterances"]} == {"a01", "a02", "a03", "a04"}

@@ -1,4 +1,4 @@
-"""What every corpus adapter yields: utterances with a stable id, a path, a label and a speaker."""
+"""What every corpus adapter yields: utterances with a stable id, a path, a label, a speaker and a text."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ class Utterance:
         label: class name, one of the corpus's ``classes``.
         speaker: speaker id, or ``None`` when the corpus does not say.
         votes: annotator votes per class name (CSV manifests only), or ``None``.
+        text: id of the sentence (word, statement) spoken, equal for every utterance of the same
+            text, or ``None`` when the corpus does not say; the leakage audit compares it across folds.
     """
 
     id: str
@@ -29,6 +31,7 @@ class Utterance:
     label: str
     speaker: str | None = None
     votes: dict[str, float] | None = None
+    text: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,15 +55,15 @@ class Corpus:
     """Base class of corpus adapters. Subclasses set ``name``, ``classes`` and implement ``parse``.
 
     Most adapters only map a file's path (relative to the corpus root) to
-    ``(id, label, speaker)``; CSV-driven corpora override :meth:`scan`.
+    ``(id, label, speaker, text)``; CSV-driven corpora override :meth:`scan`.
     """
 
     name: str = ""
     description: str = ""
     classes: tuple[str, ...] = ()
 
-    def parse(self, relpath: str) -> tuple[str, str, str | None] | str:
-        """Map a POSIX relative path to ``(id, label, speaker)``, or return the reason it is not usable."""
+    def parse(self, relpath: str) -> tuple[str, str, str | None, str | None] | str:
+        """Map a POSIX relative path to ``(id, label, speaker, text)``, or return the reason it is not usable."""
         raise NotImplementedError
 
     def scan(self, root: str | os.PathLike, *, manifest: str | os.PathLike | None = None) -> Scan:
@@ -75,12 +78,12 @@ class Corpus:
             if isinstance(parsed, str):
                 skipped.append(Skipped(str(path), parsed))
                 continue
-            uid, label, speaker = parsed
+            uid, label, speaker, text = parsed
             if uid in seen:
                 skipped.append(Skipped(str(path), f"duplicate utterance id {uid!r} (also {seen[uid]})"))
                 continue
             seen[uid] = str(path)
-            utterances.append(Utterance(uid, str(path), label, speaker))
+            utterances.append(Utterance(uid, str(path), label, speaker, text=text))
         return Scan(list(self.classes), utterances, skipped)
 
     def match_fraction(self, relpaths: Iterable[str]) -> float:

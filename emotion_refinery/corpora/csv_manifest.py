@@ -1,13 +1,14 @@
 """Any corpus described by a CSV manifest (``--corpus csv --manifest FILE``).
 
-Columns: ``path`` and ``label`` (required), ``speaker``, ``votes`` and ``id`` (optional)::
+Columns: ``path`` and ``label`` (required), ``speaker``, ``votes``, ``id`` and ``text`` (optional)::
 
     path,label,speaker,votes
     s01/happy_001.wav,happiness,s01,happiness:3;neutral:1
 
 ``path`` is relative to the corpus root, or absolute. Without an ``id`` column the id is the
 path relative to the root, without extension (POSIX). ``votes`` holds annotator votes
-``class:count`` separated by ``;``. The classes are the sorted labels of the usable rows.
+``class:count`` separated by ``;``. ``text`` names the sentence spoken (any string; equal for
+utterances of the same text). The classes are the sorted labels of the usable rows.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from emotion_refinery.errors import CorpusError
 
 __all__ = ["CsvManifest", "parse_votes"]
 
-EXPECTED = "a CSV file with columns path,label[,speaker][,votes]"
+EXPECTED = "a CSV file with columns path,label[,speaker][,votes][,id][,text]"
 REQUIRED = ("path", "label")
 
 
@@ -63,7 +64,7 @@ class CsvManifest(Corpus):
         skipped: list[Skipped] = []
         seen: dict[str, str] = {}
         for line, row in rows:
-            cell = {k: (row.get(k) or "").strip() for k in ("path", "label", "speaker", "votes", "id")}
+            cell = {k: (row.get(k) or "").strip() for k in ("path", "label", "speaker", "votes", "id", "text")}
             if not cell["path"]:
                 skipped.append(Skipped(f"{manifest}:{line}", "empty path"))
                 continue
@@ -87,7 +88,8 @@ class CsvManifest(Corpus):
                 skipped.append(Skipped(str(path), f"duplicate utterance id {uid!r} (also {seen[uid]})"))
                 continue
             seen[uid] = str(path)
-            utterances.append(Utterance(uid, str(path), cell["label"], cell["speaker"] or None, votes))
+            utterances.append(Utterance(uid, str(path), cell["label"], cell["speaker"] or None, votes,
+                                        text=cell["text"] or None))
         utterances = _drop_unknown_votes(utterances, skipped)
         return Scan(sorted({u.label for u in utterances}), utterances, skipped)
 

@@ -24,14 +24,15 @@ NAME = re.compile(
 
 
 class EmoDB(Corpus):
-    """Berlin Database of Emotional Speech (10 speakers, 7 emotions). Only the file name is read;
-    the extension is not checked (the scan visits audio files only)."""
+    """Berlin Database of Emotional Speech (10 speakers, 7 emotions, 10 texts). Only the file name is
+    read; the extension is not checked (the scan visits audio files only). The text is the text code
+    (``a01`` .. ``b10``)."""
 
     name = "emodb"
     description = "Berlin Emo-DB: SSTTTEV.wav names, e.g. 03a01Fa.wav (7 emotions)"
     classes = tuple(LETTERS.values())
 
-    def parse(self, relpath: str) -> tuple[str, str, str | None] | str:
+    def parse(self, relpath: str) -> tuple[str, str, str | None, str | None] | str:
         path = PurePosixPath(relpath)
         m = NAME.fullmatch(path.stem)
         if m is None:
@@ -40,4 +41,4 @@ class EmoDB(Corpus):
         if letter not in LETTERS:
             return (f"unknown emodb emotion letter {letter!r} in {path.name!r}; "
                     f"expected one of {', '.join(LETTERS)}")
-        return path.stem, LETTERS[letter], m["speaker"]
+        return path.stem, LETTERS[letter], m["speaker"], m["text"]

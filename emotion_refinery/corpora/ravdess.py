@@ -29,13 +29,14 @@ NAME = re.compile(
 
 class Ravdess(Corpus):
     """Ryerson Audio-Visual Database of Emotional Speech and Song; only audio-only (03) speech (01)
-    files are used. Files usually live in ``Actor_01/`` .. ``Actor_24/`` folders."""
+    files are used. Files usually live in ``Actor_01/`` .. ``Actor_24/`` folders. The text is the
+    statement code (``01`` "Kids are talking by the door", ``02`` "Dogs are sitting by the door")."""
 
     name = "ravdess"
     description = "RAVDESS: 03-01-EE-II-SS-RR-AA.wav, audio-only speech (24 actors, 8 emotions)"
     classes = tuple(EMOTIONS.values())
 
-    def parse(self, relpath: str) -> tuple[str, str, str | None] | str:
+    def parse(self, relpath: str) -> tuple[str, str, str | None, str | None] | str:
         path = PurePosixPath(relpath)
         m = NAME.fullmatch(path.stem)
         if m is None:
@@ -45,4 +46,4 @@ class Ravdess(Corpus):
                     "only audio-only (03) speech (01) files are used")
         if m["emotion"] not in EMOTIONS:
             return f"unknown ravdess emotion code {m['emotion']!r} in {path.name!r}; expected 01 .. 08"
-        return path.stem, EMOTIONS[m["emotion"]], f"Actor_{m['actor']}"
+        return path.stem, EMOTIONS[m["emotion"]], f"Actor_{m['actor']}", m["statement"]

@@ -27,13 +27,14 @@ NAME = re.compile(
 
 class Savee(Corpus):
     """Surrey Audio-Visual Expressed Emotion (4 male speakers, 7 emotions). The speaker comes from
-    the ``DC_`` name prefix, else from the parent folder."""
+    the ``DC_`` name prefix, else from the parent folder. The text is the sentence code without the
+    speaker (``a01``): every speaker reads the same sentences under the same codes."""
 
     name = "savee"
     description = "SAVEE: DC_a01.wav or DC/a01.wav (speakers DC JE JK KL, 7 emotions)"
     classes = tuple(PREFIXES.values())
 
-    def parse(self, relpath: str) -> tuple[str, str, str | None] | str:
+    def parse(self, relpath: str) -> tuple[str, str, str | None, str | None] | str:
         path = PurePosixPath(relpath)
         m = NAME.fullmatch(path.stem)
         if m is None:
@@ -44,4 +45,4 @@ class Savee(Corpus):
         prefix = m["prefix"].lower()
         if prefix not in PREFIXES:
             return f"unknown savee emotion prefix {prefix!r} in {path.name!r}; expected one of {', '.join(PREFIXES)}"
-        return f"{speaker}_{prefix}{m['number']}", PREFIXES[prefix], speaker
+        return f"{speaker}_{prefix}{m['number']}", PREFIXES[prefix], speaker, f"{prefix}{m['number']}"

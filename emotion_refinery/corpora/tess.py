@@ -28,13 +28,13 @@ NAME = re.compile(
 
 class Tess(Corpus):
     """Toronto emotional speech set (2 speakers, 7 emotions); names are matched case-insensitively
-    and ids normalised to ``SPEAKER_word_class``."""
+    and ids normalised to ``SPEAKER_word_class``. The text is the target word (lower case)."""
 
     name = "tess"
     description = "TESS: OAF_word_emotion.wav / YAF_word_emotion.wav, e.g. OAF_angry/OAF_back_angry.wav"
     classes = ("angry", "disgust", "fear", "happy", "neutral", "pleasant_surprise", "sad")
 
-    def parse(self, relpath: str) -> tuple[str, str, str | None] | str:
+    def parse(self, relpath: str) -> tuple[str, str, str | None, str | None] | str:
         path = PurePosixPath(relpath)
         m = NAME.fullmatch(path.stem)
         if m is None:
@@ -44,4 +44,4 @@ class Tess(Corpus):
         if label is None:
             return f"unknown tess emotion {m['emotion']!r} in {path.name!r}; expected one of {', '.join(EMOTIONS)}"
         speaker = m["speaker"].upper()
-        return f"{speaker}_{m['word'].lower()}_{label}", label, speaker
+        return f"{speaker}_{m['word'].lower()}_{label}", label, speaker, m["word"].lower()
