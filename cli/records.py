@@ -52,7 +52,8 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
     with options.Progress(not quiet) as progress:
         try:
             result = build(corpus_dir, output, corpus=adapter.name, manifest=manifest, features=features,
-                           n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress)
+                           n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress,
+                           preset=chosen.name)
         except NothingUsableError as e:  # the inputs were read: the build failed (1), not the command line (2)
             progress.close()
             options.fail(str(e), 1)
@@ -83,6 +84,8 @@ def _print_summary(s: dict) -> None:
     click.echo(f"  folds       {s['protocol']['protocol']}; speakers in more than one fold: "
                f"{s['protocol']['speakers_in_several_folds']}")
     click.echo("  classes     " + ", ".join(f"{c} {s['class_counts'][c]}" for c in s["classes"]))
+    if s.get("audit"):
+        click.echo(f"  leakage     {s['audit']['warning']}")
     for w in s["warnings"]:
         click.echo(f"  warning     {w}")
     if s["skipped"]:
@@ -131,8 +134,13 @@ def inspect(path, as_json, utterance_id, round_, dump):
     if as_json:
         click.echo(json.dumps(s, indent=1))
     else:
+        from emotion_refinery.audit import audit_text
+
         click.echo(f"Records {path}")
         _print_summary(s)
+        click.echo("  leakage audit, per held-out fold k against its training folds (all but k and (k + 1) mod K):")
+        for line in audit_text(s["audit"]):
+            click.echo(f"    {line}")
 
 
 def _inspect_run(path, as_json, utterance_id, round_, dump):

@@ -17,9 +17,19 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from emotion_refinery.errors import EmorefineError
 
-__all__ = ["FOLD_METHODS", "FoldAssignment", "assign_folds"]
+__all__ = ["FOLD_METHODS", "FoldAssignment", "assign_folds", "split_folds"]
 
 FOLD_METHODS = ("label", "speaker")
+
+
+def split_folds(n_folds: int, k: int) -> tuple[list[int], int]:
+    """``(training folds, validation fold)`` of the split that holds fold ``k`` out.
+
+    Fold ``(k + 1) mod K`` stops training early and the other ``K - 2`` folds train. Refine
+    (:mod:`emotion_refinery.training`), its record checks and the leakage audit all split this way.
+    """
+    val = (k + 1) % n_folds
+    return [f for f in range(n_folds) if f not in (k, val)], val
 
 
 @dataclasses.dataclass(frozen=True)

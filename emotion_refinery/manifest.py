@@ -178,7 +178,9 @@ class RecordsManifest:
         return out
 
     def summary(self) -> dict[str, Any]:
-        """The figures `emorefine inspect --json` prints."""
+        """The figures `emorefine inspect --json` prints (``audit``: :func:`emotion_refinery.audit.leakage_audit`)."""
+        from emotion_refinery.audit import leakage_audit
+
         classes = self.classes
         counts = {c: 0 for c in classes}
         segment_counts = {c: 0 for c in classes}
@@ -210,4 +212,5 @@ class RecordsManifest:
             "features": self.data["settings"]["features"],
             "skipped": self.data["skipped"],
             "warnings": self.data.get("warnings", []),
+            "audit": leakage_audit(self.utterances, self.n_folds),
         }

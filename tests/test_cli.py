@@ -41,6 +41,13 @@ def test_build_inspect_verify(emodb_dir, tmp_path):
         assert key in summary
     assert summary["utterances"] == 12 and summary["speakers"] == 3 and summary["features"]["segment_hop"] == 4
     assert sum(f["segments"] for f in summary["folds"]) == summary["segments"]
+    # The leakage audit: each text code (a01 .. a04, one per emotion here) is in every fold, so every
+    # held-out utterance's text is also in its training fold.
+    audit = summary["audit"]
+    assert [r["fold"] for r in audit["folds"]] == [0, 1, 2] and audit["summary"]["text_share"] == 1.0
+    assert "text-dependent: 100 % have their text in the training folds" in audit["warning"]
+    text = run("inspect", out).output
+    assert f"leakage     {audit['warning']}" in text and "held-out fold  utterances  speakers" in text
 
     dump = tmp_path / "u.npy"
     result = run("inspect", out, "--utterance", "03a01Wa", "--dump", dump)
