@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import confusion_matrix
+from sklearn.metrics import confusion_matrix, f1_score
 
 from emotion_refinery.errors import EmorefineError
 
@@ -135,6 +135,8 @@ class ForestResult:
     Attributes:
         wa: weighted accuracy (overall accuracy).
         ua: unweighted accuracy, the mean recall over the classes present in ``labels``.
+        macro_f1: the mean F1 score over the classes present in ``labels`` (a class that is never
+            predicted scores 0).
         confusion: int, shape ``(K, K)``; rows true class, columns predicted class.
         predictions: predicted class of every utterance, int, shape ``(n_utterances,)``.
         probabilities: forest class probabilities of every utterance, shape ``(n_utterances, K)``
@@ -143,6 +145,7 @@ class ForestResult:
 
     wa: float
     ua: float
+    macro_f1: float
     confusion: np.ndarray
     predictions: np.ndarray
     probabilities: np.ndarray
@@ -160,7 +163,9 @@ def evaluate_forest(
 
     For every fold id ``f``, a ``RandomForestClassifier(random_state=seed, n_jobs=1)``
     (otherwise scikit-learn defaults) is trained on the utterances of the other folds and
-    predicts those of fold ``f``. WA and UA are computed on the pooled out-of-fold predictions.
+    predicts those of fold ``f``. WA, UA and macro-F1 are computed on the pooled out-of-fold
+    predictions; UA and macro-F1 average over the classes present in ``labels``, so a fold without
+    some class (leave-one-speaker-out) is fine.
 
     Args:
         features: shape ``(n_utterances, n_features)``, e.g. from :func:`utterance_features`.
@@ -214,6 +219,7 @@ def evaluate_forest(
     return ForestResult(
         wa=float(np.trace(confusion) / n),
         ua=float(recall.mean()),
+        macro_f1=float(f1_score(y, predictions, labels=np.flatnonzero(present), average="macro", zero_division=0)),
         confusion=confusion,
         predictions=predictions,
         probabilities=probabilities,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.utterance import (
@@ -107,6 +107,29 @@ def test_ua_differs_from_wa_on_imbalanced_classes():
     assert result.ua != pytest.approx(result.wa)
     assert result.wa == pytest.approx(accuracy_score(labels, result.predictions))
     assert result.ua == pytest.approx(balanced_accuracy_score(labels, result.predictions))
+    # Macro-F1 by hand: class 0 F1 1; class 1 precision 10/15, recall 1, F1 0.8; class 2 never predicted, F1 0.
+    assert result.macro_f1 == pytest.approx((1.0 + 0.8 + 0.0) / 3)
+
+
+def test_a_fold_without_some_class_and_a_class_without_utterances():
+    """Leave-one-speaker-out style: fold 2 holds no class-1 utterance, and class 3 has none at all.
+    WA, UA and macro-F1 are pooled over the out-of-fold predictions; UA and macro-F1 average over
+    the classes present (0, 1, 2)."""
+    labels = np.array([0, 0, 1, 1, 2, 2] * 2 + [0, 0, 2, 2])
+    folds = np.repeat([0, 1, 2], [6, 6, 4])
+    features = np.eye(4)[labels] * 10 + np.random.default_rng(0).normal(0, 0.1, size=(16, 4))
+    result = evaluate_forest(features, labels, folds, n_classes=4)
+    np.testing.assert_array_equal(result.predictions, labels)
+    assert result.confusion.shape == (4, 4) and result.confusion[3].sum() == 0
+    assert result.wa == result.ua == result.macro_f1 == 1.0
+    # A class-1 utterance that looks like class 2: UA and macro-F1 over the 3 classes present, not 4.
+    features[6] = np.eye(4)[2] * 10
+    result = evaluate_forest(features, labels, folds, n_classes=4)
+    y, p = labels, result.predictions
+    assert p[6] == 2 and result.ua < 1.0
+    assert result.ua == pytest.approx(balanced_accuracy_score(y, p))
+    assert result.macro_f1 == pytest.approx(f1_score(y, p, labels=[0, 1, 2], average="macro"))
+    assert result.macro_f1 > f1_score(y, p, labels=[0, 1, 2, 3], average="macro", zero_division=0)
 
 
 def test_forest_is_deterministic_given_the_seed():
