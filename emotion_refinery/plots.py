@@ -55,8 +55,11 @@ def accuracy_curve(
     *,
     segment_accuracy: Sequence[float] | None = None,
     n_classes: int | None = None,
+    baseline: tuple[float, float] | None = None,
 ) -> Path:
     """Utterance-level WA and UA (fractions in [0, 1]) per round, optionally segment accuracy and UA chance level.
+
+    ``baseline``: ``(wa, ua)`` fractions of a baseline on the same folds, drawn as two dashed horizontal lines.
 
     The round with the best UA is marked.
     """
@@ -71,6 +74,9 @@ def accuracy_curve(
                     label="segment accuracy vs utterance label")
         if n_classes:
             ax.axhline(100 / n_classes, color="black", lw=0.8, ls=":", label=f"chance UA ({100 / n_classes:.0f} %)")
+        if baseline is not None:
+            for value, color, name in zip(baseline, ("tab:blue", "tab:orange"), ("WA", "UA")):
+                ax.axhline(100 * value, color=color, lw=1, ls="--", label=f"baseline {name} ({100 * value:.1f} %)")
         best = int(np.argmax(ua))
         ax.plot([rounds[best]], [ua[best]], "o", ms=17, mfc="none", mec="tab:red", mew=2, zorder=5,
                 label=f"best UA: round {rounds[best]} ({ua[best]:.1f} %)")

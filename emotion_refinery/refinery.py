@@ -27,6 +27,7 @@ from emotion_refinery import __version__
 from emotion_refinery.errors import EmorefineError, RecordsError
 from emotion_refinery.manifest import RecordsManifest, settings_difference
 from emotion_refinery.refine_config import RefineConfig
+from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
 from emotion_refinery.rules import PEPR_ALPHA, refine_labels
 from emotion_refinery.run_dir import RunDir
@@ -194,6 +195,7 @@ def refine(
             "protocol": {**manifest.data["folds"], "validation": "fold (k + 1) mod K stops training early",
                          "utterance_classifier": "random forest on 8 EP statistics per class, same folds"},
             "records": record["records"],
+            "baseline": load_baseline(manifest.root),  # `emorefine baseline` on these records, or None
             "config": config.to_dict(),
             "rounds": rounds,
         }

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from emotion_refinery.baseline import load_baseline
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.run_dir import RunDir
@@ -53,6 +54,7 @@ def markdown(report: dict[str, Any]) -> str:
         "out-of-fold). EP entropy: mean segment entropy / ln K (1 = uniform, the collapse indicator). "
         "Label drift: share of segments whose top class differs from the previous round's training labels.",
     ]
+    lines += _baseline_lines(report)
     if rounds:
         best = max(rounds, key=lambda r: (r["ua"], r["wa"]))
         classes = report["classes"]
@@ -61,6 +63,35 @@ def markdown(report: dict[str, Any]) -> str:
         for name, row in zip(classes, best["confusion"]):
             lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _baselines(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(row name, baseline.json entry)`` of the baselines made on the run's records manifest (same folds)."""
+    runs = report.get("baseline") or {}
+    digest = report["records"].get("manifest_sha256")
+    names = {"plain": "baseline: eGeMAPSv02 + SVM (same folds)",
+             "speaker_norm": "baseline: eGeMAPSv02 + SVM, speaker-normalised (same folds)"}
+    return [(names.get(key, f"baseline: {key}"), runs[key]) for key in sorted(runs)
+            if runs[key].get("manifest_sha256") == digest]
+
+
+def _baseline_lines(report: dict[str, Any]) -> list[str]:
+    """A small table of the baselines beside round 0, and one sentence comparing them; none: no lines."""
+    found = _baselines(report)
+    if not found:
+        return []
+    lines = ["", "| model | WA (%) | UA (%) | macro-F1 (%) |", "|---|---:|---:|---:|"]
+    for name, b in found:
+        lines.append(f"| {name} | {100 * b['wa']:.2f} | {100 * b['ua']:.2f} | {100 * b['macro_f1']:.2f} |")
+    r0 = next((r for r in report["rounds"] if r["round"] == 0), None)
+    if r0 is None:
+        return lines
+    f1 = f"{100 * r0['macro_f1']:.2f}" if "macro_f1" in r0 else ""
+    lines.append(f"| round 0 (this run) | {100 * r0['wa']:.2f} | {100 * r0['ua']:.2f} | {f1} |")
+    name, b = found[0]
+    lines += ["", f"Round 0 vs {name.removeprefix('baseline: ')}: WA {100 * (r0['wa'] - b['wa']):+.2f}, "
+                  f"UA {100 * (r0['ua'] - b['ua']):+.2f} points (`emorefine baseline` on the same records)."]
+    return lines
 
 
 def write_reports(run: RunDir, report: dict[str, Any]) -> None:
@@ -143,6 +174,7 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
     if not run.report_json.is_file():
         raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json yet (no round has finished)")
     report = json.loads(run.report_json.read_text())
+    report["baseline"] = load_baseline(manifest.root)  # a baseline run after refine counts too
     chosen = _check_utterances(manifest, list(utterances)) if utterances else default_utterances(manifest)
     rounds = report["rounds"]
     classes = report["classes"]
@@ -154,9 +186,10 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
     written: list[Path] = []
     sections: list[str] = []
 
+    base = next(((b["wa"], b["ua"]) for _, b in _baselines(report)), None)  # plain before speaker_norm
     written.append(_draw(out / "accuracy.png", plots.accuracy_curve, ts, [r["wa"] for r in rounds],
                          [r["ua"] for r in rounds], segment_accuracy=[r["segment_accuracy"] for r in rounds],
-                         n_classes=k_classes))
+                         n_classes=k_classes, baseline=base))
     sections += ["### Accuracy per round", "", f"![WA and UA per round]({PLOTS_DIR}/accuracy.png)", ""]
 
     best = max(rounds, key=lambda r: (r["ua"], r["wa"]))

@@ -1,0 +1,48 @@
+"""The baseline command: eGeMAPSv02 functionals + SVM under a records folder's own folds."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from cli import options
+from emotion_refinery.errors import EmorefineError, RecordsError
+
+
+@click.command()
+@click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--speaker-norm/--no-speaker-norm", default=False, show_default=True,
+              help="Z-normalise each speaker's features with that speaker's own mean and std (no labels).")
+@options.as_json
+@options.quiet
+def baseline(records_dir, speaker_norm, as_json, quiet):
+    """The classical baseline of RECORDS_DIR: eGeMAPSv02 functionals + RBF SVM, the records' folds.
+
+    \b
+    Decodes each utterance's source audio at the records' sample rate, computes the 88
+    eGeMAPSv02 functionals with openSMILE (cached in RECORDS_DIR/baseline-features.npz),
+    classifies them with StandardScaler + SVC(rbf) fitted on the other folds and writes
+    WA, UA, macro-F1, the confusion matrix and every prediction to RECORDS_DIR/baseline.json
+    (one entry per variant: plain, speaker_norm). Needs: pip install "emorefine[baseline]".
+    """
+    from emotion_refinery.baseline import BaselineUnavailable, run_baseline
+
+    with options.Progress(not quiet and not as_json) as progress:
+        try:
+            result = run_baseline(records_dir, speaker_norm=speaker_norm, progress=progress)
+        except (BaselineUnavailable, RecordsError) as e:
+            progress.close()
+            options.fail(str(e), 2)
+        except EmorefineError as e:
+            progress.close()
+            options.fail(str(e), 1)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    norm = "speaker-normalised " if speaker_norm else ""
+    click.echo(f"Baseline ({norm}eGeMAPSv02 + SVM, {result['protocol']['protocol']}), "
+               f"{result['n_utterances']} utterances: WA {100 * result['wa']:.2f} %, UA {100 * result['ua']:.2f} %, "
+               f"macro-F1 {100 * result['macro_f1']:.2f} % ({result['seconds']:.1f} s"
+               f"{', cached features' if result['cached'] else ''})")
+    click.echo(f"Wrote {result['path']}")

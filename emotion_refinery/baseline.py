@@ -1,0 +1,271 @@
+"""The classical baseline: eGeMAPSv02 functionals and an RBF SVM under the records' own folds.
+
+For every utterance of a records manifest, the source audio is decoded with :func:`emotion_refinery.audio.load`
+at the manifest's sample rate (the audio the segments came from) and openSMILE computes the 88 eGeMAPSv02
+functionals. ``Pipeline(StandardScaler(), SVC(kernel="rbf"))`` (scikit-learn defaults: C = 1, gamma "scale")
+classifies them under the manifest's folds: for each fold id k, fit on the other folds, predict fold k.
+WA, UA and macro-F1 are computed on the pooled out-of-fold predictions.
+
+Files in the records folder: ``baseline-features.npz`` caches the features (keyed by the manifest's sha256,
+the openSMILE version and the feature set), ``baseline.json`` holds ``{"runs": {"plain": …, "speaker_norm": …}}``,
+one entry per variant run (an entry for another manifest is dropped when a run is written).
+
+``opensmile`` is an optional dependency (``pip install "emorefine[baseline]"``); :func:`load_baseline` reads
+``baseline.json`` without it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from emotion_refinery.audio import load
+from emotion_refinery.errors import EmorefineError
+from emotion_refinery.manifest import MANIFEST_NAME, RecordsManifest
+from tf_records.atomic import atomic_path, write_json
+
+__all__ = ["RESULT_NAME", "FEATURES_NAME", "FEATURE_SET", "INSTALL_HINT", "BaselineUnavailable",
+           "extract_features", "speaker_normalise", "cross_validate", "run_baseline", "load_baseline"]
+
+RESULT_NAME = "baseline.json"
+FEATURES_NAME = "baseline-features.npz"
+FEATURE_SET = "eGeMAPSv02"
+CLASSIFIER = "StandardScaler + SVC(kernel='rbf', C=1, gamma='scale') (scikit-learn defaults)"
+INSTALL_HINT = 'pip install "emorefine[baseline]"'
+MAX_WORKERS = 2
+STAGE = "decode + eGeMAPSv02"  # the progress stage (and bar label)
+
+
+class BaselineUnavailable(EmorefineError):
+    """The optional ``opensmile`` package is not installed."""
+
+
+def _opensmile():
+    try:
+        import opensmile
+    except ImportError as e:
+        raise BaselineUnavailable(f"the baseline needs the opensmile package ({e}). Install it with: "
+                                  f"{INSTALL_HINT}") from e
+    return opensmile
+
+
+def _smile():
+    opensmile = _opensmile()
+    return opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, FEATURE_SET),
+                           feature_level=opensmile.FeatureLevel.Functionals)
+
+
+_SMILE = None  # one extractor per worker process, made by _init_worker
+
+
+def _init_worker() -> None:
+    global _SMILE
+    _SMILE = _smile()
+
+
+def _features_of(path: str, sr: int, smile=None) -> np.ndarray:
+    """The eGeMAPSv02 functionals of one file, float32 ``(88,)``."""
+    y = load(path, sr=sr)
+    return (_SMILE if smile is None else smile).process_signal(y, sr).to_numpy(dtype=np.float32)[0]
+
+
+def extract_features(paths: list[str], *, sr: int, workers: int = MAX_WORKERS,
+                     progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
+    """eGeMAPSv02 functionals of every file, decoded with :func:`emotion_refinery.audio.load` at ``sr`` Hz.
+
+    Args:
+        paths: audio files, ``n`` of them.
+        sr: sample rate the audio is decoded (and resampled) to.
+        workers: processes (at most 2); 1 computes here, in this process.
+        progress: called as ``progress(STAGE, done, n)``.
+
+    Returns:
+        float32 ``(n, 88)``.
+    """
+    progress = progress or (lambda stage, done, total: None)
+    n = len(paths)
+    out = np.zeros((n, 88), dtype=np.float32)
+    progress(STAGE, 0, n)
+    workers = max(1, min(int(workers), MAX_WORKERS, n))
+
+    def failed(i: int, e: Exception) -> EmorefineError:
+        return EmorefineError(f"Received: path={paths[i]!r}; expected decodable audio (the source of a "
+                              f"records utterance): {e}")
+
+    if workers == 1:
+        smile = _smile()
+        for i, path in enumerate(paths):
+            try:
+                out[i] = _features_of(path, sr, smile)
+            except EmorefineError as e:
+                raise failed(i, e) from e
+            progress(STAGE, i + 1, n)
+        return out
+    _opensmile()  # fail here, with the install hint, rather than in every worker
+    context = multiprocessing.get_context("spawn")  # never fork a process that may hold TensorFlow
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = {pool.submit(_features_of, path, sr): i for i, path in enumerate(paths)}
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            i = futures[future]
+            try:
+                out[i] = future.result()
+            except EmorefineError as e:
+                raise failed(i, e) from e
+            progress(STAGE, done, n)
+    return out
+
+
+def _digest(root: Path) -> str:
+    return hashlib.sha256((root / MANIFEST_NAME).read_bytes()).hexdigest()
+
+
+def _cached_features(manifest: RecordsManifest, digest: str, *, workers: int, progress) -> tuple[np.ndarray, bool]:
+    """The features of the manifest's utterances, ``(n_utterances, 88)``, from the cache when its key matches."""
+    opensmile = _opensmile()
+    key = {"manifest_sha256": digest, "opensmile_version": opensmile.__version__, "feature_set": FEATURE_SET}
+    path = manifest.root / FEATURES_NAME
+    ids = [u["id"] for u in manifest.utterances]
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as cached:
+                if all(str(cached[k]) == v for k, v in key.items()) and cached["ids"].tolist() == ids:
+                    return cached["features"], True
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable or from another version of this code: recompute
+    x = extract_features([u["path"] for u in manifest.utterances], sr=manifest.features.sr, workers=workers,
+                         progress=progress)
+    with atomic_path(path, fsync=False, keep_suffix=True) as tmp:  # keep .npz: np.savez would append it
+        np.savez(tmp, features=x, ids=np.array(ids, dtype=str), **{k: np.array(v) for k, v in key.items()})
+    return x, False
+
+
+def speaker_normalise(features: np.ndarray, speakers: list) -> np.ndarray:
+    """Z-normalise each speaker's rows with that speaker's own mean and standard deviation (no labels).
+
+    Args:
+        features: ``(n_utterances, n_features)``.
+        speakers: ``n_utterances`` speaker names; ``None`` entries form one group, ``"unknown"``.
+
+    Returns:
+        float64 ``(n_utterances, n_features)``; a feature constant within a speaker becomes 0 there.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or len(speakers) != x.shape[0]:
+        raise EmorefineError(f"Received: features of shape {x.shape}, {len(speakers)} speakers; expected "
+                             "(n_utterances, n_features) and one speaker per row")
+    groups = np.array(["unknown" if s is None else str(s) for s in speakers])
+    out = np.empty_like(x)
+    for g in np.unique(groups):
+        rows = groups == g
+        std = x[rows].std(axis=0)
+        out[rows] = (x[rows] - x[rows].mean(axis=0)) / np.where(std > 0, std, 1.0)
+    return out
+
+
+def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, *, n_classes: int) -> dict[str, Any]:
+    """``StandardScaler + SVC(rbf)`` under the given folds; metrics of the pooled out-of-fold predictions.
+
+    Args:
+        features: ``(n_utterances, n_features)``.
+        labels: int ``(n_utterances,)`` in ``[0, n_classes)``.
+        folds: int ``(n_utterances,)``; each fold id is predicted by a model fitted on all other folds.
+
+    Returns:
+        ``wa``, ``ua`` (mean recall over the classes present), ``macro_f1`` (over the same classes),
+        ``confusion`` ``(n_classes, n_classes)`` (rows true, columns predicted) and ``predictions``
+        ``(n_utterances,)``, as lists and floats.
+    """
+    from sklearn.metrics import confusion_matrix, f1_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    x, y, f = np.asarray(features, dtype=np.float64), np.asarray(labels), np.asarray(folds)
+    if x.ndim != 2 or y.shape != (x.shape[0],) or f.shape != y.shape or len(np.unique(f)) < 2:
+        raise EmorefineError(f"Received: features {x.shape}, labels {y.shape}, folds {f.shape} "
+                             f"({len(np.unique(f))} fold ids); expected (n, n_features), (n,), (n,), 2+ fold ids")
+    predictions = np.empty(len(y), dtype=np.int64)
+    for fold in np.unique(f):
+        test = f == fold
+        model = make_pipeline(StandardScaler(), SVC(kernel="rbf"))
+        predictions[test] = model.fit(x[~test], y[~test]).predict(x[test])
+    confusion = confusion_matrix(y, predictions, labels=np.arange(n_classes))
+    support = confusion.sum(axis=1)
+    present = support > 0
+    recall = np.diag(confusion)[present] / support[present]
+    macro_f1 = f1_score(y, predictions, labels=np.flatnonzero(present), average="macro", zero_division=0)
+    return {"wa": float(np.trace(confusion) / len(y)), "ua": float(recall.mean()), "macro_f1": float(macro_f1),
+            "confusion": confusion.tolist(), "predictions": predictions.tolist()}
+
+
+def run_baseline(records_dir: str | os.PathLike, *, speaker_norm: bool = False, workers: int = MAX_WORKERS,
+                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Compute (or reuse) the features, cross-validate, and record the result in ``RECORDS_DIR/baseline.json``.
+
+    Args:
+        records_dir: a folder made by ``build-records``.
+        speaker_norm: z-normalise each speaker's features by that speaker's statistics first.
+        workers: feature-extraction processes (at most 2).
+
+    Returns:
+        This variant's entry of ``baseline.json`` (``runs["plain"]`` or ``runs["speaker_norm"]``), plus
+        ``cached`` (whether the features came from the cache) and ``path`` (the JSON written); neither is stored.
+
+    Raises:
+        BaselineUnavailable: ``opensmile`` is not installed.
+    """
+    start = time.perf_counter()
+    manifest = RecordsManifest.load(records_dir)
+    digest = _digest(manifest.root)
+    utts = manifest.utterances
+    x, cached = _cached_features(manifest, digest, workers=workers, progress=progress)
+    if speaker_norm:
+        x = speaker_normalise(x, [u.get("speaker") for u in utts])
+    classes = manifest.classes
+    scores = cross_validate(x, np.array([u["label_index"] for u in utts]), np.array([u["fold"] for u in utts]),
+                            n_classes=len(classes))
+    predicted = scores.pop("predictions")
+    entry = {
+        "feature_set": f"{FEATURE_SET} functionals (openSMILE {_opensmile().__version__}), 88 per utterance",
+        "classifier": CLASSIFIER, "speaker_norm": speaker_norm, "protocol": manifest.data["folds"],
+        **scores, "classes": classes, "n_utterances": len(utts), "manifest_sha256": digest,
+        "predictions": [{"id": u["id"], "fold": u["fold"], "label": u["label"], "predicted": classes[p]}
+                        for u, p in zip(utts, predicted)],
+    }
+    entry["seconds"] = time.perf_counter() - start
+    path = manifest.root / RESULT_NAME
+    runs = load_baseline(manifest.root, predictions=True) or {}  # the other variant, if made on this manifest
+    runs["speaker_norm" if speaker_norm else "plain"] = entry
+    write_json(path, {"runs": dict(sorted(runs.items()))})
+    return {**entry, "cached": cached, "path": str(path)}
+
+
+def load_baseline(records_dir: str | os.PathLike, *, predictions: bool = False) -> dict[str, dict[str, Any]] | None:
+    """The runs of ``RECORDS_DIR/baseline.json`` made on the folder's current manifest, or None.
+
+    Args:
+        predictions: keep each entry's per-utterance ``predictions`` (dropped by default: a report
+            needs the figures only).
+
+    Returns:
+        ``{"plain": entry, "speaker_norm": entry}`` (whichever were run), each entry as
+        :func:`run_baseline` stored it; ``None`` when there is no ``baseline.json``, it cannot be read,
+        or every run in it was made on another manifest. Needs no ``opensmile``.
+    """
+    root = Path(records_dir)
+    try:
+        data = json.loads((root / RESULT_NAME).read_text())
+        digest = _digest(root)
+        runs = {name: {k: v for k, v in run.items() if predictions or k != "predictions"}
+                for name, run in data["runs"].items() if run.get("manifest_sha256") == digest}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return runs or None
