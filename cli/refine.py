@@ -7,6 +7,7 @@ import sys
 import click
 
 from cli import options
+from emotion_refinery.config import PRESETS
 from emotion_refinery.errors import EmorefineError
 
 
@@ -18,7 +19,8 @@ from emotion_refinery.errors import EmorefineError
 @click.option("--rounds", type=click.IntRange(min=1), default=None,
               help="Generations: round 0 on the utterance labels plus N-1 refinements.  [default: 5]")
 @click.option("--backbone", default=None,
-              help="vgg19, mobilenetv2, densenet121, densenet22, efficientnetb0 or small.  [default: efficientnetb0]")
+              help="vgg19, mobilenetv2, densenet121, densenet22, efficientnetb0, small or tcnn (for CPUs).  "
+                   "[default: efficientnetb0; tcnn with --preset cpu]")
 @click.option("--rule", default=None, help="Label update rule: hard, bdsl, wdsl, pepr, gsl or dhl.  [default: wdsl]")
 @click.option("--alpha", default=None,
               help="wdsl weight of the utterance label, in [0, 1], or a schedule 'start:end' over the "
@@ -30,10 +32,19 @@ from emotion_refinery.errors import EmorefineError
               help="Learning-rate factor every --decay-epochs.  [default: 0.8]")
 @click.option("--decay-epochs", type=click.IntRange(min=1), default=None, help="[default: 2]")
 @click.option("--patience", type=click.IntRange(min=0), default=None, help="Early-stopping patience.  [default: 3]")
+@click.option("--min-epochs", type=click.IntRange(min=0), default=None,
+              help="Epochs before early stopping may stop a fold (and before a best epoch counts).  [default: 0]")
+@click.option("--train-stride", type=click.IntRange(min=1), default=None,
+              help="Train on every N-th segment of each utterance; every segment is still predicted.  [default: 1]")
+@click.option("--spec-augment/--no-spec-augment", default=None,
+              help="Mask 2 random frame spans (≤ 4 frames) and 2 Mel-band spans (≤ 8 bands) of every training segment.")
+@click.option("--mixup", type=click.FloatRange(min=0), default=None,
+              help="mixup of training segments and targets with λ ~ Beta(X, X); 0: off.  [default: 0]")
 @click.option("--bn-momentum", type=float, default=None,
               help="BatchNormalization momentum of every layer.  [default: 0.99; 0.9 with --preset fast]")
-@click.option("--preset", type=click.Choice(("emodb", "casia", "savee", "fast")), default=None,
-              help="Epochs and BN momentum of a corpus protocol (emodb 12, casia 20, savee 8, fast 6).")
+@click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,
+              help="Training settings of a named preset (see README).  [default: the preset the records were "
+                   "built with]")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML, TOML or JSON file whose keys mirror these flags; flags override it.")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
@@ -50,8 +61,9 @@ def refine(records_dir, output, config_file, quiet, **flags):
     """
     from emotion_refinery.refine_config import resolve_config
 
+    flags["preset"] = flags["preset"] or None
     try:
-        config = resolve_config(config_file=config_file, **flags)
+        config = resolve_config(config_file=config_file, default_preset=_records_preset(records_dir), **flags)
     except EmorefineError as e:
         raise click.UsageError(str(e)) from None
     from emotion_refinery.refinery import refine as run_refine
@@ -66,3 +78,15 @@ def refine(records_dir, output, config_file, quiet, **flags):
 
     table = [line for line in markdown(report).splitlines() if line.startswith("|")]
     click.echo("\n".join(table[: 2 + len(report["rounds"])]))
+
+
+def _records_preset(records_dir: str) -> str | None:
+    """The preset the records were built with (``None`` for records that do not say, or unreadable ones)."""
+    import json
+    from pathlib import Path
+
+    try:
+        name = json.loads((Path(records_dir) / "manifest.json").read_text())["settings"].get("preset")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # refine itself reports unusable records
+    return name if name in PRESETS else None

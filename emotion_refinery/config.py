@@ -8,6 +8,8 @@ source papers for that corpus; command-line flags override a preset field by fie
 from __future__ import annotations
 
 import dataclasses
+import types
+from collections.abc import Mapping
 from typing import Any
 
 from emotion_refinery.errors import EmorefineError
@@ -99,33 +101,44 @@ class FeatureConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """Settings for one corpus protocol: features, folds and the training budget."""
+    """Settings for one corpus protocol, shared by ``build-records`` and ``refine``.
+
+    Attributes:
+        features: the segment settings ``build-records`` stores.
+        n_folds: cross-validation folds of ``build-records``.
+        training: the refine settings (fields of ``RefineConfig``) this preset sets; the others
+            keep their defaults.
+    """
 
     name: str
     description: str
     features: FeatureConfig = FeatureConfig()
     n_folds: int = 10
-    epochs: int = 12
-    bn_momentum: float = 0.99
+    training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-PRESETS: dict[str, Preset] = {
+PRESETS: Mapping[str, Preset] = types.MappingProxyType({
     p.name: p
     for p in (
         Preset("emodb", "Emo-DB as in the papers: 1-frame (10 ms) segment hop, 10 folds, 12 epochs",
-               FeatureConfig(segment_hop=1), epochs=12),
+               FeatureConfig(segment_hop=1), training={"epochs": 12, "bn_momentum": 0.99}),
         Preset("savee", "SAVEE as in the papers: 1-frame segment hop, 10 folds, 8 epochs",
-               FeatureConfig(segment_hop=1), epochs=8),
+               FeatureConfig(segment_hop=1), training={"epochs": 8, "bn_momentum": 0.99}),
         Preset("casia", "CASIA as in the papers: 3-frame (30 ms) segment hop, 10 folds, 20 epochs",
-               FeatureConfig(segment_hop=3), epochs=20),
+               FeatureConfig(segment_hop=3), training={"epochs": 20, "bn_momentum": 0.99}),
         Preset("ravdess", "RAVDESS (not in the papers): 3-frame segment hop, 10 folds, 12 epochs",
-               FeatureConfig(segment_hop=3), epochs=12),
+               FeatureConfig(segment_hop=3), training={"epochs": 12, "bn_momentum": 0.99}),
         Preset("tess", "TESS (not in the papers): 3-frame segment hop, 10 folds, 12 epochs",
-               FeatureConfig(segment_hop=3), epochs=12),
+               FeatureConfig(segment_hop=3), training={"epochs": 12, "bn_momentum": 0.99}),
         Preset("fast", "CPU-sized work: 8-frame (80 ms) segment hop, 10 folds, 6 epochs, BN momentum 0.9",
-               FeatureConfig(segment_hop=8), epochs=6, bn_momentum=0.9),
+               FeatureConfig(segment_hop=8), training={"epochs": 6, "bn_momentum": 0.9}),
+        Preset("cpu", "2-core CPUs: the papers' 1-frame-hop records; refine trains the tcnn backbone on every "
+                      "4th segment for at most 5 epochs and predicts every segment",
+               FeatureConfig(segment_hop=1),
+               training={"backbone": "tcnn", "train_stride": 4, "epochs": 5, "min_epochs": 2, "patience": 2,
+                         "bn_momentum": 0.9}),
     )
-}
+})
 
 
 def get_preset(name: str) -> Preset:

@@ -1,7 +1,8 @@
 """tf.data pipelines over the records: training (features zipped with a round's label shards) and evaluation.
 
-Training order, fixed: list shard pairs → interleave → parse (in batches) → cache →
-shuffle → batch → prefetch. Evaluation keeps the stored order and every example.
+Training order, fixed: list shard pairs → interleave → parse (in batches) → keep every
+``stride``-th segment of each utterance → cache → shuffle → batch → augment → prefetch.
+Evaluation keeps the stored order and every example.
 Segments stay in their stored dtype (float16 by default) until batched, so the
 in-memory cache takes half the memory of float32.
 """
@@ -16,9 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from emotion_refinery.manifest import RecordsManifest
-from tf_records.schema import INDEX, SEGMENT, TARGET, TargetSpec
+from tf_records.schema import INDEX, POSITION, SEGMENT, TARGET, TargetSpec
 
-__all__ = ["CACHE_MODES", "training_dataset", "evaluation_dataset", "shard_pairs", "count_segments"]
+__all__ = ["CACHE_MODES", "training_dataset", "evaluation_dataset", "shard_pairs", "count_segments",
+           "count_training_segments"]
 
 CACHE_MODES = ("memory", "none")
 _PARSE_BATCH = 1024
@@ -34,13 +36,20 @@ def count_segments(manifest: RecordsManifest, folds: Sequence[int]) -> int:
     return sum(s["segments"] for s in manifest.shards if s["fold"] in set(folds))
 
 
-def _parse_pair(spec, target_spec: TargetSpec):
+def count_training_segments(manifest: RecordsManifest, folds: Sequence[int], stride: int = 1) -> int:
+    """Segments of ``folds`` at positions 0, ``stride``, 2·``stride``, … of each utterance."""
+    return sum(-(-u["segments"] // stride) for u in manifest.utterances if u["fold"] in set(folds))
+
+
+def _parse_pair(spec, target_spec: TargetSpec, *, with_position: bool = False):
     def parse(features, labels):
         x = spec.parse(features, as_float32=False)
         y = target_spec.parse(labels)
         # Label shards align one-to-one with feature shards; a misaligned pair fails loudly.
         check = tf.debugging.assert_equal(x[INDEX], y[INDEX], message="label shard out of step with feature shard")
         with tf.control_dependencies([check]):
+            if with_position:
+                return tf.identity(x[SEGMENT]), y[TARGET], x[POSITION]
             return tf.identity(x[SEGMENT]), y[TARGET]
     return parse
 
@@ -55,32 +64,52 @@ def training_dataset(
     cache: str = "memory",
     shuffle_buffer: int | None = None,
     repeat: bool = False,
+    stride: int = 1,
+    augment=None,
+    shuffle: bool = True,
 ) -> tf.data.Dataset:
     """Shuffled ``(x, y)`` batches of the segments of ``folds``: x float32 ``(b, frames, n_mels, 1)``, y ``(b, K)``.
 
     Args:
         labels_dir: folder of the round's label shards (named as the feature shards).
-        shuffle_buffer: examples in the shuffle buffer (default: the largest shard, at least 8,192).
+        shuffle_buffer: examples in the shuffle buffer (default: the whole training set, so every
+            batch mixes utterances of every training fold).
         cache: ``"memory"`` keeps the parsed segments in memory after the first epoch.
+        stride: keep the segments at positions 0, ``stride``, 2·``stride``, … of each utterance
+            (records cut with a 1-frame hop train like records cut with a ``stride``-frame hop,
+            while every segment can still be predicted).
+        shuffle: ``False`` keeps the stored order (validation data: parsed once, then read from the cache).
+        augment: ``augment(x, y, seed) -> (x, y)`` on float32 batches ``x (b, frames, n_mels)``,
+            ``y (b, K)`` (see :mod:`emotion_refinery.augment`), or ``None``.
     """
     pairs = shard_pairs(manifest, labels_dir, folds)
     spec, target_spec = manifest.spec, TargetSpec(len(manifest.classes))
-    buffer = shuffle_buffer or max(8192, max(s["segments"] for s in manifest.shards))
+    n_examples = count_training_segments(manifest, folds, stride)
+    buffer = shuffle_buffer or n_examples
     files = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs))))
     ds = files.interleave(
         lambda f, l: tf.data.Dataset.zip((tf.data.TFRecordDataset(f), tf.data.TFRecordDataset(l))),
         cycle_length=min(4, len(pairs)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(_PARSE_BATCH).map(_parse_pair(spec, target_spec), num_parallel_calls=tf.data.AUTOTUNE,
-                                     deterministic=True).unbatch()
+    ds = ds.batch(_PARSE_BATCH).map(_parse_pair(spec, target_spec, with_position=True),
+                                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+    if stride > 1:
+        ds = ds.filter(lambda x, y, pos: tf.equal(pos % stride, 0))
+    ds = ds.map(lambda x, y, pos: (x, y))
     if cache == "memory":
         ds = ds.cache()
-    ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if shuffle:
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if repeat:
         ds = ds.repeat()
-    else:  # tell Keras the epoch length up front (unbatch hides it)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-count_segments(manifest, folds) // batch_size)))
-    return ds.map(_to_model_input, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    else:  # tell Keras the epoch length up front (unbatch and filter hide it)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_examples // batch_size)))
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:  # a stateless seed per batch, new every epoch, reproducible from ``seed``
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda xy, s: augment(xy[0], xy[1], s),
+                                                  num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(lambda x, y: (x[..., tf.newaxis], y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _to_model_input(x, y):

@@ -19,3 +19,7 @@ class RecordsError(EmorefineError):
 
 class NothingUsableError(RecordsError):
     """Every input of a corpus was skipped: there is nothing to build records from."""
+
+
+class TrainingError(EmorefineError):
+    """Training of a (round, fold) failed (a NaN or infinite loss or prediction); nothing of it was kept."""

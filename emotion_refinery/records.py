@@ -66,9 +66,11 @@ class BuildResult:
         return self.manifest["skipped"]
 
 
-def _settings(corpus_name, root, manifest, features: FeatureConfig, n_folds, folds_by, seed, shard_segments):
+def _settings(corpus_name, root, manifest, features: FeatureConfig, n_folds, folds_by, seed, shard_segments,
+              preset=None):
     return {
         "schema_version": SCHEMA_VERSION,
+        "preset": preset,
         "corpus": {"name": corpus_name, "root": str(root), "manifest": str(manifest) if manifest else None},
         "features": features.to_dict(),
         "folds": {"n_folds": n_folds, "by": folds_by, "seed": seed},
@@ -120,6 +122,7 @@ def build_records(
     workers: int | None = None,
     shard_segments: int = SHARD_SEGMENTS,
     progress: Progress | None = None,
+    preset: str | None = None,
 ) -> BuildResult:
     """Build (or finish, or confirm) a records folder.
 
@@ -132,6 +135,8 @@ def build_records(
         n_folds, folds_by, seed: the cross-validation protocol (see :func:`assign_folds`).
         workers: processes for decoding and features (default: all cores; 1 = in this process).
         shard_segments: target segments per shard.
+        preset: the name of the preset the settings came from; ``refine`` takes its training settings
+            by default.
         progress: called as ``progress(stage, done, total)`` with stage ``"extract"`` or ``"write"``.
 
     Raises:
@@ -145,7 +150,7 @@ def build_records(
     root = Path(corpus_dir).resolve()
     out = Path(out_dir)
     settings = _settings(adapter.name, root, Path(manifest).resolve() if manifest else None, features,
-                         n_folds, folds_by, seed, shard_segments)
+                         n_folds, folds_by, seed, shard_segments, preset)
 
     status = _prepare_out_dir(out, settings)
     if status == "up-to-date":
@@ -297,6 +302,7 @@ def _prepare_out_dir(out: Path, settings: dict) -> str:
     settings_file = out / PARTIAL / "settings.json"
     if manifest.is_file():
         old = json.loads(manifest.read_text()).get("settings", {})
+        old.setdefault("preset", settings["preset"])  # records built before presets were recorded
         diff = settings_difference(old, settings)
         if diff:
             raise RecordsError(f"{out} holds records built with other settings ({'; '.join(diff)}). "

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from emotion_refinery.backbones import BACKBONES
-from emotion_refinery.config import get_preset
+from emotion_refinery.config import PRESETS, get_preset
 from emotion_refinery.datasets import CACHE_MODES
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.rules import RULES, alpha_schedule
 
 __all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS"]
 
-REFINE_PRESETS = ("emodb", "casia", "savee", "fast")
+REFINE_PRESETS = tuple(PRESETS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,11 @@ class RefineConfig:
     decay_rate: float = 0.8
     decay_epochs: int = 2
     patience: int = 3
+    min_epochs: int = 0
     bn_momentum: float = 0.99
+    train_stride: int = 1
+    spec_augment: bool = False
+    mixup: float = 0.0
     seed: int = 0
     cache: str = "memory"
     mixed_precision: bool = False
@@ -50,8 +54,13 @@ class RefineConfig:
             if isinstance(v, bool) or not isinstance(v, kind if kind is int else (int, float)) or v <= 0:
                 raise EmorefineError(f"Received: {name}={v!r}; expected a positive {'integer' if kind is int else 'number'}")
 
-        for name in ("rounds", "epochs", "batch_size", "decay_epochs"):
+        for name in ("rounds", "epochs", "batch_size", "decay_epochs", "train_stride"):
             positive(name)
+        if isinstance(self.min_epochs, bool) or not isinstance(self.min_epochs, int) or self.min_epochs < 0:
+            raise EmorefineError(f"Received: min_epochs={self.min_epochs!r}; expected a non-negative integer")
+        if isinstance(self.mixup, bool) or not isinstance(self.mixup, (int, float)) or self.mixup < 0:
+            raise EmorefineError(f"Received: mixup={self.mixup!r}; expected a non-negative number "
+                                 "(the Beta(α, α) parameter; 0 turns mixup off)")
         for name in ("lr", "decay_rate"):
             positive(name, float)
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
@@ -115,16 +124,16 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def resolve_config(*, preset: str | None = None, config_file: str | os.PathLike | None = None,
-                   **flags: Any) -> RefineConfig:
-    """Defaults, then the preset's epochs and BN momentum, then the config file, then flags that are not None."""
+                   default_preset: str | None = None, **flags: Any) -> RefineConfig:
+    """Defaults, then the preset's training settings, then the config file, then flags that are not None."""
     values: dict[str, Any] = {}
     file_values = load_config_file(config_file) if config_file else {}
-    preset = flags.pop("preset", None) or preset or file_values.get("preset")
+    # The preset: the argument, else the config file's, else ``default_preset`` (the records' own).
+    preset = preset or file_values.get("preset") or default_preset
     if preset is not None:
         if preset not in REFINE_PRESETS:
             raise EmorefineError(f"Received: preset={preset!r}; expected one of {', '.join(REFINE_PRESETS)}")
-        p = get_preset(preset)
-        values.update(epochs=p.epochs, bn_momentum=p.bn_momentum, preset=preset)
+        values.update(get_preset(preset).training, preset=preset)
     values.update({k: v for k, v in file_values.items() if k != "preset"})
     unknown = sorted(set(flags) - FIELDS)
     if unknown:

@@ -19,7 +19,9 @@ import keras
 import numpy as np
 
 from emotion_refinery.backbones import build_model
-from emotion_refinery.datasets import count_segments, evaluation_dataset, training_dataset
+from emotion_refinery.augment import make_augment
+from emotion_refinery.errors import TrainingError
+from emotion_refinery.datasets import count_training_segments, evaluation_dataset, training_dataset
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.rules import refine_labels
@@ -64,6 +66,10 @@ class OutOfFoldLabels(keras.callbacks.Callback):
         lo, hi = self.manifest.fold_segments(self.k)
         if len(q) != hi - lo:
             raise RuntimeError(f"predicted {len(q)} segments of fold {self.k}; it holds {hi - lo}")
+        if not np.all(np.isfinite(q)):
+            raise TrainingError(f"round {self.t}, fold {self.k}: the model predicts NaN or infinite probabilities "
+                                f"for {int(np.sum(~np.isfinite(q).all(axis=1)))} segment(s); nothing of this fold "
+                                "was kept. Lower --lr, or check the records (`emorefine verify`).")
         q /= q.sum(axis=1, keepdims=True)
         self.run.save_predictions(self.t, self.k, q)
         if self.rule is not None:
@@ -75,15 +81,34 @@ class OutOfFoldLabels(keras.callbacks.Callback):
         self.seconds = time.perf_counter() - start
 
 
-class _FoldLine(keras.callbacks.Callback):
-    """Remembers per-epoch validation losses for the fold's summary line."""
+class RemainingTime(keras.callbacks.Callback):
+    """After the first epoch, log an estimate of the time left for the whole run.
 
-    def __init__(self):
+    Args:
+        tasks_left: (round, fold) trainings still to run after this one.
+        epochs: most epochs of each.
+        log: where the line goes.
+    """
+
+    def __init__(self, *, tasks_left: int, epochs: int, log: Callable[[str], None]):
         super().__init__()
-        self.val_losses: list[float] = []
+        self.tasks_left, self.epochs, self.log = tasks_left, epochs, log
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 0:
+            self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.val_losses.append(float((logs or {}).get("val_loss", math.nan)))
+        if epoch == 0:
+            per_epoch = time.perf_counter() - self.start
+            left = per_epoch * (self.epochs - 1 + self.tasks_left * self.epochs)
+            self.log(f"first epoch took {per_epoch:.0f} s; at most {_duration(left)} left for this run "
+                     f"({self.tasks_left} more fold trainings of up to {self.epochs} epochs)")
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{seconds:.0f} s" if minutes < 1 else (f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h")
 
 
 def train_fold(
@@ -95,8 +120,13 @@ def train_fold(
     k: int,
     verbose: int = 0,
     log: Callable[[str], None] = print,
+    tasks_left: int | None = None,
 ) -> dict:
     """Train round ``t``'s model for held-out fold ``k`` and finish the fold (model, predictions, labels).
+
+    Args:
+        tasks_left: (round, fold) trainings after this one; when given, the time left is estimated
+            and logged after the first epoch.
 
     Returns:
         The fold's summary, also written to ``done/fold-KK.json`` as the completion mark.
@@ -110,34 +140,47 @@ def train_fold(
     model = build_model(config.backbone, input_shape=(f.segment_frames, f.n_mels, 1),
                         n_classes=len(manifest.classes), mean=mean, variance=variance,
                         bn_momentum=config.bn_momentum)
-    n_train = count_segments(manifest, train_folds)
+    n_train = count_training_segments(manifest, train_folds, config.train_stride)
     steps = math.ceil(n_train / config.batch_size)
     schedule = keras.optimizers.schedules.ExponentialDecay(
         config.lr, decay_steps=config.decay_epochs * steps, decay_rate=config.decay_rate, staircase=True)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CategoricalCrossentropy(),
                   metrics=["accuracy"], jit_compile=config.jit_compile)
     labels = run.labels_dir(t)
+    augment = make_augment(spec_augment_masks=config.spec_augment, mixup_alpha=config.mixup)
     train = training_dataset(manifest, labels_dir=labels, folds=train_folds, batch_size=config.batch_size,
-                             seed=seed, cache=config.cache)
-    val = evaluation_dataset(manifest, folds=[val_fold], labels_dir=labels, batch_size=512)
+                             seed=seed, cache=config.cache, stride=config.train_stride, augment=augment)
+    val = training_dataset(manifest, labels_dir=labels, folds=[val_fold], batch_size=512, cache=config.cache,
+                           stride=config.train_stride, shuffle=False)
     last = t == config.rounds - 1
     oof = OutOfFoldLabels(manifest, run, t=t, k=k, rule=None if last else config.rule,
                           alpha=None if last else config.alphas()[t + 1])
-    line = _FoldLine()
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
-        line,
+        keras.callbacks.TerminateOnNaN(),
+        # Early stopping watches the validation loss only from epoch `min_epochs` on: in the first epochs
+        # the inference-mode loss is still unstable (BN statistics settling) and would stop a fold for good.
+        stopping := keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                  restore_best_weights=True, start_from_epoch=config.min_epochs),
         keras.callbacks.TensorBoard(log_dir=str(run.logs_dir(t, k)), write_graph=False, profile_batch=0),
-        oof,  # after EarlyStopping, whose on_train_end restores the best weights first
     ]
-    model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+    if tasks_left is not None:
+        callbacks.append(RemainingTime(tasks_left=tasks_left, epochs=config.epochs, log=log))
+    callbacks.append(oof)  # after EarlyStopping, whose on_train_end restores the best weights first
+    history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=verbose,
+                        shuffle=False)
+    losses = [float(v) for v in history.history.get("loss", [])]
+    val_losses = [float(v) for v in history.history.get("val_loss", [])]
+    if not np.all(np.isfinite(losses + val_losses)) or len(val_losses) < len(losses) or not val_losses:
+        raise TrainingError(f"round {t}, fold {k}: the loss became NaN or infinite in epoch {len(losses)} "
+                            f"(training losses {losses}, validation losses {val_losses}); the fold is not marked "
+                            "done. Lower --lr, or check the records (`emorefine verify`).")
     with atomic_path(run.model_path(t, k), keep_suffix=True) as tmp:
         model.save(tmp)
     seconds = time.perf_counter() - start
-    best = int(np.nanargmin(line.val_losses)) if line.val_losses else 0
+    # The weights kept: the best monitored epoch's, or the last epoch's when none was monitored.
+    best = stopping.best_epoch if stopping.best_weights is not None else len(val_losses) - 1
     info = {"round": t, "fold": k, "validation_fold": val_fold, "train_segments": n_train,
-            "epochs": len(line.val_losses), "best_epoch": best + 1,
-            "val_loss": line.val_losses[best] if line.val_losses else None,
+            "epochs": len(val_losses), "best_epoch": best + 1, "val_loss": val_losses[best],
             "seconds": seconds, "oof_seconds": oof.seconds, "seed": seed}
     run.write_done(t, k, info)
     log(f"round {t} fold {k + 1}/{manifest.n_folds}: {info['epochs']} epochs (best {info['best_epoch']}), "
