@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from emotion_refinery import __version__
+from emotion_refinery.audit import leakage_audit
 from emotion_refinery.errors import EmorefineError, RecordsError
+from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest, settings_difference
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.baseline import load_baseline
@@ -38,17 +40,30 @@ __all__ = ["refine", "check_records", "utterance_arrays", "load_run"]
 
 
 def check_records(manifest: RecordsManifest, config: RefineConfig, *, verify: bool = True) -> None:
-    """Refuse records that cannot be refined, before any training: bad shards, too few folds, a fold missing a class."""
+    """Refuse records that cannot be refined, before any training: bad shards, too few folds, or a split
+    whose training folds miss a class.
+
+    A held-out or early-stopping fold without some class is accepted (leave-one-speaker-out on Emo-DB
+    has such folds; the pooled WA and UA are still defined); a model whose training folds hold no
+    utterance of a class could never predict it, so that split is refused.
+    """
     if manifest.n_folds < 3:
         raise RecordsError(f"Received: records with folds={manifest.n_folds}; refine needs at least 3 "
                            "(one held out, one for early stopping, one or more to train on)")
     classes = manifest.classes
-    for fold in range(manifest.n_folds):
-        present = {u["label_index"] for u in manifest.utterances if u["fold"] == fold}
+    per_fold = [{u["label_index"] for u in manifest.utterances if u["fold"] == f} for f in range(manifest.n_folds)]
+    splits = []
+    for k in range(manifest.n_folds):
+        train, val = split_folds(manifest.n_folds, k)
+        present = set().union(*(per_fold[f] for f in train))
         missing = [classes[c] for c in range(len(classes)) if c not in present]
         if missing:
-            raise RecordsError(f"fold {fold} has no utterances of class(es) {', '.join(map(repr, missing))}; "
-                               "rebuild the records with fewer folds (build-records --folds N)")
+            splits.append(f"split {k} (fold {k} held out, fold {val} stops training early) trains on folds "
+                          f"{train}, which have no utterances of class(es) {', '.join(map(repr, missing))}")
+    if splits:
+        raise RecordsError(f"{'; '.join(splits)}. Refine needs every class in the training folds of every split "
+                           "(a held-out or early-stopping fold may lack a class); rebuild the records with fewer "
+                           "folds or another fold assignment (build-records --folds N, --folds-by, --seed)")
     if verify:
         bad = manifest.verify()
         if bad:
@@ -120,7 +135,8 @@ def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
 
 
 def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int) -> dict[str, Any]:
-    """Utterance-level WA/UA and segment-level indicators of round ``t``; written to ``round.json``."""
+    """Utterance-level WA/UA/macro-F1 and segment-level indicators of round ``t``; written to ``round.json``
+    (after the per-utterance forest decisions, ``predictions.csv``)."""
     start = time.perf_counter()
     k_classes = len(manifest.classes)
     q = run.load_predictions(t, manifest)
@@ -139,6 +155,7 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
         "alpha": _alpha_of(config, t),
         "wa": forest.wa,
         "ua": forest.ua,
+        "macro_f1": forest.macro_f1,
         "segment_accuracy": float(np.mean(q.argmax(axis=1) == table["label"])),
         "ep_entropy": float(entropy.mean()),
         "label_drift": drift,
@@ -146,6 +163,7 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
         "seconds": float(sum(f["seconds"] for f in folds) + time.perf_counter() - start),
         "folds": folds,
     }
+    run.write_utterance_predictions(t, manifest, forest.predictions, forest.probabilities)  # before round.json
     write_json(run.round_report(t), entry)
     return entry
 
@@ -198,6 +216,7 @@ def refine(
             "baseline": load_baseline(manifest.root),  # `emorefine baseline` on these records, or None
             "config": config.to_dict(),
             "rounds": rounds,
+            "audit": leakage_audit(manifest.utterances, manifest.n_folds),  # speakers/texts shared across folds
         }
         write_reports(run, report)
     return report

@@ -9,12 +9,15 @@
       rounds/round-00/predictions/fold-03.npy   out-of-fold predictions, (fold's segments, K) float32
       rounds/round-00/done/fold-03.json   written last: this (round, fold) is complete
       rounds/round-00/round.json          the round's utterance-level evaluation
+      rounds/round-00/predictions.csv     the forest's out-of-fold decision and probabilities per utterance
       logs/round-00/fold-03/              TensorBoard
       report.json, report.md
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from emotion_refinery.manifest import RecordsManifest
-from tf_records.atomic import atomic_path, write_json
+from tf_records.atomic import atomic_path, write_bytes, write_json
 from tf_records.schema import TargetSpec
 from tf_records.writer import ShardWriter
 
@@ -56,6 +59,9 @@ class RunDir:
 
     def round_report(self, t: int) -> Path:
         return self.round_dir(t) / "round.json"
+
+    def utterance_predictions(self, t: int) -> Path:
+        return self.round_dir(t) / "predictions.csv"
 
     def logs_dir(self, t: int, k: int) -> Path:
         return self.root / "logs" / f"round-{t:02d}" / f"fold-{k:02d}"
@@ -104,6 +110,23 @@ class RunDir:
         if not np.array_equal(np.concatenate(order), np.arange(len(targets))):
             raise ValueError(f"label shards of round {t} are out of order")
         return targets
+
+    def write_utterance_predictions(self, t: int, manifest: RecordsManifest, predictions: np.ndarray,
+                                    probabilities: np.ndarray) -> None:
+        """Write ``predictions.csv`` of round ``t``: one row per utterance in manifest order.
+
+        Columns: ``id``, ``speaker`` (empty when unknown), ``fold``, ``label`` (true), ``predicted``,
+        then ``p_<class>`` for every class: the utterance forest's out-of-fold probabilities
+        (``probabilities``, ``(n_utterances, K)``; ``predictions``, ``(n_utterances,)`` class indices).
+        """
+        classes = manifest.classes
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["id", "speaker", "fold", "label", "predicted", *(f"p_{c}" for c in classes)])
+        for u, pred, proba in zip(manifest.utterances, predictions, probabilities):
+            w.writerow([u["id"], "" if u.get("speaker") is None else u["speaker"], u["fold"], u["label"],
+                        classes[int(pred)], *(f"{p:.6f}" for p in proba)])
+        write_bytes(self.utterance_predictions(t), buf.getvalue().encode())
 
     def write_done(self, t: int, k: int, info: dict) -> None:
         write_json(self.done_path(t, k), info)
