@@ -20,7 +20,7 @@ from emotion_refinery.errors import EmorefineError
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the results here instead of to standard output.")
 @click.option("--round", "round_", type=click.IntRange(min=0), default=None,
-              help="Round whose models to use.  [default: the best round by UA]")
+              help="Round whose models to use.  [default: the last finished round]")
 @click.option("--format", "fmt", type=click.Choice(("json", "csv")), default="json", show_default=True,
               help="json: one object per file; csv: one row per segment plus one 'utterance' row per file.")
 def predict(run_dir, audio, output, round_, fmt):
@@ -86,7 +86,7 @@ def _as_csv(results, classes) -> str:
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--round", "round_", type=click.IntRange(min=0), default=None,
-              help="Round to export.  [default: the best round by UA]")
+              help="Round to export.  [default: the last finished round]")
 @click.option("--format", "fmt", type=click.Choice(("keras", "savedmodel")), default="keras", show_default=True)
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Folder to write into.  [default: RUN_DIR/export]")

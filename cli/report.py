@@ -19,7 +19,7 @@ def report(run_dir, utterances):
     """Draw the plots of RUN_DIR into RUN_DIR/plots/ and rewrite RUN_DIR/report.md with them.
 
     \b
-    Plots: WA/UA per round; confusion matrix of the best round (by UA), counts and
+    Plots: WA/UA per round; confusion matrix of the last round, counts and
     row-normalised; label drift between consecutive rounds by class; mean emotion-profile
     entropy per round; the emotion profile of each chosen utterance in every round.
     """

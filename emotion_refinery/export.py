@@ -14,7 +14,7 @@ from pathlib import Path
 
 from emotion_refinery import __version__
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.inference import best_round, ensemble_model
+from emotion_refinery.inference import default_round, ensemble_model
 from emotion_refinery.refinery import load_run
 from tf_records.atomic import atomic_path, write_json
 
@@ -25,7 +25,7 @@ EXPORT_FORMATS = ("keras", "savedmodel")
 
 def export_round(run_dir: str | os.PathLike, *, t: int | None = None, fmt: str = "keras",
                  out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
-    """Write round ``t``'s ensemble (default: the best round) to ``out_dir``; return (model path, sidecar path).
+    """Write round ``t``'s ensemble (default: the last finished round) to ``out_dir``; return (model, sidecar path).
 
     ``fmt="keras"`` writes ``emorefine-round-RR.keras`` (load with ``keras.models.load_model``, safe mode);
     ``fmt="savedmodel"`` writes a TensorFlow SavedModel folder ``emorefine-round-RR/`` (signature ``serve``).
@@ -33,7 +33,7 @@ def export_round(run_dir: str | os.PathLike, *, t: int | None = None, fmt: str =
     if fmt not in EXPORT_FORMATS:
         raise EmorefineError(f"Received: format={fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
     run, record, manifest = load_run(run_dir)
-    t = best_round(run_dir) if t is None else t
+    t = default_round(run_dir) if t is None else t
     out = Path(out_dir) if out_dir else run.root / "export"
     out.mkdir(parents=True, exist_ok=True)
     model = ensemble_model(run_dir, t)

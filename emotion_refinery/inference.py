@@ -25,18 +25,22 @@ from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.features import log_mel, segment
 from emotion_refinery.refinery import load_run
+from emotion_refinery.report import last_round
 from emotion_refinery.utterance import ep_statistics, utterance_features
 
-__all__ = ["Predictor", "Prediction", "best_round", "ensemble_model", "stream_frames"]
+__all__ = ["Predictor", "Prediction", "default_round", "ensemble_model", "stream_frames"]
 
 
-def best_round(run_dir: str | os.PathLike) -> int:
-    """The round with the best UA in ``report.json`` (ties: better WA, then the earlier round)."""
+def default_round(run_dir: str | os.PathLike) -> int:
+    """The round ``predict`` and ``export`` use without ``--round``: the last finished round in ``report.json``.
+
+    Not the round with the best accuracy: that is measured on the test folds, so choosing by it would
+    choose on test data (see :func:`emotion_refinery.report.last_round`).
+    """
     path = Path(run_dir) / "report.json"
     if not path.is_file():
         raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json (no round has finished)")
-    rounds = json.loads(path.read_text())["rounds"]
-    return max(rounds, key=lambda r: (r["ua"], r["wa"], -r["round"]))["round"]
+    return last_round(json.loads(path.read_text())["rounds"])["round"]
 
 
 def _check_round(run, manifest, t: int) -> None:
@@ -124,7 +128,7 @@ class Predictor:
 
     Args:
         run_dir: a finished (or partly finished) run directory.
-        t: the round; default: the best round by UA in ``report.json``.
+        t: the round; default: the last finished round (:func:`default_round`).
         batch_size: segments per model call.
     """
 
@@ -132,7 +136,7 @@ class Predictor:
         from sklearn.ensemble import RandomForestClassifier
 
         self.run, record, self.manifest = load_run(run_dir)
-        self.t = best_round(run_dir) if t is None else t
+        self.t = default_round(run_dir) if t is None else t
         self.model = ensemble_model(run_dir, self.t)
         self.features = self.manifest.features
         self.classes = self.manifest.classes

@@ -61,7 +61,7 @@ def accuracy_curve(
 
     ``baseline``: ``(wa, ua)`` fractions of a baseline on the same folds, drawn as two dashed horizontal lines.
 
-    The round with the best UA is marked.
+    The round with the best UA is marked, labelled as chosen on the test folds (an optimistic figure).
     """
     rounds = list(rounds)
     wa, ua = 100 * np.asarray(wa, float), 100 * np.asarray(ua, float)
@@ -79,7 +79,8 @@ def accuracy_curve(
                 ax.axhline(100 * value, color=color, lw=1, ls="--", label=f"baseline {name} ({100 * value:.1f} %)")
         best = int(np.argmax(ua))
         ax.plot([rounds[best]], [ua[best]], "o", ms=17, mfc="none", mec="tab:red", mew=2, zorder=5,
-                label=f"best UA: round {rounds[best]} ({ua[best]:.1f} %)")
+                label=f"best by test-fold UA: round {rounds[best]} ({ua[best]:.1f} %;\n"
+                      "chosen on test data, optimistic)")
         _round_ticks(ax, rounds)
         ax.set_ylim(0, 102)
         ax.set_xlabel("round (0 = trained on utterance labels)")

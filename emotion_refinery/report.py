@@ -16,19 +16,36 @@ from typing import Any
 
 import numpy as np
 
+from emotion_refinery.audit import audit_markdown, leakage_audit
 from emotion_refinery.baseline import load_baseline
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.run_dir import RunDir
 from tf_records.atomic import atomic_path, write_bytes, write_json
 
-__all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "PLOTS_DIR"]
+__all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "last_round", "best_by_test_ua",
+           "PLOTS_DIR"]
 
 PLOTS_DIR = "plots"
 
 
+def last_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The entry of the last finished round: the round that ``predict``, ``export`` and the report's
+    confusion matrix use by default. No round is chosen by its accuracy: every round's accuracy is
+    measured on the test folds, so choosing by it would make the chosen figure optimistic."""
+    return max(rounds, key=lambda r: r["round"])
+
+
+def best_by_test_ua(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the best UA on the test folds (ties: better WA, then the earlier round).
+
+    Chosen on the test data, so its figures are optimistic; the report shows it labelled as such.
+    """
+    return max(rounds, key=lambda r: (r["ua"], r["wa"], -r["round"]))
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """The run as Markdown: settings, the per-round table, and the best round's confusion matrix."""
+    """The run as Markdown: settings, the per-round table, the last round's confusion matrix, the leakage audit."""
     c = report["config"]
     rounds = report["rounds"]
     lines = [
@@ -40,28 +57,35 @@ def markdown(report: dict[str, Any]) -> str:
         f"{c['batch_size']}, Adam lr {c['lr']} ×{c['decay_rate']} every {c['decay_epochs']} epochs, patience "
         f"{c['patience']}, seed {c['seed']}.",
         "",
-        "| round | rule | α | WA (%) | UA (%) | segment acc. (%) | EP entropy | label drift (%) | time (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| round | rule | α | WA (%) | UA (%) | macro-F1 (%) | segment acc. (%) | EP entropy | label drift (%) "
+        "| time (s) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rounds:
         alpha = "" if r["alpha"] is None else f"{r['alpha']:g}"
-        lines.append(f"| {r['round']} | {r['rule']} | {alpha} | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | "
+        f1 = "" if r.get("macro_f1") is None else f"{100 * r['macro_f1']:.2f}"  # runs made before macro-F1: blank
+        lines.append(f"| {r['round']} | {r['rule']} | {alpha} | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | {f1} | "
                      f"{100 * r['segment_accuracy']:.2f} | {r['ep_entropy']:.3f} | {100 * r['label_drift']:.1f} | "
                      f"{r['seconds']:.0f} |")
     lines += [
         "",
-        "WA: utterance accuracy; UA: mean per-class recall (random forest on emotion-profile statistics, "
-        "out-of-fold). EP entropy: mean segment entropy / ln K (1 = uniform, the collapse indicator). "
+        "WA: utterance accuracy; UA: mean per-class recall; macro-F1: mean per-class F1 (random forest on "
+        "emotion-profile statistics, out-of-fold; UA and macro-F1 over the classes present). EP entropy: mean segment entropy / ln K (1 = uniform, the collapse indicator). "
         "Label drift: share of segments whose top class differs from the previous round's training labels.",
     ]
     lines += _baseline_lines(report)
     if rounds:
-        best = max(rounds, key=lambda r: (r["ua"], r["wa"]))
+        last, best = last_round(rounds), best_by_test_ua(rounds)
+        lines += ["", f"Best by test-fold UA (chosen on test data; optimistic): round {best['round']}, "
+                      f"WA {100 * best['wa']:.2f} %, UA {100 * best['ua']:.2f} %. `predict` and `export` use the "
+                      f"last round ({last['round']}) unless `--round` is given."]
         classes = report["classes"]
-        lines += ["", f"## Confusion matrix, round {best['round']} (best UA; rows true, columns predicted)", "",
+        lines += ["", f"## Confusion matrix, round {last['round']} (last round; rows true, columns predicted)", "",
                   "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
-        for name, row in zip(classes, best["confusion"]):
+        for name, row in zip(classes, last["confusion"]):
             lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    if report.get("audit"):  # reports made before the audit have none
+        lines += ["", "## Leakage audit", ""] + audit_markdown(report["audit"])
     return "\n".join(lines) + "\n"
 
 
@@ -153,7 +177,7 @@ def _draw(path: Path, draw, *args, **kwargs) -> Path:
 def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None = None) -> list[Path]:
     """Draw a run's figures into ``RUN_DIR/plots/`` and rewrite ``report.md`` with them.
 
-    Figures: WA/UA per round (``accuracy.png``); the confusion matrix of the best round by UA, counts
+    Figures: WA/UA per round (``accuracy.png``); the confusion matrix of the last round, counts
     and row-normalised (``confusion-round-RR.png``); label drift between consecutive rounds' training
     labels by class of the utterance label (``label-drift.png``, from two rounds on); mean EP entropy
     per round (``entropy.png``); and the emotion profile of each utterance in every round
@@ -175,6 +199,7 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
         raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json yet (no round has finished)")
     report = json.loads(run.report_json.read_text())
     report["baseline"] = load_baseline(manifest.root)  # a baseline run after refine counts too
+    report.setdefault("audit", leakage_audit(manifest.utterances, manifest.n_folds))  # runs made before the audit
     chosen = _check_utterances(manifest, list(utterances)) if utterances else default_utterances(manifest)
     rounds = report["rounds"]
     classes = report["classes"]
@@ -192,13 +217,13 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
                          n_classes=k_classes, baseline=base))
     sections += ["### Accuracy per round", "", f"![WA and UA per round]({PLOTS_DIR}/accuracy.png)", ""]
 
-    best = max(rounds, key=lambda r: (r["ua"], r["wa"]))
-    name = f"confusion-round-{best['round']:02d}.png"
-    written.append(_draw(out / name, plots.confusion_matrix, np.asarray(best["confusion"]), classes,
-                         title=f"Round {best['round']} (best UA {100 * best['ua']:.1f} %): utterance-level "
+    last = last_round(rounds)
+    name = f"confusion-round-{last['round']:02d}.png"
+    written.append(_draw(out / name, plots.confusion_matrix, np.asarray(last["confusion"]), classes,
+                         title=f"Round {last['round']} (last round, UA {100 * last['ua']:.1f} %): utterance-level "
                                "confusion, out-of-fold"))
-    sections += [f"### Confusion matrix, round {best['round']} (best UA)", "",
-                 f"![Confusion matrix of round {best['round']}]({PLOTS_DIR}/{name})", ""]
+    sections += [f"### Confusion matrix, round {last['round']} (last round)", "",
+                 f"![Confusion matrix of round {last['round']}]({PLOTS_DIR}/{name})", ""]
 
     # Segment-level arrays, one round at a time: EP entropy, the chosen utterances' profiles, top training labels.
     entropy, entropy_by_class, profiles, top = [], [], {uid: [] for uid in chosen}, []

@@ -15,7 +15,7 @@ from emotion_refinery import features as F
 from emotion_refinery.audio import load
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.export import export_round
-from emotion_refinery.inference import Predictor, best_round, stream_frames
+from emotion_refinery.inference import Predictor, default_round, stream_frames
 from tests.conftest import SR, tone, write_wav
 
 HOP = 8
@@ -123,9 +123,30 @@ def test_export_reloads_to_the_same_probabilities(run_dir, tmp_path, fmt):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_best_round_is_the_best_ua(run_dir):
-    report = json.loads((run_dir / "report.json").read_text())
-    assert best_round(run_dir) == max(report["rounds"], key=lambda r: (r["ua"], r["wa"], -r["round"]))["round"]
+@pytest.mark.slow
+def test_default_round_is_the_last_not_the_best_by_test_ua(run_dir, tmp_path):
+    import shutil
+
+    from emotion_refinery.report import best_by_test_ua
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("logs", "plots", "export"))
+    report = json.loads((run / "report.json").read_text())
+    assert [r["round"] for r in report["rounds"]] == [0, 1]
+    # As if round 0 had done far better on the test folds than round 1, the last round.
+    report["rounds"][0].update(wa=0.99, ua=0.99)
+    report["rounds"][1].update(wa=0.10, ua=0.10)
+    (run / "report.json").write_text(json.dumps(report))
+    assert best_by_test_ua(report["rounds"])["round"] == 0
+    assert default_round(run) == 1
+    good = write_wav(tmp_path / "good.wav", tone(500, 1.0))
+    result = CliRunner().invoke(main, ["predict", str(run), good])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["round"] == 1
+    chosen = CliRunner().invoke(main, ["predict", str(run), good, "--round", "0"])
+    assert json.loads(chosen.stdout)[0]["round"] == 0
+    model, sidecar = export_round(run, out_dir=tmp_path / "export")
+    assert model.name == "emorefine-round-01.keras" and json.loads(sidecar.read_text())["round"] == 1
 
 
 def test_nan_audio_is_reported(predictor, tmp_path):

@@ -457,17 +457,88 @@ def test_records_failing_verification_are_refused(records, manifest, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_fold_without_some_class_is_refused(corpus, tmp_path):
+def test_a_split_whose_training_folds_miss_a_class_is_refused(corpus, tmp_path):
     root, _ = corpus
-    # Only 2 'sadness' utterances over 3 folds: one fold has none.
+    # Only 2 'sadness' utterances over 3 folds: one fold has none, and with 3 folds that fold is the only
+    # training fold of one split (split k trains on fold k + 2 mod 3).
     rows = (root / "manifest.csv").read_text().splitlines()
     kept = [rows[0]] + [r for r in rows[1:] if "sadness" not in r or r.split(",")[0].endswith(("_00.wav", "_01.wav"))]
     (tmp_path / "few.csv").write_text("\n".join(kept) + "\n")
     build_records(root, tmp_path / "rec", corpus="csv", manifest=tmp_path / "few.csv", features=FEATURES,
                   n_folds=3, workers=1)
-    with pytest.raises(RecordsError, match=r"fold \d has no utterances of class\(es\) 'sadness'"):
+    with pytest.raises(RecordsError, match=r"split (\d) \(fold \1 held out, fold \d stops training early\) trains "
+                                           r"on folds \[\d\], which have no utterances of class\(es\) 'sadness'"):
         _run(tmp_path / "rec", tmp_path / "run", QUICK)
     _assert_nothing_trained(tmp_path / "run")
+
+
+def _hand_made(tmp_path, folds_of_class, n_folds, classes=("a", "b", "c")):
+    """Records with one utterance of each class in each listed fold: ``{class: [folds]}``; no shards."""
+    utts = [{"id": f"{c}{f}", "fold": f, "label": c, "label_index": classes.index(c)}
+            for c, folds in folds_of_class.items() for f in folds]
+    return RecordsManifest(tmp_path, {"classes": list(classes), "folds": {"n_folds": n_folds}, "utterances": utts})
+
+
+def test_folds_without_some_class_are_accepted_when_every_split_trains_on_it(tmp_path):
+    from emotion_refinery.refinery import check_records
+
+    # 4 folds (leave-one-speaker-out style): class c only in folds 0 and 2. The training folds of splits
+    # 0..3 are [2, 3], [0, 3], [0, 1], [1, 2]: each holds a c, although folds 1 and 3 have none.
+    every = [0, 1, 2, 3]
+    check_records(_hand_made(tmp_path, {"a": every, "b": every, "c": [0, 2]}, 4), QUICK, verify=False)
+    # 10 folds, one class missing from a single fold (Emo-DB --folds 10 --folds-by speaker).
+    ten = list(range(10))
+    check_records(_hand_made(tmp_path, {"a": ten, "b": ten, "c": ten[1:]}, 10), QUICK, verify=False)
+
+
+def test_a_split_without_a_class_in_any_training_fold_is_refused(tmp_path):
+    from emotion_refinery.refinery import check_records
+
+    every = [0, 1, 2, 3]
+    # Class c only in folds 0 and 1: split 0 trains on folds 2 and 3 (fold 1 only stops it early).
+    manifest = _hand_made(tmp_path, {"a": every, "b": every, "c": [0, 1]}, 4)
+    with pytest.raises(RecordsError) as info:
+        check_records(manifest, QUICK, verify=False)
+    message = str(info.value)
+    assert message.startswith("split 0 (fold 0 held out, fold 1 stops training early) trains on folds [2, 3], "
+                              "which have no utterances of class(es) 'c'.")
+    assert "split 1" not in message and "split 2" not in message and "split 3" not in message
+    assert "a held-out or early-stopping fold may lack a class" in message and "--folds" in message
+    # Classes b and c in fold 0 only: splits 1 and 2 train on fold 0; splits 0 and 3 have neither.
+    manifest = _hand_made(tmp_path, {"a": every, "b": [0], "c": [0]}, 4)
+    with pytest.raises(RecordsError, match=re.escape("split 0 (fold 0 held out, fold 1 stops training early) trains "
+                                                     "on folds [2, 3], which have no utterances of class(es) 'b', "
+                                                     "'c'; split 3 (fold 3 held out, fold 0 stops training early)")):
+        check_records(manifest, QUICK, verify=False)
+
+
+@pytest.mark.slow
+def test_leave_one_speaker_out_with_a_fold_missing_a_class_trains_and_reports(synthetic_corpus, tmp_path):
+    root, csv_path = synthetic_corpus
+    # 4 speakers, one utterance per (speaker, class); speaker s1's 'sadness' left out: s1's fold has none.
+    rows = csv_path.read_text().splitlines()
+    dropped = [r for r in rows[1:] if r.split(",")[1:] == ["sadness", "s1"]]
+    assert len(dropped) == 1
+    (tmp_path / "loso.csv").write_text("\n".join(r for r in rows if r not in dropped) + "\n")
+    build_records(root, tmp_path / "rec", corpus="csv", manifest=tmp_path / "loso.csv", features=FEATURES,
+                  n_folds=4, folds_by="speaker", workers=1)
+    manifest = RecordsManifest.load(tmp_path / "rec")
+    s1_fold = {u["fold"] for u in manifest.utterances if u["speaker"] == "s1"}.pop()
+    assert "sadness" not in {u["label"] for u in manifest.utterances if u["fold"] == s1_fold}
+
+    report, _ = _run(tmp_path / "rec", tmp_path / "run", dataclasses.replace(QUICK, rounds=1))
+    (r0,) = report["rounds"]
+    confusion = np.array(r0["confusion"])
+    assert confusion.sum() == len(manifest.utterances) == 15
+    assert r0["wa"] == pytest.approx(np.trace(confusion) / 15)
+    assert r0["ua"] == pytest.approx(np.mean(np.diag(confusion) / confusion.sum(1)))  # every class has utterances
+    assert 0.0 <= r0["macro_f1"] <= 1.0
+    lines = RunDir(tmp_path / "run").utterance_predictions(0).read_text().splitlines()
+    assert len(lines) == 1 + 15
+    # Leave-one-speaker-out: no held-out utterance has its speaker in the training folds.
+    assert report["audit"]["summary"]["speaker_share"] == 0.0
+    assert report["audit"]["warning"].startswith("speaker-independent")
+    assert "## Leakage audit" in RunDir(tmp_path / "run").report_md.read_text()
 
 
 def test_fewer_than_three_folds_are_refused(corpus, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import matplotlib.image
+import pytest
 from click.testing import CliRunner
 
 from cli.main import main
@@ -33,7 +34,7 @@ def test_default_report(finished_run):
     result = invoke(finished_run)
     assert result.exit_code == 0, result.output
     report = json.loads((finished_run / "report.json").read_text())
-    best = max(report["rounds"], key=lambda r: (r["ua"], r["wa"]))["round"]
+    last = report["rounds"][-1]["round"]
     _, _, manifest = load_run(finished_run)
     chosen = default_utterances(manifest)
     # one per class, each of its class, and deterministic
@@ -41,7 +42,7 @@ def test_default_report(finished_run):
     assert default_utterances(manifest) == chosen
 
     plots = finished_run / "plots"
-    expected = {"accuracy.png", f"confusion-round-{best:02d}.png", "label-drift.png", "entropy.png"}
+    expected = {"accuracy.png", f"confusion-round-{last:02d}.png", "label-drift.png", "entropy.png"}
     expected |= {f"ep-{re.sub(r'[^A-Za-z0-9._-]+', '_', u)}.png" for u in chosen}
     assert {p.name for p in plots.glob("*.png")} == expected
     for name in expected:
@@ -52,9 +53,78 @@ def test_default_report(finished_run):
     for name in expected:
         assert f"](plots/{name})" in md
     assert "| round | rule |" in md and "| 0 | hard |" in md and "| 1 | wdsl |" in md
+    assert f"## Confusion matrix, round {last} (last round;" in md and f"### Confusion matrix, round {last} (last" in md
+    assert "Best by test-fold UA (chosen on test data; optimistic): round " in md
+    assert "| macro-F1 (%) |" in md and "## Leakage audit" in md and report["audit"]["warning"] in md
     for uid in chosen:
         assert f"#### {uid} " in md
     assert not list(finished_run.rglob("*.tmp-*"))  # every file was renamed into place
+
+
+REPORT = {  # a report.json as refine wrote it before macro-F1 and the audit
+    "classes": ["anger", "neutral"],
+    "protocol": {"protocol": "3-fold stratified by label", "validation": "fold (k + 1) mod K stops training early"},
+    "records": {"path": "/records"},
+    "config": {"backbone": "small", "rule": "wdsl", "alpha": 0.2, "epochs": 2, "batch_size": 64, "lr": 0.001,
+               "decay_rate": 0.8, "decay_epochs": 2, "patience": 3, "seed": 0},
+    "rounds": [{"round": t, "rule": "hard" if t == 0 else "wdsl", "alpha": None if t == 0 else 0.2, "wa": wa, "ua": ua,
+                "segment_accuracy": 0.5, "ep_entropy": 0.5, "label_drift": 0.0, "seconds": 1.0,
+                "confusion": confusion}
+               for t, wa, ua, confusion in [(0, 0.9, 0.9, [[9, 1], [1, 9]]), (1, 0.6, 0.6, [[6, 4], [4, 6]])]],
+}
+
+
+def test_markdown_shows_the_last_round_and_labels_the_best_one_optimistic():
+    from emotion_refinery.report import best_by_test_ua, last_round, markdown
+
+    rounds = REPORT["rounds"]
+    assert best_by_test_ua(rounds)["round"] == 0 and last_round(rounds)["round"] == 1
+    md = markdown(REPORT)  # no macro_f1, no audit: an old report still renders
+    assert "| 0 | hard |  | 90.00 | 90.00 |  | 50.00 |" in md and "| 1 | wdsl | 0.2 | 60.00 | 60.00 |  |" in md
+    assert "## Confusion matrix, round 1 (last round; rows true, columns predicted)" in md
+    assert "| anger | 6 | 4 |" in md and "| anger | 9 | 1 |" not in md
+    assert ("Best by test-fold UA (chosen on test data; optimistic): round 0, WA 90.00 %, UA 90.00 %. "
+            "`predict` and `export` use the last round (1) unless `--round` is given.") in md
+    assert "Leakage audit" not in md
+    from emotion_refinery.audit import leakage_audit
+
+    new = {**REPORT, "rounds": [{**r, "macro_f1": r["ua"] - 0.05} for r in rounds],
+           "audit": leakage_audit([{"id": "a", "fold": 0, "speaker": "s"}, {"id": "b", "fold": 1, "speaker": "s"},
+                                   {"id": "c", "fold": 2, "speaker": "s"}], 3)}
+    md = markdown(new)
+    assert "| 0 | hard |  | 90.00 | 90.00 | 85.00 | 50.00 |" in md
+    assert "## Leakage audit" in md and "speaker-dependent protocol: 100 % of held-out utterances" in md
+
+
+@pytest.mark.slow
+def test_predictions_csv_of_every_round(finished_run):
+    import csv
+    import json
+
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from emotion_refinery.refinery import load_run
+
+    run, _, manifest = load_run(finished_run)
+    report = json.loads(run.report_json.read_text())
+    classes = manifest.classes
+    for entry in report["rounds"]:
+        with open(run.utterance_predictions(entry["round"]), newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == ["id", "speaker", "fold", "label", "predicted", *(f"p_{c}" for c in classes)]
+        assert [r["id"] for r in rows] == [u["id"] for u in manifest.utterances]  # one row per utterance
+        assert [(r["speaker"], int(r["fold"]), r["label"]) for r in rows] == [
+            (u["speaker"], u["fold"], u["label"]) for u in manifest.utterances]
+        p = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+        assert all(r["predicted"] in classes for r in rows)
+        true, predicted = [r["label"] for r in rows], [r["predicted"] for r in rows]
+        assert np.mean([a == b for a, b in zip(true, predicted)]) == pytest.approx(entry["wa"])
+        assert f1_score(true, predicted, labels=sorted(set(true)), average="macro") == pytest.approx(entry["macro_f1"])
+        confusion = np.array(entry["confusion"])
+        for i, c in enumerate(classes):
+            assert confusion[i].sum() == true.count(c) and confusion[:, i].sum() == predicted.count(c)
 
 
 def test_named_utterances_replace_the_default_ones(finished_run):
