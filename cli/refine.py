@@ -18,6 +18,9 @@ from emotion_refinery.errors import EmorefineError
               help="Run directory to create (or resume).")
 @click.option("--rounds", type=click.IntRange(min=1), default=None,
               help="Generations: round 0 on the utterance labels plus N-1 refinements.  [default: 5]")
+@click.option("--round-patience", type=click.IntRange(min=0), default=None,
+              help="Stop refining when validation-fold UA has not improved for N rounds; 0: run every round.  "
+                   "[default: 0]")
 @click.option("--backbone", default=None,
               help="vgg19, mobilenetv2, densenet121, densenet22, efficientnetb0, small or tcnn (for CPUs).  "
                    "[default: efficientnetb0; tcnn with --preset cpu]")

@@ -30,6 +30,7 @@ import numpy as np
 from emotion_refinery.audio import load
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.manifest import MANIFEST_NAME, RecordsManifest
+from emotion_refinery.utterance import decision_scores
 from tf_records.atomic import atomic_path, write_json
 
 __all__ = ["RESULT_NAME", "FEATURES_NAME", "FEATURE_SET", "INSTALL_HINT", "BaselineUnavailable",
@@ -183,7 +184,6 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, 
         ``confusion`` ``(n_classes, n_classes)`` (rows true, columns predicted) and ``predictions``
         ``(n_utterances,)``, as lists and floats.
     """
-    from sklearn.metrics import confusion_matrix, f1_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
@@ -197,13 +197,8 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, 
         test = f == fold
         model = make_pipeline(StandardScaler(), SVC(kernel="rbf"))
         predictions[test] = model.fit(x[~test], y[~test]).predict(x[test])
-    confusion = confusion_matrix(y, predictions, labels=np.arange(n_classes))
-    support = confusion.sum(axis=1)
-    present = support > 0
-    recall = np.diag(confusion)[present] / support[present]
-    macro_f1 = f1_score(y, predictions, labels=np.flatnonzero(present), average="macro", zero_division=0)
-    return {"wa": float(np.trace(confusion) / len(y)), "ua": float(recall.mean()), "macro_f1": float(macro_f1),
-            "confusion": confusion.tolist(), "predictions": predictions.tolist()}
+    scores = decision_scores(y, predictions, n_classes=n_classes)
+    return {**scores, "confusion": scores["confusion"].tolist(), "predictions": predictions.tolist()}
 
 
 def run_baseline(records_dir: str | os.PathLike, *, speaker_norm: bool = False, workers: int = MAX_WORKERS,

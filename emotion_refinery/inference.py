@@ -25,22 +25,22 @@ from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.features import log_mel, segment
 from emotion_refinery.refinery import load_run
-from emotion_refinery.report import last_round
+from emotion_refinery.report import chosen_round
 from emotion_refinery.utterance import ep_statistics, utterance_features
 
 __all__ = ["Predictor", "Prediction", "default_round", "ensemble_model", "stream_frames"]
 
 
 def default_round(run_dir: str | os.PathLike) -> int:
-    """The round ``predict`` and ``export`` use without ``--round``: the last finished round in ``report.json``.
+    """The round ``predict`` and ``export`` use without ``--round``: the best by validation-fold UA, or the
+    last round of runs without validation scores (:func:`emotion_refinery.report.chosen_round`).
 
-    Not the round with the best accuracy: that is measured on the test folds, so choosing by it would
-    choose on test data (see :func:`emotion_refinery.report.last_round`).
+    Never the round with the best test-fold accuracy: choosing by it would choose on test data.
     """
     path = Path(run_dir) / "report.json"
     if not path.is_file():
         raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json (no round has finished)")
-    return last_round(json.loads(path.read_text())["rounds"])["round"]
+    return chosen_round(json.loads(path.read_text())["rounds"])["round"]
 
 
 def _check_round(run, manifest, t: int) -> None:

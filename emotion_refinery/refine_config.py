@@ -28,6 +28,7 @@ class RefineConfig:
     """Every setting of a refine run (the papers' values by default)."""
 
     rounds: int = 5
+    round_patience: int = 0
     backbone: str = "efficientnetb0"
     rule: str = "wdsl"
     alpha: float | str = 0.2
@@ -56,8 +57,10 @@ class RefineConfig:
 
         for name in ("rounds", "epochs", "batch_size", "decay_epochs", "train_stride"):
             positive(name)
-        if isinstance(self.min_epochs, bool) or not isinstance(self.min_epochs, int) or self.min_epochs < 0:
-            raise EmorefineError(f"Received: min_epochs={self.min_epochs!r}; expected a non-negative integer")
+        for name in ("min_epochs", "round_patience"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise EmorefineError(f"Received: {name}={v!r}; expected a non-negative integer")
         if isinstance(self.mixup, bool) or not isinstance(self.mixup, (int, float)) or self.mixup < 0:
             raise EmorefineError(f"Received: mixup={self.mixup!r}; expected a non-negative number "
                                  "(the Beta(α, α) parameter; 0 turns mixup off)")

@@ -33,7 +33,7 @@ from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
 from emotion_refinery.rules import PEPR_ALPHA, refine_labels
 from emotion_refinery.run_dir import RunDir
-from emotion_refinery.utterance import evaluate_forest, utterance_features
+from emotion_refinery.utterance import decision_scores, ep_entropy, evaluate_forest, utterance_features
 from tf_records.atomic import remove_leftovers, write_json
 
 __all__ = ["refine", "check_records", "utterance_arrays", "load_run"]
@@ -72,6 +72,25 @@ def check_records(manifest: RecordsManifest, config: RefineConfig, *, verify: bo
                                "rebuild the records")
 
 
+def cpu_time_warning(manifest: RecordsManifest, config: RefineConfig, trainings: int) -> str | None:
+    """A warning, before training on a machine without a GPU, when the backbone is sized for GPUs."""
+    from emotion_refinery.backbones import BACKBONES
+    from emotion_refinery.datasets import count_training_segments
+
+    entry = BACKBONES[config.backbone]
+    if not entry.gpu_sized:
+        return None
+    advice = "On a CPU use --preset cpu (backbone 'tcnn')."
+    if entry.cpu_segments_per_second is None:
+        return f"warning: no GPU is visible and backbone {config.backbone!r} is sized for GPUs. {advice}"
+    cores = os.cpu_count() or 2
+    per_training = count_training_segments(manifest, range(manifest.n_folds - 2), config.train_stride) * config.epochs
+    hours = trainings * per_training / (entry.cpu_segments_per_second * cores / 2) / 3600
+    return (f"warning: no GPU is visible and backbone {config.backbone!r} is sized for GPUs (about "
+            f"{entry.cpu_segments_per_second:.0f} training segments/s on 2 CPU cores): {trainings} fold trainings "
+            f"of up to {config.epochs} epochs would take about {hours:.1f} h on {cores} cores. {advice}")
+
+
 def _manifest_digest(manifest: RecordsManifest) -> str:
     return hashlib.sha256((manifest.root / "manifest.json").read_bytes()).hexdigest()
 
@@ -85,7 +104,8 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
     }
     if run.config.is_file():
         old = json.loads(run.config.read_text())
-        old_cfg, new_cfg = dict(old["config"]), dict(record["config"])
+        # Settings added to emorefine after a run was made compare as their defaults.
+        old_cfg, new_cfg = {**RefineConfig().to_dict(), **old["config"]}, dict(record["config"])
         if new_cfg["rounds"] >= old_cfg["rounds"]:  # more rounds extend a run
             old_cfg.pop("rounds"), new_cfg.pop("rounds")
         diff = settings_difference({"config": old_cfg, "records": old["records"]},
@@ -134,6 +154,44 @@ def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     run.write_labels(t, manifest, k, targets)
 
 
+def validation_scores(folds: list[dict], utterances: list[dict], n_classes: int) -> dict[str, float | None]:
+    """``validation_wa`` and ``validation_ua`` of a round: its models' decisions on their early-stopping folds.
+
+    Fold k's model decides the utterances of its validation fold (k + 1) mod K by their mean segment
+    probability (:class:`~emotion_refinery.training.ValidationDecisions`); pooled over the K models every
+    utterance is decided once, by a model that neither trained nor was tested on it. Rounds can so be
+    compared without the test folds. ``None`` for rounds trained before these decisions were kept.
+    """
+    decided: dict[int, int] = {}
+    for info in folds:
+        if "validation_decisions" not in info:
+            return {"validation_wa": None, "validation_ua": None}
+        decided.update({int(u): c for u, c in info["validation_decisions"].items()})
+    index = sorted(decided)
+    scores = decision_scores(np.array([utterances[u]["label_index"] for u in index]),
+                             np.array([decided[u] for u in index]), n_classes=n_classes)
+    return {"validation_wa": scores["wa"], "validation_ua": scores["ua"]}
+
+
+def flag_folds(folds: list[dict], *, ratio: float = 1.5) -> list[dict]:
+    """Folds whose training looks broken: the best epoch was the first of several (the model hardly
+    learnt before early stopping ended it), or the validation loss is more than ``ratio`` × the median
+    of its siblings' in the same round.
+    """
+    losses = np.array([f["val_loss"] for f in folds], dtype=np.float64)
+    median = float(np.median(losses))
+    flagged = []
+    for f, loss in zip(folds, losses):
+        reasons = []
+        if f["best_epoch"] == 1 and f["epochs"] > 1:
+            reasons.append(f"best epoch {f['best_epoch']} of {f['epochs']}")
+        if len(folds) > 2 and loss > ratio * median:
+            reasons.append(f"validation loss {loss:.3f} > {ratio:g} × the median {median:.3f}")
+        if reasons:
+            flagged.append({"fold": f["fold"], "reasons": reasons})
+    return flagged
+
+
 def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int) -> dict[str, Any]:
     """Utterance-level WA/UA/macro-F1 and segment-level indicators of round ``t``; written to ``round.json``
     (after the per-utterance forest decisions, ``predictions.csv``)."""
@@ -145,7 +203,7 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     feats = utterance_features(q, table["utterance"], len(utts))
     forest = evaluate_forest(feats, np.array([u["label_index"] for u in utts]), np.array([u["fold"] for u in utts]),
                              seed=config.seed, n_classes=k_classes)
-    entropy = -(q * np.log(np.clip(q, 1e-12, None))).sum(axis=1) / np.log(k_classes)
+    entropy = ep_entropy(q)
     targets = run.load_targets(t, manifest)
     drift = 0.0 if t == 0 else float(np.mean(targets.argmax(1) != run.load_targets(t - 1, manifest).argmax(1)))
     folds = [run.fold_info(t, k) for k in range(manifest.n_folds)]
@@ -160,6 +218,8 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
         "ep_entropy": float(entropy.mean()),
         "label_drift": drift,
         "confusion": forest.confusion.tolist(),
+        **validation_scores(folds, utts, k_classes),
+        "flagged_folds": flag_folds(folds),
         "seconds": float(sum(f["seconds"] for f in folds) + time.perf_counter() - start),
         "folds": folds,
     }
@@ -193,21 +253,30 @@ def refine(
     tf.get_logger().setLevel("ERROR")  # a fresh model per fold retraces predict; that is expected
 
     rounds = []
+    todo = [(t, k) for t in range(config.rounds) for k in range(manifest.n_folds) if not run.is_done(t, k)]
+    if todo and not tf.config.list_physical_devices("GPU"):
+        warning = cpu_time_warning(manifest, config, len(todo))
+        if warning:
+            log(warning)
     for t in range(config.rounds):
         for k in range(manifest.n_folds):
             _ensure_labels(run, manifest, config, t, k)
         for k in range(manifest.n_folds):
             if run.is_done(t, k):
                 continue
-            train_fold(manifest, run, config, t=t, k=k, verbose=verbose, log=log)
+            first = (t, k) == todo[0]  # the first training of this process estimates the time left
+            train_fold(manifest, run, config, t=t, k=k, verbose=verbose, log=log,
+                       tasks_left=len(todo) - 1 if first else None)
         entry = (json.loads(run.round_report(t).read_text()) if run.round_report(t).is_file()
                  else evaluate_round(run, manifest, config, t))
         rounds.append(entry)
         alpha = "" if entry["alpha"] is None else f", alpha {entry['alpha']:g}"
+        validation = ("" if entry.get("validation_ua") is None else
+                      f", validation WA {100 * entry['validation_wa']:.2f} % / UA {100 * entry['validation_ua']:.2f} %")
         log(f"round {t} ({entry['rule']}{alpha}): "
-            f"WA {100 * entry['wa']:.2f} %, UA {100 * entry['ua']:.2f} %, "
-            f"segment accuracy {100 * entry['segment_accuracy']:.2f} %, EP entropy {entry['ep_entropy']:.3f}, "
-            f"label drift {100 * entry['label_drift']:.1f} %")
+            f"WA {100 * entry['wa']:.2f} %, UA {100 * entry['ua']:.2f} %, macro-F1 {100 * entry['macro_f1']:.2f} %"
+            f"{validation}, segment accuracy {100 * entry['segment_accuracy']:.2f} %, "
+            f"EP entropy {entry['ep_entropy']:.3f}, label drift {100 * entry['label_drift']:.1f} %")
         report = {
             "classes": manifest.classes,
             "protocol": {**manifest.data["folds"], "validation": "fold (k + 1) mod K stops training early",
@@ -219,7 +288,19 @@ def refine(
             "audit": leakage_audit(manifest.utterances, manifest.n_folds),  # speakers/texts shared across folds
         }
         write_reports(run, report)
+        if _rounds_stalled(rounds, config.round_patience) and t < config.rounds - 1:
+            log(f"stopping after round {t}: validation UA has not improved for {config.round_patience} round(s) "
+                f"(--round-patience {config.round_patience})")
+            break
     return report
+
+
+def _rounds_stalled(rounds: list[dict], patience: int) -> bool:
+    """True when the last ``patience`` rounds did not beat the best validation UA before them (0: never)."""
+    scores = [r.get("validation_ua") for r in rounds]
+    if patience < 1 or len(scores) <= patience or any(v is None for v in scores):
+        return False
+    return max(scores[-patience:]) <= max(scores[:-patience])
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[RunDir, dict, RecordsManifest]:

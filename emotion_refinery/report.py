@@ -21,9 +21,10 @@ from emotion_refinery.baseline import load_baseline
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.run_dir import RunDir
+from emotion_refinery.utterance import ep_entropy
 from tf_records.atomic import atomic_path, write_bytes, write_json
 
-__all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "last_round", "best_by_test_ua",
+__all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "last_round", "chosen_round", "best_by_test_ua",
            "PLOTS_DIR"]
 
 PLOTS_DIR = "plots"
@@ -34,6 +35,15 @@ def last_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     confusion matrix use by default. No round is chosen by its accuracy: every round's accuracy is
     measured on the test folds, so choosing by it would make the chosen figure optimistic."""
     return max(rounds, key=lambda r: r["round"])
+
+
+def chosen_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round ``predict`` and ``export`` use by default: the best by validation-fold UA (ties: WA, then
+    the later round), chosen without the test folds (see :func:`emotion_refinery.refinery.validation_scores`);
+    the last round for runs whose rounds have no validation scores."""
+    if any(r.get("validation_ua") is None for r in rounds):
+        return last_round(rounds)
+    return max(rounds, key=lambda r: (r["validation_ua"], r["validation_wa"], r["round"]))
 
 
 def best_by_test_ua(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -57,32 +67,46 @@ def markdown(report: dict[str, Any]) -> str:
         f"{c['batch_size']}, Adam lr {c['lr']} ×{c['decay_rate']} every {c['decay_epochs']} epochs, patience "
         f"{c['patience']}, seed {c['seed']}.",
         "",
-        "| round | rule | α | WA (%) | UA (%) | macro-F1 (%) | segment acc. (%) | EP entropy | label drift (%) "
-        "| time (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| round | rule | α | WA (%) | UA (%) | macro-F1 (%) | val. WA (%) | val. UA (%) | segment acc. (%) "
+        "| EP entropy | label drift (%) | time (s) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    percent = lambda v: "" if v is None else f"{100 * v:.2f}"  # noqa: E731 (older runs lack some: blank)
     for r in rounds:
         alpha = "" if r["alpha"] is None else f"{r['alpha']:g}"
-        f1 = "" if r.get("macro_f1") is None else f"{100 * r['macro_f1']:.2f}"  # runs made before macro-F1: blank
-        lines.append(f"| {r['round']} | {r['rule']} | {alpha} | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | {f1} | "
-                     f"{100 * r['segment_accuracy']:.2f} | {r['ep_entropy']:.3f} | {100 * r['label_drift']:.1f} | "
-                     f"{r['seconds']:.0f} |")
+        lines.append(f"| {r['round']} | {r['rule']} | {alpha} | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | "
+                     f"{percent(r.get('macro_f1'))} | {percent(r.get('validation_wa'))} | "
+                     f"{percent(r.get('validation_ua'))} | {100 * r['segment_accuracy']:.2f} | "
+                     f"{r['ep_entropy']:.3f} | {100 * r['label_drift']:.1f} | {r['seconds']:.0f} |")
     lines += [
         "",
         "WA: utterance accuracy; UA: mean per-class recall; macro-F1: mean per-class F1 (random forest on "
         "emotion-profile statistics, out-of-fold; UA and macro-F1 over the classes present). EP entropy: mean segment entropy / ln K (1 = uniform, the collapse indicator). "
-        "Label drift: share of segments whose top class differs from the previous round's training labels.",
+        "Label drift: share of segments whose top class differs from the previous round's training labels. "
+        "val. WA / UA: each fold's model deciding the utterances of its early-stopping fold by their mean "
+        "segment probability, pooled (no test fold involved; used to choose a round).",
     ]
+    for prev, r in zip(rounds, rounds[1:]):
+        if r["wa"] < prev["wa"]:
+            lines.append(f"Round {r['round']} lowered WA by {100 * (prev['wa'] - r['wa']):.2f} points from round "
+                         f"{prev['round']} (UA {100 * (r['ua'] - prev['ua']):+.2f}).")
+    flagged = [(r["round"], f) for r in rounds for f in r.get("flagged_folds", [])]
+    if flagged:
+        lines += ["", "Flagged folds (their model may be broken): " + "; ".join(
+            f"round {t} fold {f['fold']}: {', '.join(f['reasons'])}" for t, f in flagged) + "."]
     lines += _baseline_lines(report)
     if rounds:
-        last, best = last_round(rounds), best_by_test_ua(rounds)
+        best, chosen = best_by_test_ua(rounds), chosen_round(rounds)
+        how = ("the best validation-fold UA" if chosen.get("validation_ua") is not None
+               else "the last round; this run has no validation scores")
         lines += ["", f"Best by test-fold UA (chosen on test data; optimistic): round {best['round']}, "
-                      f"WA {100 * best['wa']:.2f} %, UA {100 * best['ua']:.2f} %. `predict` and `export` use the "
-                      f"last round ({last['round']}) unless `--round` is given."]
+                      f"WA {100 * best['wa']:.2f} %, UA {100 * best['ua']:.2f} %. `predict` and `export` use "
+                      f"round {chosen['round']} ({how}; WA {100 * chosen['wa']:.2f} %, UA {100 * chosen['ua']:.2f} % "
+                      "on the test folds) unless `--round` is given."]
         classes = report["classes"]
-        lines += ["", f"## Confusion matrix, round {last['round']} (last round; rows true, columns predicted)", "",
-                  "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
-        for name, row in zip(classes, last["confusion"]):
+        lines += ["", f"## Confusion matrix, round {chosen['round']} (the round `predict` uses; rows true, columns "
+                      "predicted)", "", "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+        for name, row in zip(classes, chosen["confusion"]):
             lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
     if report.get("audit"):  # reports made before the audit have none
         lines += ["", "## Leakage audit", ""] + audit_markdown(report["audit"])
@@ -217,20 +241,20 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
                          n_classes=k_classes, baseline=base))
     sections += ["### Accuracy per round", "", f"![WA and UA per round]({PLOTS_DIR}/accuracy.png)", ""]
 
-    last = last_round(rounds)
-    name = f"confusion-round-{last['round']:02d}.png"
-    written.append(_draw(out / name, plots.confusion_matrix, np.asarray(last["confusion"]), classes,
-                         title=f"Round {last['round']} (last round, UA {100 * last['ua']:.1f} %): utterance-level "
-                               "confusion, out-of-fold"))
-    sections += [f"### Confusion matrix, round {last['round']} (last round)", "",
-                 f"![Confusion matrix of round {last['round']}]({PLOTS_DIR}/{name})", ""]
+    shown = chosen_round(rounds)
+    name = f"confusion-round-{shown['round']:02d}.png"
+    written.append(_draw(out / name, plots.confusion_matrix, np.asarray(shown["confusion"]), classes,
+                         title=f"Round {shown['round']} (the round `predict` uses, UA {100 * shown['ua']:.1f} %): "
+                               "utterance-level confusion, out-of-fold"))
+    sections += [f"### Confusion matrix, round {shown['round']} (the round `predict` uses)", "",
+                 f"![Confusion matrix of round {shown['round']}]({PLOTS_DIR}/{name})", ""]
 
     # Segment-level arrays, one round at a time: EP entropy, the chosen utterances' profiles, top training labels.
     entropy, entropy_by_class, profiles, top = [], [], {uid: [] for uid in chosen}, []
     utts = {uid: manifest.utterance(uid) for uid in chosen}
     for t in ts:
         q = run.load_predictions(t, manifest)
-        h = -(q * np.log(np.clip(q, 1e-12, None))).sum(axis=1) / np.log(k_classes)
+        h = ep_entropy(q)
         entropy.append(float(h.mean()))
         entropy_by_class.append([float(h[labels == c].mean()) if np.any(labels == c) else np.nan
                                  for c in range(k_classes)])

@@ -28,7 +28,7 @@ from emotion_refinery.rules import refine_labels
 from emotion_refinery.run_dir import RunDir
 from tf_records.atomic import atomic_path
 
-__all__ = ["OutOfFoldLabels", "train_fold", "fold_seed", "split_folds"]
+__all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fold", "fold_seed", "split_folds"]
 
 
 def fold_seed(seed: int, t: int, k: int) -> int:
@@ -79,6 +79,29 @@ class OutOfFoldLabels(keras.callbacks.Callback):
                                     alpha=self.alpha if self.alpha is not None else 0.0)
             self.run.write_labels(self.t + 1, self.manifest, self.k, targets)
         self.seconds = time.perf_counter() - start
+
+
+class ValidationDecisions(keras.callbacks.Callback):
+    """At the end of training: the utterance decisions of the model on its validation (early-stopping) fold.
+
+    Each utterance of the validation fold gets the class of its mean segment probability. Pooled
+    over the K models of a round, every utterance is decided exactly once by a model that neither
+    trained on it nor was tested on it, which gives the round a validation accuracy for choosing
+    rounds without looking at the test folds.
+    """
+
+    def __init__(self, manifest: RecordsManifest, *, fold: int, batch_size: int = 512):
+        super().__init__()
+        self.manifest, self.fold, self.batch_size = manifest, fold, batch_size
+        self.decisions: dict[int, int] = {}
+
+    def on_train_end(self, logs=None):
+        q = self.model.predict(evaluation_dataset(self.manifest, folds=[self.fold], batch_size=self.batch_size),
+                               verbose=0)
+        start, _ = self.manifest.fold_segments(self.fold)
+        for u in (u for u in self.manifest.utterances if u["fold"] == self.fold):
+            lo = u["first_segment"] - start
+            self.decisions[u["index"]] = int(np.argmax(q[lo:lo + u["segments"]].mean(axis=0)))
 
 
 class RemainingTime(keras.callbacks.Callback):
@@ -165,7 +188,8 @@ def train_fold(
     ]
     if tasks_left is not None:
         callbacks.append(RemainingTime(tasks_left=tasks_left, epochs=config.epochs, log=log))
-    callbacks.append(oof)  # after EarlyStopping, whose on_train_end restores the best weights first
+    decisions = ValidationDecisions(manifest, fold=val_fold)
+    callbacks += [decisions, oof]  # after EarlyStopping, whose on_train_end restores the best weights first
     history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=verbose,
                         shuffle=False)
     losses = [float(v) for v in history.history.get("loss", [])]
@@ -181,7 +205,8 @@ def train_fold(
     best = stopping.best_epoch if stopping.best_weights is not None else len(val_losses) - 1
     info = {"round": t, "fold": k, "validation_fold": val_fold, "train_segments": n_train,
             "epochs": len(val_losses), "best_epoch": best + 1, "val_loss": val_losses[best],
-            "seconds": seconds, "oof_seconds": oof.seconds, "seed": seed}
+            "seconds": seconds, "oof_seconds": oof.seconds, "seed": seed,
+            "validation_decisions": {str(u): c for u, c in decisions.decisions.items()}}
     run.write_done(t, k, info)
     log(f"round {t} fold {k + 1}/{manifest.n_folds}: {info['epochs']} epochs (best {info['best_epoch']}), "
         f"val_loss {info['val_loss']:.4f}, {seconds:.1f} s (out-of-fold step {oof.seconds:.1f} s)")

@@ -13,6 +13,7 @@ Percentiles use NumPy's default (``method="linear"``) interpolation.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
@@ -27,6 +28,8 @@ __all__ = [
     "utterance_features",
     "feature_names",
     "evaluate_forest",
+    "decision_scores",
+    "ep_entropy",
 ]
 
 #: Names of the 8 per-class statistics, in feature order.
@@ -73,6 +76,16 @@ def ep_statistics(ep: np.ndarray) -> np.ndarray:
         ]
     )  # (8, K)
     return stats.T.reshape(-1)
+
+
+def ep_entropy(predictions: np.ndarray) -> np.ndarray:
+    """Entropy of every segment's class distribution over ln K, shape ``(n_segments,)``: 1 is uniform.
+
+    Args:
+        predictions: segment probabilities, shape ``(n_segments, K)``.
+    """
+    q = np.asarray(predictions, dtype=np.float64)
+    return -(q * np.log(np.clip(q, 1e-12, None))).sum(axis=1) / np.log(q.shape[1])
 
 
 def utterance_features(predictions: np.ndarray, utterance_index: np.ndarray, n_utterances: int) -> np.ndarray:
@@ -212,15 +225,29 @@ def evaluate_forest(
         probabilities[np.ix_(np.flatnonzero(test), forest.classes_)] = proba
         predictions[test] = forest.classes_[np.argmax(proba, axis=1)]
 
+    scores = decision_scores(y, predictions, n_classes=n_classes)
+    return ForestResult(**scores, predictions=predictions, probabilities=probabilities)
+
+
+def decision_scores(labels: np.ndarray, predictions: np.ndarray, *, n_classes: int) -> dict[str, Any]:
+    """WA, UA and macro-F1 of utterance decisions, and their confusion matrix.
+
+    Args:
+        labels, predictions: true and decided class of each utterance, int, shape ``(n,)``, in ``[0, n_classes)``.
+
+    Returns:
+        ``wa`` (accuracy), ``ua`` (mean recall over the classes present in ``labels``), ``macro_f1`` (mean
+        F1 over the same classes) as floats, and ``confusion``, int64 ``(n_classes, n_classes)``, rows true,
+        columns decided.
+    """
+    y, predictions = np.asarray(labels), np.asarray(predictions)
     confusion = confusion_matrix(y, predictions, labels=np.arange(n_classes)).astype(np.int64)
     support = confusion.sum(axis=1)
     present = support > 0
     recall = np.diag(confusion)[present] / support[present]
-    return ForestResult(
-        wa=float(np.trace(confusion) / n),
-        ua=float(recall.mean()),
-        macro_f1=float(f1_score(y, predictions, labels=np.flatnonzero(present), average="macro", zero_division=0)),
-        confusion=confusion,
-        predictions=predictions,
-        probabilities=probabilities,
-    )
+    return {
+        "wa": float(np.trace(confusion) / len(y)),
+        "ua": float(recall.mean()),
+        "macro_f1": float(f1_score(y, predictions, labels=np.flatnonzero(present), average="macro", zero_division=0)),
+        "confusion": confusion,
+    }
