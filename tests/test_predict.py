@@ -124,7 +124,7 @@ def test_export_reloads_to_the_same_probabilities(run_dir, tmp_path, fmt):
 
 
 @pytest.mark.slow
-def test_default_round_is_the_last_not_the_best_by_test_ua(run_dir, tmp_path):
+def test_default_round_is_chosen_on_validation_folds_not_by_test_ua(run_dir, tmp_path):
     import shutil
 
     from emotion_refinery.report import best_by_test_ua
@@ -133,9 +133,10 @@ def test_default_round_is_the_last_not_the_best_by_test_ua(run_dir, tmp_path):
     shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("logs", "plots", "export"))
     report = json.loads((run / "report.json").read_text())
     assert [r["round"] for r in report["rounds"]] == [0, 1]
-    # As if round 0 had done far better on the test folds than round 1, the last round.
-    report["rounds"][0].update(wa=0.99, ua=0.99)
-    report["rounds"][1].update(wa=0.10, ua=0.10)
+    assert all(r["validation_ua"] is not None for r in report["rounds"])
+    # As if round 0 had done far better on the test folds, and round 1 on the validation folds.
+    report["rounds"][0].update(wa=0.99, ua=0.99, validation_wa=0.2, validation_ua=0.2)
+    report["rounds"][1].update(wa=0.10, ua=0.10, validation_wa=0.8, validation_ua=0.8)
     (run / "report.json").write_text(json.dumps(report))
     assert best_by_test_ua(report["rounds"])["round"] == 0
     assert default_round(run) == 1

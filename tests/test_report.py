@@ -29,12 +29,12 @@ def test_default_report(finished_run):
     import json
 
     from emotion_refinery.refinery import load_run
-    from emotion_refinery.report import default_utterances
+    from emotion_refinery.report import chosen_round, default_utterances
 
     result = invoke(finished_run)
     assert result.exit_code == 0, result.output
     report = json.loads((finished_run / "report.json").read_text())
-    last = report["rounds"][-1]["round"]
+    chosen_t = chosen_round(report["rounds"])["round"]
     _, _, manifest = load_run(finished_run)
     chosen = default_utterances(manifest)
     # one per class, each of its class, and deterministic
@@ -42,7 +42,7 @@ def test_default_report(finished_run):
     assert default_utterances(manifest) == chosen
 
     plots = finished_run / "plots"
-    expected = {"accuracy.png", f"confusion-round-{last:02d}.png", "label-drift.png", "entropy.png"}
+    expected = {"accuracy.png", f"confusion-round-{chosen_t:02d}.png", "label-drift.png", "entropy.png"}
     expected |= {f"ep-{re.sub(r'[^A-Za-z0-9._-]+', '_', u)}.png" for u in chosen}
     assert {p.name for p in plots.glob("*.png")} == expected
     for name in expected:
@@ -53,7 +53,9 @@ def test_default_report(finished_run):
     for name in expected:
         assert f"](plots/{name})" in md
     assert "| round | rule |" in md and "| 0 | hard |" in md and "| 1 | wdsl |" in md
-    assert f"## Confusion matrix, round {last} (last round;" in md and f"### Confusion matrix, round {last} (last" in md
+    assert f"## Confusion matrix, round {chosen_t} (the round `predict` uses;" in md
+    assert f"### Confusion matrix, round {chosen_t} (the round `predict` uses)" in md
+    assert "| val. WA (%) | val. UA (%) |" in md
     assert "Best by test-fold UA (chosen on test data; optimistic): round " in md
     assert "| macro-F1 (%) |" in md and "## Leakage audit" in md and report["audit"]["warning"] in md
     for uid in chosen:
@@ -74,17 +76,20 @@ REPORT = {  # a report.json as refine wrote it before macro-F1 and the audit
 }
 
 
-def test_markdown_shows_the_last_round_and_labels_the_best_one_optimistic():
-    from emotion_refinery.report import best_by_test_ua, last_round, markdown
+def test_markdown_shows_the_chosen_round_and_labels_the_best_one_optimistic():
+    from emotion_refinery.report import best_by_test_ua, chosen_round, last_round, markdown
 
     rounds = REPORT["rounds"]
+    # Without validation scores (a run made before them) the last round is the one predict uses.
     assert best_by_test_ua(rounds)["round"] == 0 and last_round(rounds)["round"] == 1
-    md = markdown(REPORT)  # no macro_f1, no audit: an old report still renders
-    assert "| 0 | hard |  | 90.00 | 90.00 |  | 50.00 |" in md and "| 1 | wdsl | 0.2 | 60.00 | 60.00 |  |" in md
-    assert "## Confusion matrix, round 1 (last round; rows true, columns predicted)" in md
+    assert chosen_round(rounds)["round"] == 1
+    md = markdown(REPORT)  # no macro_f1, no validation scores, no audit: an old report still renders
+    assert "| 0 | hard |  | 90.00 | 90.00 |  |  |  | 50.00 |" in md and "| 1 | wdsl | 0.2 | 60.00 | 60.00 |  |" in md
+    assert "## Confusion matrix, round 1 (the round `predict` uses; rows true, columns predicted)" in md
     assert "| anger | 6 | 4 |" in md and "| anger | 9 | 1 |" not in md
     assert ("Best by test-fold UA (chosen on test data; optimistic): round 0, WA 90.00 %, UA 90.00 %. "
-            "`predict` and `export` use the last round (1) unless `--round` is given.") in md
+            "`predict` and `export` use round 1 (the last round; this run has no validation scores") in md
+    assert "Round 1 lowered WA by 30.00 points from round 0 (UA -30.00)." in md
     assert "Leakage audit" not in md
     from emotion_refinery.audit import leakage_audit
 
@@ -92,8 +97,41 @@ def test_markdown_shows_the_last_round_and_labels_the_best_one_optimistic():
            "audit": leakage_audit([{"id": "a", "fold": 0, "speaker": "s"}, {"id": "b", "fold": 1, "speaker": "s"},
                                    {"id": "c", "fold": 2, "speaker": "s"}], 3)}
     md = markdown(new)
-    assert "| 0 | hard |  | 90.00 | 90.00 | 85.00 | 50.00 |" in md
+    assert "| 0 | hard |  | 90.00 | 90.00 | 85.00 |  |  | 50.00 |" in md
     assert "## Leakage audit" in md and "speaker-dependent protocol: 100 % of held-out utterances" in md
+
+
+def test_rounds_are_chosen_on_the_validation_folds_never_on_the_test_folds():
+    from emotion_refinery.report import best_by_test_ua, chosen_round, markdown
+
+    # Round 0 is far better on the test folds, round 1 on the validation folds: round 1 is chosen.
+    rounds = [{**r, "validation_wa": v, "validation_ua": v} for r, v in zip(REPORT["rounds"], (0.5, 0.7))]
+    assert best_by_test_ua(rounds)["round"] == 0 and chosen_round(rounds)["round"] == 1
+    md = markdown({**REPORT, "rounds": rounds})
+    assert "`predict` and `export` use round 1 (the best validation-fold UA; WA 60.00 %, UA 60.00 %" in md
+    assert "| 1 | wdsl | 0.2 | 60.00 | 60.00 |  | 70.00 | 70.00 |" in md
+    # A tie on validation UA goes to validation WA, then to the later round.
+    tied = [{**r, "validation_wa": 0.6, "validation_ua": 0.6} for r in REPORT["rounds"]]
+    assert chosen_round(tied)["round"] == 1
+    tied[0]["validation_wa"] = 0.65
+    assert chosen_round(tied)["round"] == 0
+
+
+def test_flagged_folds_are_named_in_the_report():
+    from emotion_refinery.refinery import flag_folds
+    from emotion_refinery.report import markdown
+
+    folds = [{"fold": k, "epochs": 5, "best_epoch": 4, "val_loss": 1.0} for k in range(4)]
+    folds[1].update(best_epoch=1)  # early stopping kept its first epoch: it hardly learnt
+    folds[3].update(val_loss=2.4)  # far above its siblings
+    flagged = flag_folds(folds)
+    assert [f["fold"] for f in flagged] == [1, 3]
+    assert flagged[0]["reasons"] == ["best epoch 1 of 5"]
+    assert "validation loss 2.400 > 1.5 × the median 1.000" in flagged[1]["reasons"][0]
+    assert flag_folds([{**f, "best_epoch": 4, "val_loss": 1.0} for f in folds]) == []
+    rounds = [{**REPORT["rounds"][0], "flagged_folds": flagged}]
+    md = markdown({**REPORT, "rounds": rounds})
+    assert "Flagged folds (their model may be broken): round 0 fold 1: best epoch 1 of 5; round 0 fold 3:" in md
 
 
 @pytest.mark.slow
