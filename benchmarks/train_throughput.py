@@ -70,7 +70,7 @@ def main() -> None:
     from emotion_refinery.refine_config import RefineConfig
     from emotion_refinery.refinery import _ensure_labels
     from emotion_refinery.run_dir import RunDir
-    from emotion_refinery.training import split_folds
+    from emotion_refinery.folds import split_folds
 
     m = RecordsManifest.load(records)
     run = RunDir(REPO / "bench-out" / "throughput-run")

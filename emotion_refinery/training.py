@@ -21,6 +21,7 @@ import numpy as np
 from emotion_refinery.backbones import build_model
 from emotion_refinery.augment import make_augment
 from emotion_refinery.errors import TrainingError
+from emotion_refinery.folds import split_folds
 from emotion_refinery.datasets import count_training_segments, evaluation_dataset, training_dataset
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.refine_config import RefineConfig
@@ -34,12 +35,6 @@ __all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fol
 def fold_seed(seed: int, t: int, k: int) -> int:
     """A distinct, stable seed for every (round, fold)."""
     return (seed * 1_000_003 + t * 1_009 + k) % (2**31 - 1)
-
-
-def split_folds(n_folds: int, k: int) -> tuple[list[int], int]:
-    """``(training folds, validation fold)`` when fold ``k`` is held out."""
-    val = (k + 1) % n_folds
-    return [f for f in range(n_folds) if f not in (k, val)], val
 
 
 class OutOfFoldLabels(keras.callbacks.Callback):

@@ -20,12 +20,11 @@ PLANTED = [
 ]
 
 
-def test_split_folds_is_the_split_training_uses():
-    from emotion_refinery import training
-
+def test_split_folds_holds_k_out_and_stops_early_on_the_next_fold():
     for n in (3, 4, 10):
         for k in range(n):
-            assert split_folds(n, k) == training.split_folds(n, k)
+            train, val = split_folds(n, k)
+            assert val == (k + 1) % n and sorted(train + [k, val]) == list(range(n))
     assert split_folds(4, 3) == ([1, 2], 0)
 
 
