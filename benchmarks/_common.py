@@ -7,6 +7,8 @@ import os
 import platform
 from pathlib import Path
 
+from emotion_refinery.processes import cpu_count
+
 REPO = Path(__file__).resolve().parents[1]
 EMODB = REPO.parent / "shared" / "corpora" / "emodb" / "wav"
 
@@ -15,7 +17,7 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{datetime.date.today()} on {len(os.sched_getaffinity(0))} cores ({cpu}), {mem:.0f} GiB, "
+    return (f"{datetime.date.today()} on {cpu_count()} cores ({cpu}), {mem:.0f} GiB, "
             f"Python {platform.python_version()}")
 
 

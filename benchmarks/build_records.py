@@ -24,7 +24,7 @@ import tempfile
 import time
 
 from _common import EMODB as DEFAULT_CORPUS
-from _common import REPO, machine, write_section
+from _common import REPO, cpu_count, machine, write_section
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
 
 BARE = r"""
@@ -59,7 +59,7 @@ def timed(cmd: list[str]) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS))
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--workers", type=int, default=cpu_count())
     parser.add_argument("--keep", action="store_true", help="keep the records in bench-out/")
     args = parser.parse_args()
     py = sys.executable

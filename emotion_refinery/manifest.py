@@ -12,6 +12,7 @@ import numpy as np
 
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import RecordsError
+from emotion_refinery.processes import cpu_count
 from tf_records.schema import SCHEMA_VERSION, SegmentSpec
 
 __all__ = ["MANIFEST_NAME", "RecordsManifest", "settings_difference"]
@@ -144,7 +145,7 @@ class RecordsManifest:
                                 parse=spec.parse)
 
         # TensorFlow's reading and hashlib release the GIL: threads check shards side by side.
-        with concurrent.futures.ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+        with concurrent.futures.ThreadPoolExecutor(cpu_count()) as pool:
             found = pool.map(check, self.shards)
         for i, (shard, problems) in enumerate(zip(self.shards, found)):
             lo, hi = shard["utterances"]

@@ -40,6 +40,7 @@ from emotion_refinery.errors import NothingUsableError, RecordsError
 from emotion_refinery.extraction import extract_frames, read_frames, write_feature_shard
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
+from emotion_refinery.processes import cpu_count
 from tf_records.atomic import remove_leftovers, write_json
 from tf_records.schema import SCHEMA_VERSION
 from tf_records.writer import shard_name
@@ -161,7 +162,7 @@ def build_records(
     (partial / "frames").mkdir(parents=True, exist_ok=True)
     write_json(partial / "settings.json", settings)
 
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or cpu_count()
     with _pool(workers) as pool:
         return _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed, shard_segments,
                       pool, progress, status, start)

@@ -13,11 +13,12 @@ settings skips what is done.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from emotion_refinery.audit import leakage_audit
 from emotion_refinery.errors import EmorefineError, RecordsError
 from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest, settings_difference
+from emotion_refinery.processes import LOCK_NAME, DirectoryBusy, cpu_count, directory_lock
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
@@ -83,7 +85,7 @@ def cpu_time_warning(manifest: RecordsManifest, config: RefineConfig, trainings:
     advice = "On a CPU use --preset cpu (backbone 'tcnn')."
     if entry.cpu_segments_per_second is None:
         return f"warning: no GPU is visible and backbone {config.backbone!r} is sized for GPUs. {advice}"
-    cores = os.cpu_count() or 2
+    cores = cpu_count()
     per_training = count_training_segments(manifest, range(manifest.n_folds - 2), config.train_stride) * config.epochs
     hours = trainings * per_training / (entry.cpu_segments_per_second * cores / 2) / 3600
     return (f"warning: no GPU is visible and backbone {config.backbone!r} is sized for GPUs (about "
@@ -124,7 +126,7 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
                                  f"would change the α of rounds already trained ({'; '.join(changed)}). "
                                  "Use another run directory, or a constant alpha to extend a run.")
         remove_leftovers(run.root)
-    elif run.root.exists() and any(run.root.iterdir()):
+    elif run.root.exists() and any(p.name != LOCK_NAME for p in run.root.iterdir()):
         raise EmorefineError(f"Received: output={str(run.root)!r}; expected a new or empty folder, "
                              "or a run directory to resume")
     write_json(run.config, record)
@@ -237,15 +239,41 @@ def refine(
     log: Callable[[str], None] = print,
     verify: bool = True,
 ) -> dict[str, Any]:
-    """Run (or resume, or confirm) a refine run; return the report (also in ``report.json``)."""
+    """Run (or resume, or confirm) a refine run; return the report (also in ``report.json``).
+
+    One process at a time per run directory: a second one is refused while the first runs (the lock is
+    the kernel's, so a killed run leaves none behind).
+    """
+    manifest = RecordsManifest.load(records_dir)
+    check_records(manifest, config, verify=verify)
+    run = RunDir(run_dir)
+    with _run_lock(run):
+        return _refine_locked(run, manifest, config, verbose=verbose, log=log)
+
+
+@contextlib.contextmanager
+def _run_lock(run: RunDir) -> Iterator[None]:
+    """Hold ``RUN_DIR/.lock`` (see :func:`~emotion_refinery.processes.directory_lock`), as an EmorefineError."""
+    try:
+        with directory_lock(run.root):
+            yield
+    except DirectoryBusy as e:
+        pid = "" if e.pid is None else f" (pid {e.pid})"
+        raise EmorefineError(f"Received: output={str(run.root)!r}; another emorefine refine{pid} is running on "
+                             "it; wait for it or use another run directory") from None
+    except (FileExistsError, NotADirectoryError):
+        raise EmorefineError(f"Received: output={str(run.root)!r}; expected a new or empty folder, "
+                             "or a run directory to resume (it is a file)") from None
+
+
+def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig, *, verbose: int,
+                   log: Callable[[str], None]) -> dict[str, Any]:
+    """The body of :func:`refine`, while this process holds the run directory's lock."""
     import keras
     import tensorflow as tf
 
     from emotion_refinery.training import train_fold
 
-    manifest = RecordsManifest.load(records_dir)
-    check_records(manifest, config, verify=verify)
-    run = RunDir(run_dir)
     record = _prepare(run, manifest, config)
     if not tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()  # a resumed CPU run reproduces an uninterrupted one
