@@ -254,16 +254,17 @@ def refine(
 @contextlib.contextmanager
 def _run_lock(run: RunDir) -> Iterator[None]:
     """Hold ``RUN_DIR/.lock`` (see :func:`~emotion_refinery.processes.directory_lock`), as an EmorefineError."""
-    try:
-        with directory_lock(run.root):
-            yield
-    except DirectoryBusy as e:
-        pid = "" if e.pid is None else f" (pid {e.pid})"
-        raise EmorefineError(f"Received: output={str(run.root)!r}; another emorefine refine{pid} is running on "
-                             "it; wait for it or use another run directory") from None
-    except (FileExistsError, NotADirectoryError):
-        raise EmorefineError(f"Received: output={str(run.root)!r}; expected a new or empty folder, "
-                             "or a run directory to resume (it is a file)") from None
+    with contextlib.ExitStack() as stack:
+        try:  # only taking the lock: errors of the run itself pass through unchanged
+            stack.enter_context(directory_lock(run.root))
+        except DirectoryBusy as e:
+            pid = "" if e.pid is None else f" (pid {e.pid})"
+            raise EmorefineError(f"Received: output={str(run.root)!r}; another emorefine refine{pid} is running "
+                                 "on it; wait for it or use another run directory") from None
+        except (FileExistsError, NotADirectoryError):
+            raise EmorefineError(f"Received: output={str(run.root)!r}; expected a new or empty folder, "
+                                 "or a run directory to resume (it is a file)") from None
+        yield
 
 
 def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig, *, verbose: int,
