@@ -40,7 +40,7 @@ from emotion_refinery.errors import NothingUsableError, RecordsError
 from emotion_refinery.extraction import extract_frames, read_frames, write_feature_shard
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
-from emotion_refinery.processes import cpu_count
+from emotion_refinery.processes import cpu_count, exit_with_parent
 from tf_records.atomic import remove_leftovers, write_json
 from tf_records.schema import SCHEMA_VERSION
 from tf_records.writer import shard_name
@@ -168,7 +168,9 @@ def build_records(
                       pool, progress, status, start)
 
 
-def _one_blas_thread() -> None:
+def _one_blas_thread(parent: int | None = None) -> None:
+    """Worker start-up: end with the parent (a killed build leaves no orphans), and one BLAS thread."""
+    exit_with_parent(parent)
     # Parallelism comes from processes; a multi-threaded BLAS in each of them only
     # oversubscribes the cores (the small Mel matrix products run 2-3x slower).
     threadpoolctl.threadpool_limits(1, user_api="blas")
@@ -183,7 +185,7 @@ def _pool(workers: int):
         return
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                                initializer=_one_blas_thread) as pool:
+                                                initializer=_one_blas_thread, initargs=(os.getpid(),)) as pool:
         yield pool
 
 
