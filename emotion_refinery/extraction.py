@@ -6,9 +6,12 @@ soundfile, soxr and librosa (no scikit-learn, no TensorFlow) and start quickly.
 
 from __future__ import annotations
 
+import io
+import struct
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import numpy as np
 
 from emotion_refinery.audio import load
@@ -19,7 +22,7 @@ from tf_records.atomic import atomic_path
 from tf_records.schema import SegmentSpec
 from tf_records.writer import ShardWriter, sha256_file
 
-__all__ = ["extract_frames", "read_frames", "write_feature_shard"]
+__all__ = ["extract_frames", "read_frames", "cached_frames", "write_feature_shard"]
 
 
 def extract_frames(path: str, cache: str, features: dict[str, Any]) -> tuple[int, int] | str:
@@ -39,18 +42,51 @@ def extract_frames(path: str, cache: str, features: dict[str, Any]) -> tuple[int
     frames = log_mel(y, sr=config.sr, n_fft=config.n_fft, win_length=config.win_length,
                      hop_length=config.hop_length, window=config.window, n_mels=config.n_mels,
                      fmin=config.fmin, fmax=config.fmax, htk=config.htk, amin=config.amin)
-    with atomic_path(cache, fsync=False) as tmp, open(tmp, "wb") as f:
-        np.save(f, frames.astype(config.dtype))
-        f.write(np.int64(len(y)).tobytes())  # the sample count, so a resumed build needs no decoding
+    # The .npy, the sample count (so a resumed build needs no decoding), a CRC32C of both; flushed to
+    # the disk before it takes its name, so a cache that carries its name is whole unless damaged later.
+    buffer = io.BytesIO()
+    np.save(buffer, frames.astype(config.dtype))
+    buffer.write(np.int64(len(y)).tobytes())
+    data = buffer.getvalue()
+    with atomic_path(cache, fsync=True) as tmp:
+        tmp.write_bytes(data + struct.pack("<I", google_crc32c.value(data)))
     return len(y), frames.shape[0]
 
 
 def read_frames(cache: str | Path) -> tuple[np.ndarray, int]:
-    """Cached frames ``(n_frames, n_mels)`` in the storage dtype, and the utterance's sample count."""
-    with open(cache, "rb") as f:
-        frames = np.load(f)
-        n_samples = int(np.frombuffer(f.read(8), dtype=np.int64)[0])
-    return frames, n_samples
+    """Cached frames ``(n_frames, n_mels)`` in the storage dtype, and the utterance's sample count.
+
+    Raises:
+        ValueError: the file is not a whole cache (truncated, damaged, or from an older version).
+    """
+    data = Path(cache).read_bytes()
+    if len(data) < 12 or struct.pack("<I", google_crc32c.value(data[:-4])) != data[-4:]:
+        raise ValueError(f"{cache}: checksum mismatch (truncated or damaged)")
+    f = io.BytesIO(data[:-4])
+    frames = np.load(f, allow_pickle=False)
+    rest = f.read()
+    if len(rest) != 8:
+        raise ValueError(f"{cache}: {len(rest)} bytes after the frames; expected 8")
+    return frames, int(np.frombuffer(rest, dtype=np.int64)[0])
+
+
+def cached_frames(cache: str | Path, features: dict[str, Any]) -> tuple[int, int] | None:
+    """``(n_samples, n_frames)`` of a whole cache with the shape and dtype ``features`` give, else None.
+
+    A damaged cache (cut short by a crash or a full disk, or written by an older version) is removed,
+    so that a resumed build recomputes it instead of failing on it.
+    """
+    config = FeatureConfig.from_dict(features)
+    try:
+        frames, n_samples = read_frames(cache)
+        ok = (frames.ndim == 2 and frames.shape[1] == config.n_mels and frames.dtype == np.dtype(config.dtype)
+              and frames.shape[0] == config.n_frames(n_samples))
+    except (OSError, ValueError, EOFError):
+        ok = False
+    if not ok:
+        Path(cache).unlink(missing_ok=True)
+        return None
+    return n_samples, frames.shape[0]
 
 
 def _coverage(n_frames: int, n_segments: int, config: FeatureConfig) -> np.ndarray:

@@ -4,7 +4,8 @@ The build runs in two phases, both resumable:
 
 1. *extract*: every utterance is decoded and turned into log-Mel frames in
    ``workers`` processes; frames are cached in ``RECORDS/.partial/frames`` (one
-   ``.npy`` per file, written atomically), bad files are collected with a reason.
+   ``.npy`` + sample count + CRC32C per file, fsynced, then renamed into place; a
+   damaged cache is recomputed), bad files are collected with a reason.
 2. *write*: folds are assigned over the usable utterances, utterances are ordered
    fold-major, and shards are written one by one under temporary names. A shard
    that already carries its final name is complete and is kept.
@@ -37,7 +38,7 @@ from emotion_refinery import __version__
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.corpora import Utterance, scan_corpus
 from emotion_refinery.errors import NothingUsableError, RecordsError
-from emotion_refinery.extraction import extract_frames, read_frames, write_feature_shard
+from emotion_refinery.extraction import cached_frames, extract_frames, write_feature_shard
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
 from emotion_refinery.processes import cpu_count, exit_with_parent
@@ -220,9 +221,9 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
     jobs, slots = [], []
     for i, utt in enumerate(scan.utterances):
         cache = partial / "frames" / _cache_name(utt)
-        if cache.is_file():
-            frames, n_samples = read_frames(cache)
-            results[i] = (n_samples, frames.shape[0])
+        found = cached_frames(cache, features.to_dict()) if cache.is_file() else None  # None: missing or damaged
+        if found is not None:
+            results[i] = found
         else:
             jobs.append((utt.path, str(cache), features.to_dict()))
             slots.append(i)

@@ -189,3 +189,49 @@ def test_speaker_folds_recorded_in_manifest(emodb_dir, tmp_path):
     # The text of each utterance is stored beside its speaker: fixture names 03a01Wa … carry a01 … a04.
     assert {u["id"]: u["text"] for u in data["utterances"]} == {u["id"]: u["id"][2:5] for u in data["utterances"]}
     assert {u["text"] for u in data["utterances"]} == {"a01", "a02", "a03", "a04"}
+
+
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "half":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "last byte":
+        path.write_bytes(data[:-1])
+    elif how == "flipped byte":
+        path.write_bytes(data[:200] + bytes([data[200] ^ 1]) + data[201:])
+    elif how == "old format":  # a cache as earlier versions wrote it: .npy + sample count, no checksum
+        path.write_bytes(data[:-4])
+
+
+@pytest.mark.parametrize("how", ["empty", "half", "last byte", "flipped byte", "old format"])
+@pytest.mark.parametrize("stage, after", [("extract", 3), ("write", 1)])
+def test_a_damaged_frame_cache_is_recomputed_on_resume(emodb_dir, tmp_path, how, stage, after):
+    _build(emodb_dir, tmp_path / "clean", corpus="emodb")
+
+    def crash(s, done, total):
+        if s == stage and done >= after:
+            raise Crash
+
+    with pytest.raises(Crash):
+        _build(emodb_dir, tmp_path / "rec", corpus="emodb", progress=crash)
+    caches = sorted((tmp_path / "rec" / ".partial" / "frames").glob("*.npy"))
+    assert len(caches) >= 3 and not list((tmp_path / "rec" / ".partial").rglob("*.tmp-*"))
+    _damage(caches[1], how)
+    resumed = _build(emodb_dir, tmp_path / "rec", corpus="emodb")
+    assert resumed.status == "resumed" and resumed.skipped == []
+    assert _files(tmp_path / "rec") == _files(tmp_path / "clean")
+
+
+def test_frame_cache_holds_frames_sample_count_and_checksum(tmp_path):
+    from emotion_refinery.extraction import cached_frames, extract_frames, read_frames
+
+    wav = write_wav(tmp_path / "a.wav", tone(300, 0.7))
+    cache = tmp_path / "c" / "a.npy"
+    n_samples, n_frames = extract_frames(wav, str(cache), HOP4.to_dict())
+    frames, stored = read_frames(cache)
+    assert stored == n_samples == int(0.7 * SR) and frames.shape == (n_frames, HOP4.n_mels)
+    assert frames.dtype == np.float16 and cached_frames(cache, HOP4.to_dict()) == (n_samples, n_frames)
+    # Another dtype or Mel count than the settings ask for is as bad as a damaged file: removed, recomputed.
+    assert cached_frames(cache, FeatureConfig(dtype="float32").to_dict()) is None and not cache.exists()
