@@ -99,6 +99,18 @@ class ValidationDecisions(keras.callbacks.Callback):
             self.decisions[u["index"]] = int(np.argmax(q[lo:lo + u["segments"]].mean(axis=0)))
 
 
+def _check_losses(history: dict, t: int, k: int) -> None:
+    """Raise :class:`TrainingError` naming the first epoch whose training or validation loss is not finite."""
+    losses = [float(v) for v in history.get("loss", [])]
+    val_losses = [float(v) for v in history.get("val_loss", [])]
+    val_losses += [np.nan] * (len(losses) - len(val_losses))  # TerminateOnNaN ended an epoch before validation
+    bad = [e for e, pair in enumerate(zip(losses, val_losses)) if not np.all(np.isfinite(pair))]
+    if bad or not losses:
+        raise TrainingError(f"round {t}, fold {k}: the loss became NaN or infinite in epoch {bad[0] + 1 if bad else 1} "
+                            f"(training losses {losses}, validation losses {val_losses}); the fold is not marked "
+                            "done. Lower --lr, or check the records (`emorefine verify`).")
+
+
 class RemainingTime(keras.callbacks.Callback):
     """After the first epoch, log an estimate of the time left for the whole run.
 
@@ -185,14 +197,14 @@ def train_fold(
         callbacks.append(RemainingTime(tasks_left=tasks_left, epochs=config.epochs, log=log))
     decisions = ValidationDecisions(manifest, fold=val_fold)
     callbacks += [decisions, oof]  # after EarlyStopping, whose on_train_end restores the best weights first
-    history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=verbose,
-                        shuffle=False)
-    losses = [float(v) for v in history.history.get("loss", [])]
-    val_losses = [float(v) for v in history.history.get("val_loss", [])]
-    if not np.all(np.isfinite(losses + val_losses)) or len(val_losses) < len(losses) or not val_losses:
-        raise TrainingError(f"round {t}, fold {k}: the loss became NaN or infinite in epoch {len(losses)} "
-                            f"(training losses {losses}, validation losses {val_losses}); the fold is not marked "
-                            "done. Lower --lr, or check the records (`emorefine verify`).")
+    try:
+        history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=verbose,
+                            shuffle=False)
+    except TrainingError:  # NaN predictions found at the end: name the epoch whose loss went bad, if one did
+        _check_losses(model.history.history, t, k)
+        raise
+    _check_losses(history.history, t, k)
+    val_losses = [float(v) for v in history.history["val_loss"]]
     with atomic_path(run.model_path(t, k), keep_suffix=True) as tmp:
         model.save(tmp)
     seconds = time.perf_counter() - start
