@@ -7,7 +7,6 @@ import json
 import click
 
 from cli import options
-from emotion_refinery.errors import EmorefineError, RecordsError
 
 
 @click.command()
@@ -26,17 +25,10 @@ def baseline(records_dir, speaker_norm, as_json, quiet):
     WA, UA, macro-F1, the confusion matrix and every prediction to RECORDS_DIR/baseline.json
     (one entry per variant: plain, speaker_norm). Needs: pip install "emorefine[baseline]".
     """
-    from emotion_refinery.baseline import BaselineUnavailable, run_baseline
+    from emotion_refinery.baseline import run_baseline
 
     with options.Progress(not quiet and not as_json) as progress:
-        try:
-            result = run_baseline(records_dir, speaker_norm=speaker_norm, progress=progress)
-        except (BaselineUnavailable, RecordsError) as e:
-            progress.close()
-            options.fail(str(e), 2)
-        except EmorefineError as e:
-            progress.close()
-            options.fail(str(e), 1)
+        result = run_baseline(records_dir, speaker_norm=speaker_norm, progress=progress)
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return

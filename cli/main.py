@@ -11,13 +11,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 # measured) they train the small CNN about 3x faster. Set TF_ENABLE_ONEDNN_OPTS=0 to opt out.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from cli import predict, records, refine
+from cli import options, predict, records, refine
 from cli import report
 from cli import baseline
 from emotion_refinery import __version__
+from emotion_refinery.errors import EmorefineError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class Group(click.Group):
+    """The command group: turns an emorefine error of any command into ``Error: …`` on stderr and the
+    exit status of :func:`cli.options.exit_status`."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EmorefineError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(options.exit_status(e))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="emorefine")
 def main() -> None:
     """Segment-based speech emotion recognition with emotion profile refinery.

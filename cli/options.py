@@ -8,6 +8,7 @@ import click
 
 from emotion_refinery.config import PRESETS
 from emotion_refinery.corpora import CORPUS_NAMES
+from emotion_refinery.errors import AudioError, EmorefineError, NothingUsableError, TrainingError
 from emotion_refinery.folds import FOLD_METHODS
 
 quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bars; only the summary and errors.")
@@ -30,6 +31,16 @@ dtype = click.option("--dtype", type=click.Choice(("float16", "float32")), defau
                      help="Storage type of the segments.")
 strict = click.option("--strict", is_flag=True, help="Exit with status 1 if any input was skipped.")
 as_json = click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+
+
+def exit_status(error: EmorefineError) -> int:
+    """The exit status of a command that raised ``error``: 1 when the work failed on inputs it could read
+    (nothing usable in a corpus, a fold's training, a records utterance's source audio), 2 for bad input
+    or state (a corpus, records or run directory that cannot be used, a setting, a missing extra).
+
+    The command group applies it to every command; commands do not catch emorefine's errors.
+    """
+    return 1 if isinstance(error, (NothingUsableError, TrainingError, AudioError)) else 2
 
 
 def fail(message: str, code: int = 1) -> None:

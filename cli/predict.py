@@ -10,9 +10,6 @@ import click
 
 from cli import options
 
-from emotion_refinery.errors import EmorefineError
-
-
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
@@ -31,10 +28,7 @@ def predict(run_dir, audio, output, round_, fmt):
     """
     from emotion_refinery.inference import Predictor
 
-    try:
-        predictor = Predictor(run_dir, t=round_)
-    except EmorefineError as e:
-        options.fail(str(e), 2)
+    predictor = Predictor(run_dir, t=round_)
     results = [predictor.predict(path) for path in audio]
     classes = predictor.classes
     if fmt == "json":
@@ -94,8 +88,5 @@ def export(run_dir, round_, fmt, output):
     """Export a round's fold ensemble as one self-contained model plus a JSON sidecar."""
     from emotion_refinery.export import export_round
 
-    try:
-        model, sidecar = export_round(run_dir, t=round_, fmt=fmt, out_dir=output)
-    except EmorefineError as e:
-        options.fail(str(e), 2)
+    model, sidecar = export_round(run_dir, t=round_, fmt=fmt, out_dir=output)
     click.echo(f"Wrote {model} and {sidecar}")

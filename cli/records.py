@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli import options
-from emotion_refinery.errors import EmorefineError, NothingUsableError, RecordsError
+from emotion_refinery.errors import EmorefineError
 
 
 
@@ -42,27 +42,14 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
                                  param_hint="'--corpus'")
     if corpus == "csv" and not manifest:
         raise click.BadParameter("--corpus csv needs --manifest FILE", param_hint="'--manifest'")
-    try:
-        adapter = detect(corpus_dir, manifest=manifest) if corpus == "auto" else get_corpus(corpus)
-        chosen = get_preset(preset or (adapter.name if adapter.name in PRESETS else "emodb"))
-        features = chosen.features.replace(segment_hop=segment_hop, dtype=dtype)
-        n_folds = folds or chosen.n_folds
-    except EmorefineError as e:
-        raise click.UsageError(str(e)) from None
-    with options.Progress(not quiet) as progress:
-        try:
-            result = build(corpus_dir, output, corpus=adapter.name, manifest=manifest, features=features,
-                           n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress,
-                           preset=chosen.name)
-        except NothingUsableError as e:  # the inputs were read: the build failed (1), not the command line (2)
-            progress.close()
-            options.fail(str(e), 1)
-        except RecordsError as e:
-            progress.close()
-            options.fail(str(e), 2)
-        except EmorefineError as e:
-            progress.close()
-            raise click.UsageError(str(e)) from None
+    adapter = detect(corpus_dir, manifest=manifest) if corpus == "auto" else get_corpus(corpus)
+    chosen = get_preset(preset or (adapter.name if adapter.name in PRESETS else "emodb"))
+    features = chosen.features.replace(segment_hop=segment_hop, dtype=dtype)
+    n_folds = folds or chosen.n_folds
+    with options.Progress(not quiet) as progress:  # errors: exit status 1 or 2 (cli.options.exit_status)
+        result = build(corpus_dir, output, corpus=adapter.name, manifest=manifest, features=features,
+                       n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress,
+                       preset=chosen.name)
     from emotion_refinery.manifest import RecordsManifest
 
     summary = RecordsManifest(output, result.manifest).summary()
@@ -176,10 +163,7 @@ def verify(path, quiet):
     """Re-read every shard (record checksums, counts, sha256); exit 1 naming each bad shard."""
     from emotion_refinery.manifest import RecordsManifest
 
-    try:
-        m = RecordsManifest.load(path)
-    except EmorefineError as e:
-        options.fail(str(e), 2)
+    m = RecordsManifest.load(path)
     with options.Progress(not quiet) as progress:
         bad = m.verify(progress=progress)
     if bad:

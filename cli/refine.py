@@ -8,7 +8,6 @@ import click
 
 from cli import options
 from emotion_refinery.config import PRESETS
-from emotion_refinery.errors import EmorefineError
 
 
 
@@ -65,17 +64,11 @@ def refine(records_dir, output, config_file, quiet, **flags):
     from emotion_refinery.refine_config import resolve_config
 
     flags["preset"] = flags["preset"] or None
-    try:
-        config = resolve_config(config_file=config_file, default_preset=_records_preset(records_dir), **flags)
-    except EmorefineError as e:
-        raise click.UsageError(str(e)) from None
+    config = resolve_config(config_file=config_file, default_preset=_records_preset(records_dir), **flags)
     from emotion_refinery.refinery import refine as run_refine
 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-    try:
-        report = run_refine(records_dir, output, config, verbose=verbose, log=click.echo)
-    except EmorefineError as e:
-        options.fail(str(e), 2)
+    report = run_refine(records_dir, output, config, verbose=verbose, log=click.echo)
     click.echo(f"Report: {output}/report.md")
     from emotion_refinery.report import markdown
 

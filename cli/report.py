@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import click
 
-from cli import options
-
-from emotion_refinery.errors import EmorefineError
-
-
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
@@ -25,10 +20,7 @@ def report(run_dir, utterances):
     """
     from emotion_refinery.report import write_full_report
 
-    try:
-        paths = write_full_report(run_dir, utterances=list(utterances) or None)
-    except EmorefineError as e:
-        options.fail(str(e), 2)
+    paths = write_full_report(run_dir, utterances=list(utterances) or None)
     for path in paths[:-1]:
         click.echo(f"Wrote {path}")
     click.echo(f"Report: {paths[-1]}")

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emotion_refinery.audio import load
-from emotion_refinery.errors import EmorefineError
+from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.manifest import MANIFEST_NAME, RecordsManifest
 from emotion_refinery.utterance import decision_scores
 from tf_records.atomic import atomic_path, write_json
@@ -97,9 +97,9 @@ def extract_features(paths: list[str], *, sr: int, workers: int = MAX_WORKERS,
     progress(STAGE, 0, n)
     workers = max(1, min(int(workers), MAX_WORKERS, n))
 
-    def failed(i: int, e: Exception) -> EmorefineError:
-        return EmorefineError(f"Received: path={paths[i]!r}; expected decodable audio (the source of a "
-                              f"records utterance): {e}")
+    def failed(i: int, e: Exception) -> AudioError:
+        return AudioError(f"Received: path={paths[i]!r}; expected decodable audio (the source of a "
+                          f"records utterance): {e}")
 
     if workers == 1:
         smile = _smile()

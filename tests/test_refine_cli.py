@@ -216,7 +216,7 @@ def test_a_fold_missing_a_class_exits_2(synthetic_corpus, tmp_path):
                                           or r.split(",")[0].endswith(("_00.wav", "_01.wav"))]) + "\n")
     rec = _build((root, few), tmp_path / "rec", "--folds", "3")
     out = tmp_path / "run"
-    _refused(invoke("refine", rec, "-o", out, "--backbone", "small"), out, "has no utterances of class(es) 'sadness'",
+    _refused(invoke("refine", rec, "-o", out, "--backbone", "small"), out, "no utterances of class(es) 'sadness'",
              "--folds")
     assert not out.exists()
 
