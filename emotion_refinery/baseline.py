@@ -85,7 +85,7 @@ def extract_features(paths: list[str], *, sr: int, workers: int = MAX_WORKERS,
     Args:
         paths: audio files, ``n`` of them.
         sr: sample rate the audio is decoded (and resampled) to.
-        workers: processes (at most 2); 1 computes here, in this process.
+        workers: worker processes (at most 2), always fresh ones, never this process.
         progress: called as ``progress(STAGE, done, n)``.
 
     Returns:
@@ -101,17 +101,10 @@ def extract_features(paths: list[str], *, sr: int, workers: int = MAX_WORKERS,
         return AudioError(f"Received: path={paths[i]!r}; expected decodable audio (the source of a "
                           f"records utterance): {e}")
 
-    if workers == 1:
-        smile = _smile()
-        for i, path in enumerate(paths):
-            try:
-                out[i] = _features_of(path, sr, smile)
-            except EmorefineError as e:
-                raise failed(i, e) from e
-            progress(STAGE, i + 1, n)
-        return out
     _opensmile()  # fail here, with the install hint, rather than in every worker
-    context = multiprocessing.get_context("spawn")  # never fork a process that may hold TensorFlow
+    # openSMILE runs in fresh (spawned) processes only: in a process that has loaded TensorFlow its native
+    # code aborts the interpreter (opensmile 2.6 with TensorFlow 2.21), and a fork would copy TensorFlow.
+    context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
         futures = {pool.submit(_features_of, path, sr): i for i, path in enumerate(paths)}
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -44,11 +45,16 @@ def test_features_metrics_and_json(opensmile, records):
         x = cached["features"]
         assert x.shape == (len(utts), 88) and x.dtype == np.float32
         assert cached["ids"].tolist() == [u["id"] for u in utts]
-    # The manifest's own decoding at its rate, then openSMILE: the same numbers as the cache.
-    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                            feature_level=opensmile.FeatureLevel.Functionals)
-    direct = smile.process_signal(load(utts[5]["path"], sr=m.features.sr), m.features.sr).to_numpy()[0]
-    np.testing.assert_allclose(x[5], direct, rtol=1e-6)
+    # The manifest's own decoding at its rate, then openSMILE: the same numbers as the cache. (In a fresh
+    # interpreter: openSMILE aborts a process that has loaded TensorFlow, as this test process may have.)
+    code = ("import json, sys, opensmile; from emotion_refinery.audio import load; "
+            "s = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, "
+            "feature_level=opensmile.FeatureLevel.Functionals); "
+            "print(json.dumps(s.process_signal(load(sys.argv[1], sr=int(sys.argv[2])), int(sys.argv[2]))"
+            ".to_numpy()[0].tolist()))")
+    out = subprocess.run([sys.executable, "-c", code, utts[5]["path"], str(m.features.sr)], check=True,
+                         capture_output=True, text=True).stdout
+    np.testing.assert_allclose(x[5], json.loads(out.splitlines()[-1]), rtol=1e-6)
 
     stored = json.loads((records / B.RESULT_NAME).read_text())
     assert set(stored["runs"]) == {"plain"}
