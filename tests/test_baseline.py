@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from cli.main import main
 from emotion_refinery import baseline as B
-from emotion_refinery.audio import load
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.manifest import RecordsManifest
