@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from cli import options
-from emotion_refinery.errors import EmorefineError
 
 
 
@@ -92,7 +91,11 @@ def _print_summary(s: dict) -> None:
 @click.option("--dump", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Records: the utterance's stored segments to FILE.npy (float32, n_segments x 32 x n_mels). "
                    "Run: its targets, predictions and label in round --round to FILE.npz.")
-def inspect(path, as_json, utterance_id, round_, dump):
+@click.option("--truth", type=click.Path(dir_okay=False), default=None,
+              help="Run on a synthetic corpus: the share of segments whose training label and whose "
+                   "out-of-fold prediction agree with the segment truth in FILE (synth-corpus's truth.json), "
+                   "per round.")
+def inspect(path, as_json, utterance_id, round_, dump, truth):
     """Summarise a records folder or a run directory, or dump one utterance."""
     import numpy as np
 
@@ -105,18 +108,22 @@ def inspect(path, as_json, utterance_id, round_, dump):
         raise click.BadParameter(f"--round is for run directories; {path!r} holds records", param_hint="'--round'")
     if round_ is not None and not dump:
         raise click.BadParameter("--round goes with --utterance and --dump", param_hint="'--round'")
-    try:
-        if is_run:
-            return _inspect_run(path, as_json, utterance_id, round_, dump)
-        m = RecordsManifest.load(path)
-        if dump:
-            segments = m.read_utterance(utterance_id)
-            np.save(dump, segments)
-            click.echo(f"Wrote {dump}: {segments.shape[0]} segments x {segments.shape[1]} x {segments.shape[2]} "
-                       f"(float32) of {utterance_id}")
-            return
-    except EmorefineError as e:
-        options.fail(str(e), 2)
+    if truth and not is_run:
+        raise click.BadParameter(f"Received: truth with {path!r}, a records folder; expected a run directory",
+                                 param_hint="'--truth'")
+    if truth and dump:
+        raise click.BadParameter("Received: truth with --dump; expected one of them", param_hint="'--truth'")
+    if truth:
+        return _inspect_truth(path, truth, as_json)
+    if is_run:
+        return _inspect_run(path, as_json, utterance_id, round_, dump)
+    m = RecordsManifest.load(path)  # emorefine errors: the command group prints them, status 2
+    if dump:
+        segments = m.read_utterance(utterance_id)
+        np.save(dump, segments)
+        click.echo(f"Wrote {dump}: {segments.shape[0]} segments x {segments.shape[1]} x {segments.shape[2]} "
+                   f"(float32) of {utterance_id}")
+        return
     s = m.summary()
     if as_json:
         click.echo(json.dumps(s, indent=1))
@@ -128,6 +135,19 @@ def inspect(path, as_json, utterance_id, round_, dump):
         click.echo("  leakage audit, per held-out fold k against its training folds (all but k and (k + 1) mod K):")
         for line in audit_text(s["audit"]):
             click.echo(f"    {line}")
+
+
+def _inspect_truth(path, truth, as_json):
+    from emotion_refinery.synthetic import truth_agreement
+
+    rounds = truth_agreement(path, truth)
+    if as_json:
+        click.echo(json.dumps(rounds, indent=1))
+        return
+    click.echo(f"Agreement with the segment truth of {truth} (share of segments whose top class is the true one)")
+    click.echo("  round  training labels  out-of-fold predictions")
+    for r in rounds:
+        click.echo(f"  {r['round']:>5}  {100 * r['label_agreement']:>13.2f} %  {100 * r['prediction_agreement']:>21.2f} %")
 
 
 def _inspect_run(path, as_json, utterance_id, round_, dump):

@@ -11,7 +11,8 @@ it, as emotion varies within real utterances:
 
 Outside the pattern region a segment is neutral whatever the utterance label, so
 segment truth differs from the utterance label; ``truth.json`` keeps the regions so
-tests can check that refined labels move toward the segment truth.
+tests (and ``emorefine inspect RUN_DIR --truth truth.json``, through :func:`truth_agreement`)
+can check that refined labels move toward the segment truth.
 The corpus is a ``csv`` corpus: ``manifest.csv`` with columns path, label, speaker.
 """
 
@@ -27,8 +28,9 @@ import soundfile
 
 from emotion_refinery.audio import resample
 from emotion_refinery.config import FeatureConfig
+from emotion_refinery.errors import EmorefineError
 
-__all__ = ["CLASSES", "make_corpus", "segment_truth"]
+__all__ = ["CLASSES", "make_corpus", "segment_truth", "segment_truths", "truth_agreement"]
 
 CLASSES = ("anger", "happiness", "neutral", "sadness")
 SPEAKERS = {"s1": 110.0, "s2": 140.0, "s3": 190.0, "s4": 230.0}  # base pitch in Hz
@@ -125,3 +127,80 @@ def segment_truth(entry: dict, n_segments: int, config: FeatureConfig) -> np.nda
     overlap = np.clip(np.minimum(end, b) - np.maximum(start, a), 0, None)
     inside = overlap >= 0.5 * config.segment_seconds
     return np.where(inside, entry["label"], "neutral")
+
+
+def _read_truth(truth_json: str | os.PathLike) -> dict:
+    path = Path(truth_json)
+    expected = "expected the truth.json that `emorefine synth-corpus` writes beside manifest.csv"
+    try:
+        truth = json.loads(path.read_text())
+    except OSError as e:
+        raise EmorefineError(f"Received: truth={str(path)!r} ({e.strerror}); {expected}") from None
+    except ValueError as e:
+        raise EmorefineError(f"Received: truth={str(path)!r}, not JSON ({e}); {expected}") from None
+    good = isinstance(truth, dict) and all(
+        isinstance(v, dict) and isinstance(v.get("label"), str) and isinstance(v.get("region"), list)
+        and len(v["region"]) == 2 for v in truth.values())
+    if not good:
+        raise EmorefineError(f"Received: truth={str(path)!r}, not a mapping of utterance id to "
+                             f'{{"label", "region": [start, end]}}; {expected}')
+    return truth
+
+
+def segment_truths(utterances: list[dict], truth: dict, config: FeatureConfig, *,
+                   truth_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """True class name of every segment of ``utterances`` (manifest entries), concatenated in their order.
+
+    An utterance's truth entry is looked up by its id (a ``csv`` corpus's default id is the path relative
+    to the corpus folder without suffix, which is how ``truth.json`` is keyed), else by its source path
+    relative to ``truth_dir`` without suffix (records built with another id column or corpus root).
+    """
+    parts, missing = [], []
+    for u in utterances:
+        key = u["id"]
+        if key not in truth and truth_dir is not None:
+            try:
+                key = Path(u["path"]).resolve().relative_to(Path(truth_dir).resolve()).with_suffix("").as_posix()
+            except ValueError:
+                pass
+        if key not in truth:
+            missing.append(u["id"])
+            continue
+        parts.append(segment_truth(truth[key], u["segments"], config))
+    if missing:
+        shown = ", ".join(map(repr, missing[:3])) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise EmorefineError(f"Received: {len(missing)} of {len(utterances)} utterance(s) without a truth entry "
+                             f"({shown}); expected the truth.json of the corpus the records were built from")
+    return np.concatenate(parts) if parts else np.array([], dtype=str)
+
+
+def truth_agreement(run_dir: str | os.PathLike, truth_json: str | os.PathLike) -> list[dict]:
+    """Agreement of a run on the synthetic corpus with the segment truth, for every finished round.
+
+    Returns a list of ``{"round", "label_agreement", "prediction_agreement"}``: the share of segments
+    whose training target's top class (round 0: the utterance label, the baseline) equals the segment
+    truth, and the share whose out-of-fold prediction's top class does. A finished round is one whose
+    every fold is done; the rounds are 0, 1, … up to the first unfinished one.
+    """
+    from emotion_refinery.refinery import load_run
+
+    truth = _read_truth(truth_json)
+    run, _, manifest = load_run(run_dir)
+    classes = np.array(manifest.classes)
+    true = segment_truths(manifest.utterances, truth, manifest.features, truth_dir=Path(truth_json).parent)
+    unknown = sorted(set(true.tolist()) - set(manifest.classes))
+    if unknown:
+        raise EmorefineError(f"Received: truth classes {unknown} that the records do not have; expected classes "
+                             f"among {manifest.classes}")
+    rounds = []
+    t = 0
+    while all(run.is_done(t, k) for k in range(manifest.n_folds)):
+        labels = classes[run.load_targets(t, manifest).argmax(axis=1)]
+        predicted = classes[run.load_predictions(t, manifest).argmax(axis=1)]
+        rounds.append({"round": t, "label_agreement": float(np.mean(labels == true)),
+                       "prediction_agreement": float(np.mean(predicted == true))})
+        t += 1
+    if not rounds:
+        raise EmorefineError(f"Received: run={str(run_dir)!r} with no finished round; expected a run whose round 0 "
+                             "has finished")
+    return rounds
