@@ -62,3 +62,14 @@ def finished_run(synthetic_corpus, tmp_path_factory):
     refine(records, run, resolve_config(backbone="small", rounds=2, epochs=1, batch_size=64, preset="fast"),
            verbose=0, log=lambda s: None, verify=False)
     return run
+
+
+#: Fixtures that train Keras models or run openSMILE: every test that uses one (directly or through another
+#: fixture) is marked slow, so that `make test-fast` (-m "not slow") skips it.
+SLOW_FIXTURES = {"finished_run", "main_run", "quick_run", "cli_run", "run", "opensmile"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

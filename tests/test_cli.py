@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from cli.main import main
@@ -129,6 +130,7 @@ def _cli(*args, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_python_m_cli_and_kill_9_then_resume(emodb_dir, tmp_path):
     """A real SIGKILL while shards are written; the same command finishes the build, byte-identical."""
     args = ["build-records", emodb_dir, *FAST]

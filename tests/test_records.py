@@ -77,6 +77,7 @@ def test_build_is_deterministic_and_rerun_is_a_no_op(emodb_dir, tmp_path):
     assert again.status == "up-to-date" and _files(tmp_path / "a") == a
 
 
+@pytest.mark.slow
 def test_parallel_workers_write_the_same_bytes(emodb_dir, tmp_path):
     _build(emodb_dir, tmp_path / "one", corpus="emodb", workers=1)
     _build(emodb_dir, tmp_path / "two", corpus="emodb", workers=2)
