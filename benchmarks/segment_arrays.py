@@ -8,7 +8,7 @@ utterance accuracy by the mean segment probability, the validation accuracy per 
 Use it to choose what to run with `benchmarks/cpu_profile.py`; it is not a refine result.
 
     python benchmarks/segment_arrays.py RECORDS_DIR [--backbone tcnn] [--stride 4] [--epochs 8]
-                                        [--folds 0,1,2] [--spec-augment] [--mixup A]
+                                        [--folds 0,1,2] [--spec-augment] [--mixup A] [--speaker-norm]
 """
 
 from __future__ import annotations
@@ -53,8 +53,15 @@ def main() -> None:
     parser.add_argument("--folds", default="0,1,2")
     parser.add_argument("--spec-augment", action="store_true")
     parser.add_argument("--mixup", type=float, default=0.0)
+    parser.add_argument("--speaker-norm", action="store_true",
+                        help="z-normalise every Mel band of each speaker's segments by that speaker's own statistics")
     args = parser.parse_args()
     manifest, x, table = load(args.records)
+    if args.speaker_norm:  # no labels; the held-out speaker's statistics come from its own audio only
+        speakers = np.array([u["speaker"] or u["id"] for u in manifest.utterances])[table["utterance"]]
+        for s in np.unique(speakers):
+            rows = speakers == s
+            x[rows] = (x[rows] - x[rows].mean(axis=(0, 1))) / (x[rows].std(axis=(0, 1)) + 1e-3)
     k_classes = len(manifest.classes)
     labels = [u["label_index"] for u in manifest.utterances]
     rows = []
@@ -87,7 +94,7 @@ def main() -> None:
                      "val_accuracy": [round(v, 3) for v in history.history["val_accuracy"]]})
         print(json.dumps(rows[-1]), flush=True)
     print(f"{args.backbone} stride {args.stride}, {args.epochs} epochs, spec-augment {args.spec_augment}, mixup "
-          f"{args.mixup}: segment accuracy {100 * np.mean([r['segment_accuracy'] for r in rows]):.2f} %, utterance "
+          f"{args.mixup}, speaker-norm {args.speaker_norm}: segment accuracy {100 * np.mean([r['segment_accuracy'] for r in rows]):.2f} %, utterance "
           f"accuracy (mean EP) {100 * np.mean([r['utterance_accuracy'] for r in rows]):.2f} % over folds {args.folds}, "
           f"{np.mean([r['seconds'] for r in rows]):.0f} s per fold")
 
