@@ -85,7 +85,7 @@ def main() -> None:
         if key in baseline:
             b = baseline[key]
             lines.append(f"| baseline: {name} | | | {100 * b['wa']:.2f} | {100 * b['ua']:.2f} | "
-                         f"{100 * b['macro_f1']:.2f} | | | {b['seconds'] / 60:.1f} |")
+                         f"{100 * b['macro_f1']:.2f} | | | |")
     for name, report in reports.items():
         for r in report["rounds"]:
             alpha = "" if r["alpha"] is None else f" α={r['alpha']:g}"
