@@ -86,6 +86,12 @@ def markdown(report: dict[str, Any]) -> str:
         "val. WA / UA: each fold's model deciding the utterances of its early-stopping fold by their mean "
         "segment probability, pooled (no test fold involved; used to choose a round).",
     ]
+    if len(rounds) > 1:
+        lines += ["", "Caveat: rounds ≥ 1 are optimistic. Their training targets are the previous round's out-of-fold "
+                      "predictions of every fold, and the model that predicted fold j trained on the other folds, the "
+                      "held-out fold k of a later split included: round t's model of split k learns from teachers that "
+                      "saw fold k's labels (and its validation fold's). Round 0 has no such leak. See README, "
+                      "\"The method\"."]
     for prev, r in zip(rounds, rounds[1:]):
         if r["wa"] < prev["wa"]:
             lines.append(f"Round {r['round']} lowered WA by {100 * (prev['wa'] - r['wa']):.2f} points from round "
