@@ -43,7 +43,7 @@ from emotion_refinery.config import PRESETS
 @click.option("--mixup", type=click.FloatRange(min=0), default=None,
               help="mixup of training segments and targets with λ ~ Beta(X, X); 0: off.  [default: 0]")
 @click.option("--bn-momentum", type=float, default=None,
-              help="BatchNormalization momentum of every layer.  [default: 0.99; 0.9 with --preset fast]")
+              help="BatchNormalization momentum of every layer.  [default: 0.99; 0.9 with --preset fast or cpu]")
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,
               help="Training settings of a named preset (see README).  [default: the preset the records were "
                    "built with]")
