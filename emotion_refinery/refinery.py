@@ -156,6 +156,16 @@ def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     run.write_labels(t, manifest, k, targets)
 
 
+def mean_ep_scores(q: np.ndarray, utterance_index: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, float]:
+    """``mean_ep_wa`` and ``mean_ep_ua``: each utterance decided by the argmax of its mean out-of-fold segment
+    probability, without the forest (which learns from the other folds' speakers, and loses when speakers are
+    held out)."""
+    mean = np.zeros((len(labels), n_classes))
+    np.add.at(mean, utterance_index, q)
+    scores = decision_scores(labels, mean.argmax(axis=1), n_classes=n_classes)
+    return {"mean_ep_wa": scores["wa"], "mean_ep_ua": scores["ua"]}
+
+
 def validation_scores(folds: list[dict], utterances: list[dict], n_classes: int) -> dict[str, float | None]:
     """``validation_wa`` and ``validation_ua`` of a round: its models' decisions on their early-stopping folds.
 
@@ -220,6 +230,7 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
         "ep_entropy": float(entropy.mean()),
         "label_drift": drift,
         "confusion": forest.confusion.tolist(),
+        **mean_ep_scores(q, table["utterance"], np.array([u["label_index"] for u in utts]), k_classes),
         **validation_scores(folds, utts, k_classes),
         "flagged_folds": flag_folds(folds),
         "seconds": float(sum(f["seconds"] for f in folds) + time.perf_counter() - start),

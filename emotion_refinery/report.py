@@ -92,6 +92,9 @@ def markdown(report: dict[str, Any]) -> str:
                       "held-out fold k of a later split included: round t's model of split k learns from teachers that "
                       "saw fold k's labels (and its validation fold's). Round 0 has no such leak. See README, "
                       "\"The method\"."]
+    if rounds and all(r.get("mean_ep_wa") is not None for r in rounds):
+        lines += ["", "Without the forest (each utterance decided by its mean segment probability), WA / UA: " + "; ".join(
+            f"round {r['round']} {100 * r['mean_ep_wa']:.2f} / {100 * r['mean_ep_ua']:.2f} %" for r in rounds) + "."]
     for prev, r in zip(rounds, rounds[1:]):
         if r["wa"] < prev["wa"]:
             lines.append(f"Round {r['round']} lowered WA by {100 * (prev['wa'] - r['wa']):.2f} points from round "

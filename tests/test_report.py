@@ -90,6 +90,10 @@ def test_markdown_shows_the_chosen_round_and_labels_the_best_one_optimistic():
     assert ("Best by test-fold UA (chosen on test data; optimistic): round 0, WA 90.00 %, UA 90.00 %. "
             "`predict` and `export` use round 1 (the last round; this run has no validation scores") in md
     assert "Round 1 lowered WA by 30.00 points from round 0 (UA -30.00)." in md
+    assert "Without the forest" not in md  # an old report has no mean-EP scores
+    with_mean = [{**r, "mean_ep_wa": 0.5, "mean_ep_ua": 0.25} for r in rounds]
+    assert ("Without the forest (each utterance decided by its mean segment probability), WA / UA: round 0 50.00 / "
+            "25.00 %; round 1 50.00 / 25.00 %.") in markdown({**REPORT, "rounds": with_mean})
     assert "Leakage audit" not in md
     from emotion_refinery.audit import leakage_audit
 

@@ -95,6 +95,15 @@ def test_a_nan_loss_stops_the_fold_naming_round_fold_and_epoch(records, tmp_path
     assert not RunDir(out).is_done(0, 0)
 
 
+def test_mean_ep_scores_decide_each_utterance_by_its_mean_probability():
+    from emotion_refinery.refinery import mean_ep_scores
+
+    q = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.45, 0.55], [0.9, 0.1]])
+    utt = np.array([0, 0, 1, 1, 2])  # means: [0.55, 0.45] → 0; [0.425, 0.575] → 1; [0.9, 0.1] → 0
+    assert mean_ep_scores(q, utt, np.array([0, 0, 0]), 2) == {"mean_ep_wa": 2 / 3, "mean_ep_ua": 2 / 3}
+    assert mean_ep_scores(q, utt, np.array([0, 1, 1]), 2) == {"mean_ep_wa": 2 / 3, "mean_ep_ua": 0.75}
+
+
 def test_validation_scores_pool_the_decisions_of_every_fold():
     utterances = [{"label_index": c} for c in (0, 0, 1, 1)]
     folds = [{"validation_decisions": {"0": 0, "1": 1}}, {"validation_decisions": {"2": 1, "3": 1}}]
