@@ -15,7 +15,7 @@ from pathlib import Path
 from emotion_refinery import __version__
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.inference import default_round, ensemble_model
-from emotion_refinery.refinery import load_run
+from emotion_refinery.run_dir import load_run
 from tf_records.atomic import atomic_path, write_json
 
 __all__ = ["EXPORT_FORMATS", "export_round"]

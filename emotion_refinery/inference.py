@@ -24,7 +24,7 @@ from emotion_refinery.audio import to_mono
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.features import log_mel, segment
-from emotion_refinery.refinery import load_run
+from emotion_refinery.run_dir import load_run
 from emotion_refinery.report import chosen_round
 from emotion_refinery.utterance import ep_statistics, utterance_features
 

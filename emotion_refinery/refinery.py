@@ -19,7 +19,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,11 +33,11 @@ from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
 from emotion_refinery.rules import PEPR_ALPHA, refine_labels
-from emotion_refinery.run_dir import RunDir
+from emotion_refinery.run_dir import RunDir, load_run
 from emotion_refinery.utterance import decision_scores, ep_entropy, evaluate_forest, utterance_features
 from tf_records.atomic import remove_leftovers, write_json
 
-__all__ = ["refine", "check_records", "utterance_arrays", "load_run"]
+__all__ = ["refine", "check_records", "utterance_arrays"]
 
 
 def check_records(manifest: RecordsManifest, config: RefineConfig, *, verify: bool = True) -> None:
@@ -341,16 +340,6 @@ def _rounds_stalled(rounds: list[dict], patience: int) -> bool:
     if patience < 1 or len(scores) <= patience or any(v is None for v in scores):
         return False
     return max(scores[-patience:]) <= max(scores[:-patience])
-
-
-def load_run(run_dir: str | os.PathLike) -> tuple[RunDir, dict, RecordsManifest]:
-    """Open a run directory: its layout, its saved config record, and its records' manifest."""
-    run = RunDir(run_dir)
-    if not run.config.is_file():
-        raise EmorefineError(f"Received: run={str(run_dir)!r}; expected a folder made by `emorefine refine` "
-                             "(it has no config.json)")
-    record = json.loads(run.config.read_text())
-    return run, record, RecordsManifest.load(Path(record["records"]["path"]))
 
 
 def utterance_arrays(run_dir: str | os.PathLike, *, t: int, uid: str) -> dict[str, np.ndarray]:

@@ -225,7 +225,7 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
         The paths written: the PNGs, then ``report.md``.
     """
     from emotion_refinery import plots
-    from emotion_refinery.refinery import load_run
+    from emotion_refinery.run_dir import load_run
 
     run, _, manifest = load_run(run_dir)
     if not run.report_json.is_file():

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_refinery.errors import EmorefineError
 from emotion_refinery.manifest import RecordsManifest
 from tf_records.atomic import atomic_path, write_bytes, write_json
 from tf_records.schema import TargetSpec
 from tf_records.writer import ShardWriter
 
-__all__ = ["RunDir"]
+__all__ = ["RunDir", "load_run"]
 
 
 class RunDir:
@@ -130,3 +131,13 @@ class RunDir:
 
     def write_done(self, t: int, k: int, info: dict) -> None:
         write_json(self.done_path(t, k), info)
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[RunDir, dict, RecordsManifest]:
+    """Open a run directory: its layout, its saved config record, and its records' manifest."""
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise EmorefineError(f"Received: run={str(run_dir)!r}; expected a folder made by `emorefine refine` "
+                             "(it has no config.json)")
+    record = json.loads(run.config.read_text())
+    return run, record, RecordsManifest.load(Path(record["records"]["path"]))

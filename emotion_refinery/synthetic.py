@@ -182,7 +182,7 @@ def truth_agreement(run_dir: str | os.PathLike, truth_json: str | os.PathLike) -
     truth, and the share whose out-of-fold prediction's top class does. A finished round is one whose
     every fold is done; the rounds are 0, 1, … up to the first unfinished one.
     """
-    from emotion_refinery.refinery import load_run
+    from emotion_refinery.run_dir import load_run
 
     truth = _read_truth(truth_json)
     run, _, manifest = load_run(run_dir)

@@ -250,7 +250,7 @@ def _fake_baseline(records, **values):
 
 @pytest.mark.slow
 def test_report_shows_the_baseline_row(finished_run):
-    from emotion_refinery.refinery import load_run
+    from emotion_refinery.run_dir import load_run
 
     _, _, manifest = load_run(finished_run)
     records = manifest.root

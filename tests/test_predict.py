@@ -67,7 +67,7 @@ def test_profile_shape_rows_and_times(predictor, tmp_path, sr, channels, subtype
 
 def test_profile_equals_ensemble_on_stored_features(predictor, run_dir):
     """The streamed profile of a corpus file equals the fold models' mean on its stored segments."""
-    from emotion_refinery.refinery import load_run
+    from emotion_refinery.run_dir import load_run
 
     run, _, manifest = load_run(run_dir)
     u = manifest.utterances[0]
@@ -104,7 +104,7 @@ def test_unknown_round_is_refused(run_dir):
 
 @pytest.mark.parametrize("fmt", ["keras", "savedmodel"])
 def test_export_reloads_to_the_same_probabilities(run_dir, tmp_path, fmt):
-    from emotion_refinery.refinery import load_run
+    from emotion_refinery.run_dir import load_run
 
     run, _, manifest = load_run(run_dir)
     path, sidecar = export_round(run_dir, t=1, fmt=fmt, out_dir=tmp_path)

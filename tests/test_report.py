@@ -28,7 +28,7 @@ def check_png(path):
 def test_default_report(finished_run):
     import json
 
-    from emotion_refinery.refinery import load_run
+    from emotion_refinery.run_dir import load_run
     from emotion_refinery.report import chosen_round, default_utterances
 
     result = invoke(finished_run)
@@ -146,7 +146,7 @@ def test_predictions_csv_of_every_round(finished_run):
     import numpy as np
     from sklearn.metrics import f1_score
 
-    from emotion_refinery.refinery import load_run
+    from emotion_refinery.run_dir import load_run
 
     run, _, manifest = load_run(finished_run)
     report = json.loads(run.report_json.read_text())
@@ -170,7 +170,7 @@ def test_predictions_csv_of_every_round(finished_run):
 
 
 def test_named_utterances_replace_the_default_ones(finished_run):
-    from emotion_refinery.refinery import load_run
+    from emotion_refinery.run_dir import load_run
 
     _, _, manifest = load_run(finished_run)
     utts = [u["id"] for u in manifest.utterances]
