@@ -8,6 +8,7 @@ import click
 
 from cli import options
 from emotion_refinery.config import PRESETS
+from emotion_refinery.errors import EmorefineError
 
 
 
@@ -63,7 +64,6 @@ def refine(records_dir, output, config_file, quiet, **flags):
     """
     from emotion_refinery.refine_config import resolve_config
 
-    flags["preset"] = flags["preset"] or None
     config = resolve_config(config_file=config_file, default_preset=_records_preset(records_dir), **flags)
     from emotion_refinery.refinery import refine as run_refine
 
@@ -77,12 +77,11 @@ def refine(records_dir, output, config_file, quiet, **flags):
 
 
 def _records_preset(records_dir: str) -> str | None:
-    """The preset the records were built with (``None`` for records that do not say, or unreadable ones)."""
-    import json
-    from pathlib import Path
+    """The preset the records were built with (``None`` for records that do not say, or unusable ones)."""
+    from emotion_refinery.manifest import RecordsManifest
 
     try:
-        name = json.loads((Path(records_dir) / "manifest.json").read_text())["settings"].get("preset")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        name = RecordsManifest.load(records_dir).data["settings"].get("preset")
+    except EmorefineError:
         return None  # refine itself reports unusable records
     return name if name in PRESETS else None
