@@ -29,6 +29,7 @@ VARIANTS = {
     "mixup": ("+ mixup α = 0.2", ["--mixup", "0.2"], 1),
     "nominepochs": ("early stopping from epoch 1 (`--min-epochs 0 --patience 3`)", ["--min-epochs", "0",
                                                                                    "--patience", "3"], 1),
+    "speakernorm": ("+ per-speaker band normalisation (`--speaker-norm`)", ["--speaker-norm"], 1),
     "gsl": ("rule gsl instead of wdsl", ["--rule", "gsl"], 3),
     "anneal": ("wdsl with α from 0.5 to 0.2 (`--alpha 0.5:0.2`)", ["--alpha", "0.5:0.2"], 3),
 }

@@ -23,12 +23,23 @@ from cli import options
 def predict(run_dir, audio, output, round_, fmt):
     """Emotion profile and utterance decision for each AUDIO file, with RUN_DIR's models.
 
+    For a run made with --speaker-norm, the AUDIO files of one call are one speaker's audio: their
+    log-Mel bands are normalised by the statistics of all of them (give a speaker's files together).
     Files that cannot be used are reported with their reason; the others are still
     predicted. Exit status 1 only when no file could be predicted.
     """
     from emotion_refinery.inference import Predictor
 
     predictor = Predictor(run_dir, t=round_)
+    if predictor.speaker_norm:
+        from emotion_refinery.errors import AudioError
+
+        try:  # unreadable files are reported below, by predict
+            predictor.set_speaker(audio)
+        except AudioError as e:
+            options.fail(f"no file could be predicted: {e}", 1)
+        click.echo(f"this run normalises per speaker: the {len(audio)} file(s) given are taken as one speaker's "
+                   "audio (run predict once per speaker)", err=True)
     results = [predictor.predict(path) for path in audio]
     classes = predictor.classes
     if fmt == "json":

@@ -43,6 +43,9 @@ from emotion_refinery.errors import EmorefineError
               help="Mask 2 random frame spans (≤ 4 frames) and 2 Mel-band spans (≤ 8 bands) of every training segment.")
 @click.option("--mixup", type=click.FloatRange(min=0), default=None,
               help="mixup of training segments and targets with λ ~ Beta(X, X); 0: off.  [default: 0]")
+@click.option("--speaker-norm/--no-speaker-norm", default=None,
+              help="Z-normalise every Mel band of each speaker's segments by that speaker's own statistics "
+                   "(no labels; utterances without a speaker id by their own).  [default: off]")
 @click.option("--bn-momentum", type=float, default=None,
               help="BatchNormalization momentum of every layer.  [default: 0.99; 0.9 with --preset fast or cpu]")
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,

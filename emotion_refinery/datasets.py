@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from emotion_refinery.manifest import RecordsManifest
-from tf_records.schema import INDEX, POSITION, SEGMENT, TARGET, TargetSpec
+from tf_records.schema import INDEX, POSITION, SEGMENT, TARGET, UTTERANCE, TargetSpec
 
 __all__ = ["CACHE_MODES", "training_dataset", "evaluation_dataset", "shard_pairs", "count_segments",
            "count_training_segments"]
@@ -41,7 +41,22 @@ def count_training_segments(manifest: RecordsManifest, folds: Sequence[int], str
     return sum(-(-u["segments"] // stride) for u in manifest.utterances if u["fold"] in set(folds))
 
 
-def _parse_pair(spec, target_spec: TargetSpec, *, with_position: bool = False):
+def _normalizer(normalize):
+    """``f(parsed) -> segments``: the parsed batch's segments, shifted and scaled per utterance when asked."""
+    if normalize is None:
+        return lambda parsed: parsed[SEGMENT]
+    shift, scale = (tf.constant(np.asarray(a, np.float32)) for a in normalize)
+
+    def apply(parsed):
+        x, utt = parsed[SEGMENT], parsed[UTTERANCE]
+        z = (tf.cast(x, tf.float32) - tf.gather(shift, utt)[:, tf.newaxis]) / tf.gather(scale, utt)[:, tf.newaxis]
+        return tf.cast(z, x.dtype)
+    return apply
+
+
+def _parse_pair(spec, target_spec: TargetSpec, *, with_position: bool = False, normalize=None):
+    segments = _normalizer(normalize)
+
     def parse(features, labels):
         x = spec.parse(features, as_float32=False)
         y = target_spec.parse(labels)
@@ -49,8 +64,8 @@ def _parse_pair(spec, target_spec: TargetSpec, *, with_position: bool = False):
         check = tf.debugging.assert_equal(x[INDEX], y[INDEX], message="label shard out of step with feature shard")
         with tf.control_dependencies([check]):
             if with_position:
-                return tf.identity(x[SEGMENT]), y[TARGET], x[POSITION]
-            return tf.identity(x[SEGMENT]), y[TARGET]
+                return tf.identity(segments(x)), y[TARGET], x[POSITION]
+            return tf.identity(segments(x)), y[TARGET]
     return parse
 
 
@@ -67,6 +82,7 @@ def training_dataset(
     stride: int = 1,
     augment=None,
     shuffle: bool = True,
+    normalize: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tf.data.Dataset:
     """Shuffled ``(x, y)`` batches of the segments of ``folds``: x float32 ``(b, frames, n_mels, 1)``, y ``(b, K)``.
 
@@ -81,6 +97,8 @@ def training_dataset(
         shuffle: ``False`` keeps the stored order (validation data: parsed once, then read from the cache).
         augment: ``augment(x, y, seed) -> (x, y)`` on float32 batches ``x (b, frames, n_mels)``,
             ``y (b, K)`` (see :mod:`emotion_refinery.augment`), or ``None``.
+        normalize: ``(shift, scale)``, float32 ``(n_utterances, n_mels)``: a segment of utterance ``i``
+            becomes ``(x - shift[i]) / scale[i]`` before caching (see :mod:`emotion_refinery.speaker_norm`).
     """
     pairs = shard_pairs(manifest, labels_dir, folds)
     spec, target_spec = manifest.spec, TargetSpec(len(manifest.classes))
@@ -90,7 +108,7 @@ def training_dataset(
     ds = files.interleave(
         lambda f, l: tf.data.Dataset.zip((tf.data.TFRecordDataset(f), tf.data.TFRecordDataset(l))),
         cycle_length=min(4, len(pairs)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(_PARSE_BATCH).map(_parse_pair(spec, target_spec, with_position=True),
+    ds = ds.batch(_PARSE_BATCH).map(_parse_pair(spec, target_spec, with_position=True, normalize=normalize),
                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
     if stride > 1:
         ds = ds.filter(lambda x, y, pos: tf.equal(pos % stride, 0))
@@ -117,24 +135,24 @@ def _to_model_input(x, y):
 
 
 def evaluation_dataset(manifest: RecordsManifest, *, folds: Sequence[int], labels_dir: str | os.PathLike | None = None,
-                       batch_size: int = 512) -> tf.data.Dataset:
+                       batch_size: int = 512, normalize: tuple[np.ndarray, np.ndarray] | None = None) -> tf.data.Dataset:
     """Batches of the segments of ``folds`` in stored order, nothing dropped.
 
     Without ``labels_dir`` each element is x float32 ``(b, frames, n_mels, 1)``; with it, ``(x, y)``
-    (y the round's targets), e.g. as validation data.
+    (y the round's targets), e.g. as validation data. ``normalize`` as in :func:`training_dataset`.
     """
-    spec = manifest.spec
+    spec, segments = manifest.spec, _normalizer(normalize)
     batches = -(-count_segments(manifest, folds) // batch_size)
     if labels_dir is None:
         paths = [str(manifest.shard_path(s)) for s in manifest.shards if s["fold"] in set(folds)]
         ds = tf.data.TFRecordDataset(paths).batch(batch_size)
-        ds = ds.map(lambda r: spec.parse(r)[SEGMENT][..., tf.newaxis], num_parallel_calls=tf.data.AUTOTUNE,
+        ds = ds.map(lambda r: segments(spec.parse(r))[..., tf.newaxis], num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)
     else:
         f, l = map(list, zip(*shard_pairs(manifest, labels_dir, folds)))
         ds = tf.data.Dataset.zip((tf.data.TFRecordDataset(f), tf.data.TFRecordDataset(l))).batch(batch_size)
-        ds = ds.map(_parse_pair(spec, TargetSpec(len(manifest.classes))), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True).map(_to_model_input)
+        ds = ds.map(_parse_pair(spec, TargetSpec(len(manifest.classes)), normalize=normalize),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).map(_to_model_input)
     return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
 
 

@@ -16,6 +16,7 @@ from emotion_refinery import __version__
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.inference import default_round, ensemble_model
 from emotion_refinery.run_dir import load_run
+from emotion_refinery.speaker_norm import EPSILON
 from tf_records.atomic import atomic_path, write_json
 
 __all__ = ["EXPORT_FORMATS", "export_round"]
@@ -50,6 +51,7 @@ def export_round(run_dir: str | os.PathLike, *, t: int | None = None, fmt: str =
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
     f = manifest.features
+    speaker_norm = bool(record["config"].get("speaker_norm", False))
     sidecar = out / f"{stem}.json"
     write_json(sidecar, {
         "format": fmt,
@@ -59,7 +61,10 @@ def export_round(run_dir: str | os.PathLike, *, t: int | None = None, fmt: str =
         "classes": manifest.classes,
         "input": {"shape": [None, f.segment_frames, f.n_mels, 1], "dtype": "float32",
                   "content": "log-Mel power in dB, emotion_refinery.features.log_mel + segment with these settings; "
-                             "normalisation is inside the model"},
+                             + ("each Mel band first z-normalised by the speaker's own mean and standard deviation "
+                                f"over all their frames (std = sqrt(variance + {EPSILON:g})); "
+                                if speaker_norm else "") + "normalisation is inside the model"},
+        "speaker_norm": speaker_norm,
         "output": {"shape": [None, len(manifest.classes)], "content": "class probabilities (mean of the fold models)"},
         "features": f.to_dict(),
         "segment_start_seconds": f"j * {f.segment_hop * f.hop_length} / {f.sr}",

@@ -26,6 +26,7 @@ from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.features import log_mel, segment
 from emotion_refinery.run_dir import load_run
 from emotion_refinery.report import chosen_round
+from emotion_refinery.speaker_norm import shift_and_scale, tiled_sums
 from emotion_refinery.utterance import ep_statistics, utterance_features
 
 __all__ = ["Predictor", "Prediction", "default_round", "ensemble_model", "stream_frames"]
@@ -141,12 +142,37 @@ class Predictor:
         self.features = self.manifest.features
         self.classes = self.manifest.classes
         self.batch_size = batch_size
+        #: whether the run z-normalised each speaker's bands (then :meth:`set_speaker` comes first)
+        self.speaker_norm = bool(record["config"].get("speaker_norm", False))
+        self.speaker: tuple[np.ndarray, np.ndarray] | None = None
         # The forest of the report's evaluation, refit on every utterance of the run (same seed).
         q = self.run.load_predictions(self.t, self.manifest)
         table = self.manifest.segment_table()
         x = utterance_features(q, table["utterance"], len(self.manifest.utterances))
         y = np.array([u["label_index"] for u in self.manifest.utterances])
         self.forest = RandomForestClassifier(random_state=record["config"]["seed"], n_jobs=1).fit(x, y)
+
+    def set_speaker(self, paths: list[str | os.PathLike]) -> dict[str, str]:
+        """Per-band statistics of one speaker from their audio ``paths``, for the files predicted next.
+
+        Needed for runs made with ``--speaker-norm`` (each speaker's log-Mel bands z-normalised by
+        that speaker's own mean and standard deviation). Returns ``{path: reason}`` for files that
+        could not be read; raises :class:`AudioError` when none could.
+        """
+        f = self.features
+        count, total, total_sq, bad = 0, np.zeros(f.n_mels), np.zeros(f.n_mels), {}
+        for path in paths:
+            try:
+                n, s, s2 = tiled_sums(np.concatenate(list(stream_frames(path, f))), f)
+            except AudioError as e:
+                bad[str(path)] = str(e)
+                continue
+            count, total, total_sq = count + n, total + s, total_sq + s2
+        if count == 0:
+            raise AudioError("no segment to compute the speaker's statistics from"
+                             + (f" ({'; '.join(f'{p}: {r}' for p, r in bad.items())})" if bad else ""))
+        self.speaker = shift_and_scale(count, total, total_sq)
+        return bad
 
     def _classify(self, segments: np.ndarray) -> np.ndarray:
         out = []
@@ -158,8 +184,13 @@ class Predictor:
     def profile(self, path: str | os.PathLike) -> np.ndarray:
         """Emotion profile of one file, ``(n_segments, K)``; classifies segments as frames stream in."""
         f = self.features
+        if self.speaker_norm and self.speaker is None:
+            raise EmorefineError("this run normalises every speaker's log-Mel bands (--speaker-norm): "
+                                 "call set_speaker(paths of the speaker's audio) before predicting")
         rows, buffer, buffer_start, next_start = [], np.zeros((0, f.n_mels), np.float32), 0, 0
         for frames in stream_frames(path, f):
+            if self.speaker is not None and self.speaker_norm:
+                frames = ((frames - self.speaker[0]) / self.speaker[1]).astype(f.dtype).astype(np.float32)
             buffer = np.concatenate([buffer, frames])
             available = buffer_start + len(buffer) - next_start  # frames from the next segment's start
             if available >= f.segment_frames:

@@ -43,6 +43,7 @@ class RefineConfig:
     train_stride: int = 1
     spec_augment: bool = False
     mixup: float = 0.0
+    speaker_norm: bool = False
     seed: int = 0
     cache: str = "memory"
     mixed_precision: bool = False

@@ -34,6 +34,7 @@ from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
 from emotion_refinery.rules import PEPR_ALPHA, refine_labels
 from emotion_refinery.run_dir import RunDir, load_run
+from emotion_refinery.speaker_norm import speaker_groups, speaker_tables
 from emotion_refinery.utterance import decision_scores, ep_entropy, evaluate_forest, utterance_features
 from tf_records.atomic import remove_leftovers, write_json
 
@@ -291,8 +292,11 @@ def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
     tf.get_logger().setLevel("ERROR")  # a fresh model per fold retraces predict; that is expected
 
-    rounds = []
     todo = [(t, k) for t in range(config.rounds) for k in range(manifest.n_folds) if not run.is_done(t, k)]
+    if config.speaker_norm and todo and not run.speaker_norm.is_file():
+        log("per-speaker statistics of the log-Mel bands (one pass over the records) …")
+        run.save_speaker_norm(*speaker_tables(manifest), groups=speaker_groups(manifest))
+    rounds = []
     if todo and not tf.config.list_physical_devices("GPU"):
         warning = cpu_time_warning(manifest, config, len(todo))
         if warning:

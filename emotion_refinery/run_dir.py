@@ -4,6 +4,7 @@
 
     RUN_DIR/
       config.json                         the resolved settings + the records they ran on
+      speaker-norm.npz                    per-utterance shift and scale (only with --speaker-norm)
       rounds/round-00/labels/*.tfrecord   targets round 0 trained on (one per feature shard, same name)
       rounds/round-00/models/fold-03.keras
       rounds/round-00/predictions/fold-03.npy   out-of-fold predictions, (fold's segments, K) float32
@@ -42,6 +43,7 @@ class RunDir:
     config = property(lambda self: self.root / "config.json")
     report_json = property(lambda self: self.root / "report.json")
     report_md = property(lambda self: self.root / "report.md")
+    speaker_norm = property(lambda self: self.root / "speaker-norm.npz")
 
     def round_dir(self, t: int) -> Path:
         return self.root / "rounds" / f"round-{t:02d}"
@@ -77,6 +79,15 @@ class RunDir:
     def save_predictions(self, t: int, k: int, predictions: np.ndarray) -> None:
         with atomic_path(self.predictions_path(t, k)) as tmp, open(tmp, "wb") as f:
             np.save(f, predictions.astype(np.float32))
+
+    def save_speaker_norm(self, shift: np.ndarray, scale: np.ndarray, groups: list[str]) -> None:
+        with atomic_path(self.speaker_norm) as tmp, open(tmp, "wb") as f:
+            np.savez(f, shift=shift, scale=scale, groups=np.array(groups))
+
+    def load_speaker_norm(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(shift, scale)`` per utterance, float32 ``(n_utterances, n_mels)``."""
+        with np.load(self.speaker_norm) as z:
+            return z["shift"], z["scale"]
 
     def load_predictions(self, t: int, manifest: RecordsManifest) -> np.ndarray:
         """Round ``t``'s out-of-fold predictions of every segment, ``(n_segments, K)``, in global index order."""

@@ -48,15 +48,15 @@ class OutOfFoldLabels(keras.callbacks.Callback):
     """
 
     def __init__(self, manifest: RecordsManifest, run: RunDir, *, t: int, k: int, rule: str | None,
-                 alpha: float | None, batch_size: int = 512):
+                 alpha: float | None, batch_size: int = 512, normalize=None):
         super().__init__()
         self.manifest, self.run, self.t, self.k = manifest, run, t, k
-        self.rule, self.alpha, self.batch_size = rule, alpha, batch_size
+        self.rule, self.alpha, self.batch_size, self.normalize = rule, alpha, batch_size, normalize
         self.seconds = 0.0
 
     def on_train_end(self, logs=None):
         start = time.perf_counter()
-        ds = evaluation_dataset(self.manifest, folds=[self.k], batch_size=self.batch_size)
+        ds = evaluation_dataset(self.manifest, folds=[self.k], batch_size=self.batch_size, normalize=self.normalize)
         q = self.model.predict(ds, verbose=0).astype(np.float32)
         lo, hi = self.manifest.fold_segments(self.k)
         if len(q) != hi - lo:
@@ -85,14 +85,14 @@ class ValidationDecisions(keras.callbacks.Callback):
     rounds without looking at the test folds.
     """
 
-    def __init__(self, manifest: RecordsManifest, *, fold: int, batch_size: int = 512):
+    def __init__(self, manifest: RecordsManifest, *, fold: int, batch_size: int = 512, normalize=None):
         super().__init__()
-        self.manifest, self.fold, self.batch_size = manifest, fold, batch_size
+        self.manifest, self.fold, self.batch_size, self.normalize = manifest, fold, batch_size, normalize
         self.decisions: dict[int, int] = {}
 
     def on_train_end(self, logs=None):
-        q = self.model.predict(evaluation_dataset(self.manifest, folds=[self.fold], batch_size=self.batch_size),
-                               verbose=0)
+        ds = evaluation_dataset(self.manifest, folds=[self.fold], batch_size=self.batch_size, normalize=self.normalize)
+        q = self.model.predict(ds, verbose=0)
         start, _ = self.manifest.fold_segments(self.fold)
         for u in (u for u in self.manifest.utterances if u["fold"] == self.fold):
             lo = u["first_segment"] - start
@@ -165,7 +165,12 @@ def train_fold(
     train_folds, val_fold = split_folds(manifest.n_folds, k)
     seed = fold_seed(config.seed, t, k)
     keras.utils.set_random_seed(seed)
-    mean, variance = manifest.normalization(exclude_folds=(k, val_fold))
+    if config.speaker_norm:  # segments arrive z-normalised per speaker; the model's own band normalisation is the identity
+        normalize = run.load_speaker_norm()
+        mean, variance = np.zeros(manifest.features.n_mels), np.ones(manifest.features.n_mels)
+    else:
+        normalize = None
+        mean, variance = manifest.normalization(exclude_folds=(k, val_fold))
     f = manifest.features
     model = build_model(config.backbone, input_shape=(f.segment_frames, f.n_mels, 1),
                         n_classes=len(manifest.classes), mean=mean, variance=variance,
@@ -179,12 +184,13 @@ def train_fold(
     labels = run.labels_dir(t)
     augment = make_augment(spec_augment_masks=config.spec_augment, mixup_alpha=config.mixup)
     train = training_dataset(manifest, labels_dir=labels, folds=train_folds, batch_size=config.batch_size,
-                             seed=seed, cache=config.cache, stride=config.train_stride, augment=augment)
+                             seed=seed, cache=config.cache, stride=config.train_stride, augment=augment,
+                             normalize=normalize)
     val = training_dataset(manifest, labels_dir=labels, folds=[val_fold], batch_size=512, cache=config.cache,
-                           stride=config.train_stride, shuffle=False)
+                           stride=config.train_stride, shuffle=False, normalize=normalize)
     last = t == config.rounds - 1
     oof = OutOfFoldLabels(manifest, run, t=t, k=k, rule=None if last else config.rule,
-                          alpha=None if last else config.alphas()[t + 1])
+                          alpha=None if last else config.alphas()[t + 1], normalize=normalize)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         # Early stopping watches the validation loss only from epoch `min_epochs` on: in the first epochs
@@ -195,7 +201,7 @@ def train_fold(
     ]
     if tasks_left is not None:
         callbacks.append(RemainingTime(tasks_left=tasks_left, epochs=config.epochs, log=log))
-    decisions = ValidationDecisions(manifest, fold=val_fold)
+    decisions = ValidationDecisions(manifest, fold=val_fold, normalize=normalize)
     callbacks += [decisions, oof]  # after EarlyStopping, whose on_train_end restores the best weights first
     try:
         history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=verbose,

@@ -1,0 +1,159 @@
+"""Per-speaker normalisation of the log-Mel bands: statistics from each speaker's own audio, no labels,
+applied the same way in training, out-of-fold prediction and `predict`."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+
+from cli.main import main
+from emotion_refinery.audio import load
+from emotion_refinery.config import FeatureConfig
+from emotion_refinery.datasets import evaluation_dataset
+from emotion_refinery.errors import EmorefineError
+from emotion_refinery.features import segments_of
+from emotion_refinery.manifest import RecordsManifest
+from emotion_refinery.records import build_records
+from emotion_refinery.speaker_norm import EPSILON, speaker_groups, speaker_tables
+
+FEATURES = FeatureConfig(segment_hop=8)
+TILE = FEATURES.segment_frames // FEATURES.segment_hop
+
+
+def _build(root, csv_path, out):
+    build_records(root, out, corpus="csv", manifest=csv_path, features=FEATURES, n_folds=3, workers=1)
+    return RecordsManifest.load(out)
+
+
+@pytest.fixture(scope="module")
+def built(synthetic_corpus, tmp_path_factory):
+    root, csv_path = synthetic_corpus
+    return _build(root, csv_path, tmp_path_factory.mktemp("speaker-norm") / "rec")
+
+
+def _audio_segments(u, features=FEATURES):
+    """The tiling segments of utterance ``u``, computed from its audio file, as the records store them."""
+    y = load(u["path"], sr=features.sr)
+    return segments_of(y, features).astype(features.dtype).astype(np.float64)[::TILE]
+
+
+def test_each_speakers_statistics_are_those_of_their_own_frames(built):
+    shift, scale = speaker_tables(built)
+    speakers = sorted({u["speaker"] for u in built.utterances})
+    assert len(speakers) > 1
+    for s in speakers:
+        mine = [u for u in built.utterances if u["speaker"] == s]
+        frames = np.concatenate([_audio_segments(u).reshape(-1, FEATURES.n_mels) for u in mine])
+        for u in mine:
+            np.testing.assert_allclose(shift[u["index"]], frames.mean(axis=0), atol=2e-3)
+            np.testing.assert_allclose(scale[u["index"]], np.sqrt(frames.var(axis=0) + EPSILON), atol=2e-3)
+    # Speakers differ (their voices do), so the tables are not one global normalisation.
+    rows = [next(u["index"] for u in built.utterances if u["speaker"] == s) for s in speakers]
+    assert np.abs(shift[rows[0]] - shift[rows[1]]).max() > 0.5
+
+
+def test_labels_play_no_part(built):
+    relabelled = copy.deepcopy(built.data)
+    n = len(built.classes)
+    for u in relabelled["utterances"]:
+        u["label_index"] = (u["label_index"] + 1) % n
+        u["label"] = built.classes[u["label_index"]]
+    for a, b in zip(speaker_tables(built), speaker_tables(RecordsManifest(built.root, relabelled))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_another_speakers_audio_changes_only_that_speakers_rows(synthetic_corpus, built, tmp_path):
+    root, csv_path = synthetic_corpus
+    copy_root = tmp_path / "corpus"
+    shutil.copytree(root, copy_root)
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    loud = rows[0]["speaker"]
+    for r in rows:
+        if r["speaker"] == loud:  # the same speaker, 4 × louder: +12 dB in every band
+            path = copy_root / r["path"]
+            y, sr = soundfile.read(path, dtype="float32")
+            soundfile.write(path, np.clip(4 * y, -1, 1), sr)
+    changed = _build(copy_root, copy_root / csv_path.name, tmp_path / "rec")
+    before, after = speaker_tables(built), speaker_tables(changed)
+    by_id = {u["id"]: u for u in changed.utterances}
+    for u in built.utterances:
+        v = by_id[u["id"]]
+        if u["speaker"] == loud:
+            assert after[0][v["index"]].mean() > before[0][u["index"]].mean() + 6
+        else:
+            np.testing.assert_array_equal(after[0][v["index"]], before[0][u["index"]])
+            np.testing.assert_array_equal(after[1][v["index"]], before[1][u["index"]])
+
+
+def test_an_utterance_without_speaker_is_normalised_by_its_own_frames(built):
+    data = copy.deepcopy(built.data)
+    alone = data["utterances"][0]
+    alone["speaker"] = None
+    manifest = RecordsManifest(built.root, data)
+    assert speaker_groups(manifest)[0] == f"utterance:{alone['id']}"
+    shift, scale = speaker_tables(manifest)
+    frames = _audio_segments(alone).reshape(-1, FEATURES.n_mels)
+    np.testing.assert_allclose(shift[0], frames.mean(axis=0), atol=2e-3)
+    np.testing.assert_allclose(scale[0], np.sqrt(frames.var(axis=0) + EPSILON), atol=2e-3)
+
+
+def test_normalised_segments_have_zero_mean_and_unit_variance_per_speaker(built):
+    tables = speaker_tables(built)
+    x = np.concatenate([b.numpy()[..., 0] for b in
+                        evaluation_dataset(built, folds=range(built.n_folds), normalize=tables)])
+    raw = np.concatenate([b.numpy()[..., 0] for b in evaluation_dataset(built, folds=range(built.n_folds))])
+    utterance = built.segment_table()["utterance"]
+    position = np.concatenate([np.arange(u["segments"]) for u in built.utterances])
+    for s in {u["speaker"] for u in built.utterances}:
+        rows = np.isin(utterance, [u["index"] for u in built.utterances if u["speaker"] == s]) & (position % TILE == 0)
+        frames = x[rows].reshape(-1, FEATURES.n_mels)
+        np.testing.assert_allclose(frames.mean(axis=0), 0, atol=2e-2)
+        loud = raw[rows].reshape(-1, FEATURES.n_mels).std(axis=0) > 1  # bands that are not near-constant
+        np.testing.assert_allclose(frames.std(axis=0)[loud], 1, atol=2e-2)
+
+
+@pytest.mark.slow
+def test_refine_and_predict_normalise_alike(built, tmp_path):
+    """A run with speaker_norm: the model's own normalisation is the identity, its out-of-fold predictions come
+    from normalised segments, and `predict` reproduces them from the speaker's audio files."""
+    import keras
+
+    from emotion_refinery.inference import Predictor, ensemble_model
+    from emotion_refinery.refine_config import resolve_config
+    from emotion_refinery.refinery import refine
+    from emotion_refinery.run_dir import RunDir
+
+    run_dir = tmp_path / "run"
+    config = resolve_config(backbone="small", rounds=1, epochs=1, batch_size=64, preset="fast", speaker_norm=True)
+    refine(built.root, run_dir, config, verbose=0, log=lambda s: None, verify=False)
+    run = RunDir(run_dir)
+    tables = run.load_speaker_norm()
+    np.testing.assert_array_equal(tables[0], speaker_tables(built)[0])
+    layer = keras.models.load_model(run.model_path(0, 0)).get_layer("band_normalization")
+    np.testing.assert_allclose(np.ravel(layer.mean), 0)
+    np.testing.assert_allclose(np.ravel(layer.variance), 1)
+
+    speaker = built.utterances[0]["speaker"]
+    files = [u["path"] for u in built.utterances if u["speaker"] == speaker]
+    u = built.utterances[0]
+    predictor = Predictor(run_dir, t=0)
+    assert predictor.speaker_norm
+    with pytest.raises(EmorefineError, match="set_speaker"):
+        predictor.profile(u["path"])
+    predictor.set_speaker(files)
+    model = ensemble_model(run_dir, 0)
+    expected = model.predict(evaluation_dataset(built, folds=[u["fold"]], normalize=tables), verbose=0)
+    start, _ = built.fold_segments(u["fold"])
+    lo = u["first_segment"] - start
+    np.testing.assert_allclose(predictor.profile(u["path"]), expected[lo:lo + u["segments"]], atol=1e-5)
+
+    result = CliRunner().invoke(main, ["predict", str(run_dir), *files[:2], "--round", "0"])
+    assert result.exit_code == 0, result.output
+    assert "taken as one speaker's audio" in result.output
