@@ -46,6 +46,10 @@ from emotion_refinery.errors import EmorefineError
 @click.option("--speaker-norm/--no-speaker-norm", default=None,
               help="Z-normalise every Mel band of each speaker's segments by that speaker's own statistics "
                    "(no labels; utterances without a speaker id by their own).  [default: off]")
+@click.option("--targets", type=click.Choice(("oof", "cross-fit")), default=None,
+              help="Refined rounds' targets: oof, the previous round's out-of-fold predictions (the papers'; "
+                   "split k learns from models that saw fold k), or cross-fit, per split from two teachers on "
+                   "halves of its training folds (no leak; about twice the training).  [default: oof]")
 @click.option("--bn-momentum", type=float, default=None,
               help="BatchNormalization momentum of every layer.  [default: 0.99; 0.9 with --preset fast or cpu]")
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,

@@ -18,9 +18,14 @@ from emotion_refinery.datasets import CACHE_MODES
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.rules import RULES, alpha_schedule
 
-__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS"]
+__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS"]
 
 REFINE_PRESETS = tuple(PRESETS)
+
+#: Where refined rounds' targets come from. "oof": the previous round's out-of-fold predictions, shared by
+#: every split (the papers'; split k's targets then come from models that trained on fold k). "cross-fit":
+#: per split, two teachers trained on halves of its training folds predict the other half (none saw fold k).
+TARGETS = ("oof", "cross-fit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +49,7 @@ class RefineConfig:
     spec_augment: bool = False
     mixup: float = 0.0
     speaker_norm: bool = False
+    targets: str = "oof"
     seed: int = 0
     cache: str = "memory"
     mixed_precision: bool = False
@@ -73,6 +79,8 @@ class RefineConfig:
             raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of {', '.join(BACKBONES)}")
         if self.rule not in RULES:
             raise EmorefineError(f"Received: rule={self.rule!r}; expected one of {', '.join(RULES)}")
+        if self.targets not in TARGETS:
+            raise EmorefineError(f"Received: targets={self.targets!r}; expected one of {', '.join(TARGETS)}")
         if self.cache not in CACHE_MODES:
             raise EmorefineError(f"Received: cache={self.cache!r}; expected one of {', '.join(CACHE_MODES)}")
         if not 0 <= self.bn_momentum < 1:
@@ -86,6 +94,10 @@ class RefineConfig:
     def alphas(self) -> list[float | None]:
         """α of every round (entry 0, the hard-label round, is None)."""
         return alpha_schedule(self.alpha, self.rounds - 1)
+
+    def cross_fit_round(self, t: int) -> bool:
+        """Whether round ``t`` trains on per-split targets from teachers (cross-fit targets, rounds after the first)."""
+        return self.targets == "cross-fit" and t > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

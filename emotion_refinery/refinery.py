@@ -52,6 +52,10 @@ def check_records(manifest: RecordsManifest, config: RefineConfig, *, verify: bo
     if manifest.n_folds < 3:
         raise RecordsError(f"Received: records with folds={manifest.n_folds}; refine needs at least 3 "
                            "(one held out, one for early stopping, one or more to train on)")
+    if config.targets == "cross-fit" and config.rounds > 1 and manifest.n_folds < 4:
+        raise RecordsError(f"Received: targets='cross-fit' with records of folds={manifest.n_folds}; cross-fit "
+                           "targets need at least 4 folds (two training folds per split, one per teacher); "
+                           "use targets='oof' or rebuild the records with more folds")
     classes = manifest.classes
     per_fold = [{u["label_index"] for u in manifest.utterances if u["fold"] == f} for f in range(manifest.n_folds)]
     splits = []
@@ -133,6 +137,14 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
     return record
 
 
+TARGET_DESCRIPTIONS = {
+    "oof": "refined rounds train on the previous round's out-of-fold predictions of every fold (the papers'; "
+           "split k's targets come from models that trained on fold k)",
+    "cross-fit": "refined rounds of split k train on targets from two teachers of split k, each trained on half "
+                 "of its training folds and predicting the other half (no teacher saw fold k)",
+}
+
+
 def _alpha_of(config: RefineConfig, t: int) -> float | None:
     if t == 0:
         return None
@@ -143,8 +155,8 @@ def _alpha_of(config: RefineConfig, t: int) -> float | None:
 
 def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int, k: int) -> None:
     """Round ``t``'s label shards of fold ``k``: hard labels for round 0, else from round t−1's saved predictions."""
-    if run.labels_complete(t, manifest, k):
-        return
+    if config.cross_fit_round(t) or run.labels_complete(t, manifest, k):
+        return  # cross-fit targets come from each split's teachers
     lo, hi = manifest.fold_segments(k)
     table = manifest.segment_table()
     if t == 0:
@@ -219,6 +231,8 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     targets = run.load_targets(t, manifest)
     drift = 0.0 if t == 0 else float(np.mean(targets.argmax(1) != run.load_targets(t - 1, manifest).argmax(1)))
     folds = [run.fold_info(t, k) for k in range(manifest.n_folds)]
+    teachers = [json.loads(run.teacher_done_path(t - 1, k, h).read_text())["seconds"]
+                for k in range(manifest.n_folds) for h in (0, 1)] if config.cross_fit_round(t) else []
     entry = {
         "round": t,
         "rule": "hard" if t == 0 else config.rule,
@@ -233,7 +247,8 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
         **mean_ep_scores(q, table["utterance"], np.array([u["label_index"] for u in utts]), k_classes),
         **validation_scores(folds, utts, k_classes),
         "flagged_folds": flag_folds(folds),
-        "seconds": float(sum(f["seconds"] for f in folds) + time.perf_counter() - start),
+        # With cross-fit targets, the round's time includes the teachers that made its targets.
+        "seconds": float(sum(f["seconds"] for f in folds) + sum(teachers) + time.perf_counter() - start),
         "folds": folds,
     }
     run.write_utterance_predictions(t, manifest, forest.predictions, forest.probabilities)  # before round.json
@@ -284,7 +299,7 @@ def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     import keras
     import tensorflow as tf
 
-    from emotion_refinery.training import train_fold
+    from emotion_refinery.training import train_fold, train_teacher
 
     record = _prepare(run, manifest, config)
     if not tf.config.list_physical_devices("GPU"):
@@ -293,6 +308,9 @@ def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     tf.get_logger().setLevel("ERROR")  # a fresh model per fold retraces predict; that is expected
 
     todo = [(t, k) for t in range(config.rounds) for k in range(manifest.n_folds) if not run.is_done(t, k)]
+    todo += [(t, k, h) for t in range(config.rounds - 1) for k in range(manifest.n_folds) for h in (0, 1)
+             if config.targets == "cross-fit" and not run.teacher_done_path(t, k, h).is_file()]
+    todo.sort()
     if config.speaker_norm and todo and not run.speaker_norm.is_file():
         log("per-speaker statistics of the log-Mel bands (one pass over the records) …")
         run.save_speaker_norm(*speaker_tables(manifest), groups=speaker_groups(manifest))
@@ -304,6 +322,13 @@ def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     for t in range(config.rounds):
         for k in range(manifest.n_folds):
             _ensure_labels(run, manifest, config, t, k)
+        if config.cross_fit_round(t):  # split k's targets for round t, from round t − 1's teachers of split k
+            for k in range(manifest.n_folds):
+                for h in (0, 1):
+                    if not run.teacher_done_path(t - 1, k, h).is_file():
+                        first = (t - 1, k, h) == todo[0]
+                        train_teacher(manifest, run, config, t=t - 1, k=k, h=h, verbose=verbose, log=log,
+                                      tasks_left=len(todo) - 1 if first else None)
         for k in range(manifest.n_folds):
             if run.is_done(t, k):
                 continue
@@ -323,7 +348,8 @@ def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
         report = {
             "classes": manifest.classes,
             "protocol": {**manifest.data["folds"], "validation": "fold (k + 1) mod K stops training early",
-                         "utterance_classifier": "random forest on 8 EP statistics per class, same folds"},
+                         "utterance_classifier": "random forest on 8 EP statistics per class, same folds",
+                         "targets": TARGET_DESCRIPTIONS[config.targets]},
             "records": record["records"],
             "baseline": load_baseline(manifest.root),  # `emorefine baseline` on these records, or None
             "config": config.to_dict(),

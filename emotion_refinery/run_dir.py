@@ -6,6 +6,9 @@
       config.json                         the resolved settings + the records they ran on
       speaker-norm.npz                    per-utterance shift and scale (only with --speaker-norm)
       rounds/round-00/labels/*.tfrecord   targets round 0 trained on (one per feature shard, same name)
+      rounds/round-01/labels-split-03/*.tfrecord   with --targets cross-fit: split 3's targets of its training
+                                          folds, from round 0's teachers of split 3 (none saw fold 3)
+      rounds/round-00/teachers/split-03-0.json     written last: teacher 0 of split 3 is complete
       rounds/round-00/models/fold-03.keras
       rounds/round-00/predictions/fold-03.npy   out-of-fold predictions, (fold's segments, K) float32
       rounds/round-00/done/fold-03.json   written last: this (round, fold) is complete
@@ -48,8 +51,12 @@ class RunDir:
     def round_dir(self, t: int) -> Path:
         return self.root / "rounds" / f"round-{t:02d}"
 
-    def labels_dir(self, t: int) -> Path:
-        return self.round_dir(t) / "labels"
+    def labels_dir(self, t: int, split: int | None = None) -> Path:
+        """Round ``t``'s label shards: shared by every split, or (cross-fit targets) split ``split``'s own."""
+        return self.round_dir(t) / ("labels" if split is None else f"labels-split-{split:02d}")
+
+    def teacher_done_path(self, t: int, k: int, h: int) -> Path:
+        return self.round_dir(t) / "teachers" / f"split-{k:02d}-{h}.json"
 
     def model_path(self, t: int, k: int) -> Path:
         return self.round_dir(t) / "models" / f"fold-{k:02d}.keras"
@@ -93,34 +100,58 @@ class RunDir:
         """Round ``t``'s out-of-fold predictions of every segment, ``(n_segments, K)``, in global index order."""
         return np.concatenate([np.load(self.predictions_path(t, k)) for k in range(manifest.n_folds)])
 
-    def write_labels(self, t: int, manifest: RecordsManifest, fold: int, targets: np.ndarray) -> None:
-        """Write fold ``fold``'s label shards of round ``t``: ``targets`` ``(fold's segments, K)`` in global order."""
+    def write_labels(self, t: int, manifest: RecordsManifest, fold: int, targets: np.ndarray,
+                     split: int | None = None) -> None:
+        """Write fold ``fold``'s label shards of round ``t`` (of split ``split``, for cross-fit targets):
+        ``targets`` ``(fold's segments, K)`` in global order."""
         spec = TargetSpec(len(manifest.classes))
         start, _ = manifest.fold_segments(fold)
         for shard in (s for s in manifest.shards if s["fold"] == fold):
-            path = self.labels_dir(t) / Path(shard["path"]).name
+            path = self.labels_dir(t, split) / Path(shard["path"]).name
             lo = shard["first_segment"] - start
             with ShardWriter(path) as w:
                 for i in range(shard["segments"]):
                     w.write(spec.encode(targets[lo + i], index=shard["first_segment"] + i))
 
-    def labels_complete(self, t: int, manifest: RecordsManifest, fold: int) -> bool:
-        return all((self.labels_dir(t) / Path(s["path"]).name).is_file() for s in manifest.shards if s["fold"] == fold)
+    def labels_complete(self, t: int, manifest: RecordsManifest, fold: int, split: int | None = None) -> bool:
+        return all((self.labels_dir(t, split) / Path(s["path"]).name).is_file()
+                   for s in manifest.shards if s["fold"] == fold)
 
     def load_targets(self, t: int, manifest: RecordsManifest) -> np.ndarray:
-        """The targets round ``t`` trained on, ``(n_segments, K)`` float32, in global index order."""
+        """The targets round ``t`` trained on, ``(n_segments, K)`` float32, in global index order.
+
+        With cross-fit targets (one label set per split) a segment's target is the mean of the
+        targets the splits that train on it gave it.
+        """
+        if self.labels_dir(t).is_dir():
+            return np.concatenate([self.load_fold_targets(t, manifest, f) for f in range(manifest.n_folds)])
+        total = np.zeros((manifest.n_segments, len(manifest.classes)), np.float64)
+        count = np.zeros(manifest.n_segments)
+        for k in range(manifest.n_folds):
+            for fold in range(manifest.n_folds):
+                if self.labels_dir(t, k).is_dir() and self.labels_complete(t, manifest, fold, split=k):
+                    lo, hi = manifest.fold_segments(fold)
+                    total[lo:hi] += self.load_fold_targets(t, manifest, fold, split=k)
+                    count[lo:hi] += 1
+        if not count.all():
+            raise ValueError(f"round {t} has no targets for {int((count == 0).sum())} segment(s)")
+        return (total / count[:, None]).astype(np.float32)
+
+    def load_fold_targets(self, t: int, manifest: RecordsManifest, fold: int, split: int | None = None) -> np.ndarray:
+        """Round ``t``'s targets of fold ``fold`` (split ``split``'s own, for cross-fit), ``(fold's segments, K)``."""
         from tf_records.reader import ordered_batches
         from tf_records.schema import INDEX, TARGET
 
         spec = TargetSpec(len(manifest.classes))
-        paths = [self.labels_dir(t) / Path(s["path"]).name for s in manifest.shards]
+        paths = [self.labels_dir(t, split) / Path(s["path"]).name for s in manifest.shards if s["fold"] == fold]
         parts, order = [], []
         for batch in ordered_batches(paths, spec.parse, batch_size=8192):
             parts.append(batch[TARGET].numpy())
             order.append(batch[INDEX].numpy())
         targets = np.concatenate(parts)
-        if not np.array_equal(np.concatenate(order), np.arange(len(targets))):
-            raise ValueError(f"label shards of round {t} are out of order")
+        lo, hi = manifest.fold_segments(fold)
+        if not np.array_equal(np.concatenate(order), np.arange(lo, hi)):
+            raise ValueError(f"label shards of round {t}, fold {fold} are out of order")
         return targets
 
     def write_utterance_predictions(self, t: int, manifest: RecordsManifest, predictions: np.ndarray,

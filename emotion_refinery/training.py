@@ -27,14 +27,42 @@ from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.rules import refine_labels
 from emotion_refinery.run_dir import RunDir
-from tf_records.atomic import atomic_path
+from tf_records.atomic import atomic_path, write_json
 
-__all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fold", "fold_seed", "split_folds"]
+__all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fold", "train_teacher", "teacher_halves",
+           "predict_fold", "next_targets", "fold_seed", "split_folds"]
 
 
 def fold_seed(seed: int, t: int, k: int) -> int:
     """A distinct, stable seed for every (round, fold)."""
     return (seed * 1_000_003 + t * 1_009 + k) % (2**31 - 1)
+
+
+def predict_fold(model, manifest: RecordsManifest, fold: int, *, batch_size: int = 512, normalize=None,
+                 what: str = "") -> np.ndarray:
+    """``model``'s class probabilities for every segment of ``fold`` in stored order, rows summing to 1.
+
+    Raises:
+        TrainingError: some prediction is NaN or infinite (``what`` names the model in the message).
+    """
+    ds = evaluation_dataset(manifest, folds=[fold], batch_size=batch_size, normalize=normalize)
+    q = model.predict(ds, verbose=0).astype(np.float32)
+    lo, hi = manifest.fold_segments(fold)
+    if len(q) != hi - lo:
+        raise RuntimeError(f"predicted {len(q)} segments of fold {fold}; it holds {hi - lo}")
+    if not np.all(np.isfinite(q)):
+        raise TrainingError(f"{what}: the model predicts NaN or infinite probabilities for "
+                            f"{int(np.sum(~np.isfinite(q).all(axis=1)))} segment(s) of fold {fold}; nothing of it "
+                            "was kept. Lower --lr, or check the records (`emorefine verify`).")
+    return q / q.sum(axis=1, keepdims=True)
+
+
+def next_targets(manifest: RecordsManifest, fold: int, q: np.ndarray, *, rule: str, alpha: float | None) -> np.ndarray:
+    """The next round's targets of ``fold``'s segments from predictions ``q`` of them, by ``rule``."""
+    lo, hi = manifest.fold_segments(fold)
+    table = manifest.segment_table()
+    return refine_labels(rule, predictions=q, labels=table["label"][lo:hi], utterance_index=table["utterance"][lo:hi],
+                         alpha=alpha if alpha is not None else 0.0)
 
 
 class OutOfFoldLabels(keras.callbacks.Callback):
@@ -44,7 +72,8 @@ class OutOfFoldLabels(keras.callbacks.Callback):
         manifest: the records.
         run: the run directory.
         t, k: round and held-out fold.
-        rule, alpha: the label update rule for round ``t + 1`` (``None``: last round, no labels).
+        rule, alpha: the label update rule for round ``t + 1`` (``None``: no labels from this model — the
+            last round, or cross-fit targets, which come from teachers).
     """
 
     def __init__(self, manifest: RecordsManifest, run: RunDir, *, t: int, k: int, rule: str | None,
@@ -56,22 +85,11 @@ class OutOfFoldLabels(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         start = time.perf_counter()
-        ds = evaluation_dataset(self.manifest, folds=[self.k], batch_size=self.batch_size, normalize=self.normalize)
-        q = self.model.predict(ds, verbose=0).astype(np.float32)
-        lo, hi = self.manifest.fold_segments(self.k)
-        if len(q) != hi - lo:
-            raise RuntimeError(f"predicted {len(q)} segments of fold {self.k}; it holds {hi - lo}")
-        if not np.all(np.isfinite(q)):
-            raise TrainingError(f"round {self.t}, fold {self.k}: the model predicts NaN or infinite probabilities "
-                                f"for {int(np.sum(~np.isfinite(q).all(axis=1)))} segment(s); nothing of this fold "
-                                "was kept. Lower --lr, or check the records (`emorefine verify`).")
-        q /= q.sum(axis=1, keepdims=True)
+        q = predict_fold(self.model, self.manifest, self.k, batch_size=self.batch_size, normalize=self.normalize,
+                         what=f"round {self.t}, fold {self.k}")
         self.run.save_predictions(self.t, self.k, q)
         if self.rule is not None:
-            table = self.manifest.segment_table()
-            targets = refine_labels(self.rule, predictions=q, labels=table["label"][lo:hi],
-                                    utterance_index=table["utterance"][lo:hi],
-                                    alpha=self.alpha if self.alpha is not None else 0.0)
+            targets = next_targets(self.manifest, self.k, q, rule=self.rule, alpha=self.alpha)
             self.run.write_labels(self.t + 1, self.manifest, self.k, targets)
         self.seconds = time.perf_counter() - start
 
@@ -99,14 +117,14 @@ class ValidationDecisions(keras.callbacks.Callback):
             self.decisions[u["index"]] = int(np.argmax(q[lo:lo + u["segments"]].mean(axis=0)))
 
 
-def _check_losses(history: dict, t: int, k: int) -> None:
+def _check_losses(history: dict, name: str) -> None:
     """Raise :class:`TrainingError` naming the first epoch whose training or validation loss is not finite."""
     losses = [float(v) for v in history.get("loss", [])]
     val_losses = [float(v) for v in history.get("val_loss", [])]
     val_losses += [np.nan] * (len(losses) - len(val_losses))  # TerminateOnNaN ended an epoch before validation
     bad = [e for e, pair in enumerate(zip(losses, val_losses)) if not np.all(np.isfinite(pair))]
     if bad or not losses:
-        raise TrainingError(f"round {t}, fold {k}: the loss became NaN or infinite in epoch {bad[0] + 1 if bad else 1} "
+        raise TrainingError(f"{name}: the loss became NaN or infinite in epoch {bad[0] + 1 if bad else 1} "
                             f"(training losses {losses}, validation losses {val_losses}); the fold is not marked "
                             "done. Lower --lr, or check the records (`emorefine verify`).")
 
@@ -141,6 +159,65 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if minutes < 1 else (f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h")
 
 
+def teacher_halves(train_folds: list[int]) -> tuple[list[int], list[int]]:
+    """The two halves of a split's training folds that its cross-fit teachers train on (alternate folds)."""
+    return list(train_folds[0::2]), list(train_folds[1::2])
+
+
+def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: int, train_folds: list[int],
+         val_fold: int, train_labels, val_labels, exclude_folds: tuple[int, ...], normalize, logs_dir,
+         end_callbacks: list, name: str, verbose: int, log: Callable[[str], None], tasks_left: int | None):
+    """Build, compile and fit a fresh model; ``end_callbacks`` run after early stopping restored the best weights.
+
+    ``normalize``: per-utterance ``(shift, scale)`` of ``--speaker-norm`` (then the model's own band
+    normalisation is the identity), else ``None`` (the model normalises with the training folds' statistics).
+
+    Returns:
+        ``(history, best_epoch_index, n_train_segments)``.
+    """
+    keras.utils.set_random_seed(seed)
+    f = manifest.features
+    if normalize is not None:
+        mean, variance = np.zeros(f.n_mels), np.ones(f.n_mels)
+    else:
+        mean, variance = manifest.normalization(exclude_folds=exclude_folds)
+    model = build_model(config.backbone, input_shape=(f.segment_frames, f.n_mels, 1),
+                        n_classes=len(manifest.classes), mean=mean, variance=variance,
+                        bn_momentum=config.bn_momentum)
+    n_train = count_training_segments(manifest, train_folds, config.train_stride)
+    steps = math.ceil(n_train / config.batch_size)
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        config.lr, decay_steps=config.decay_epochs * steps, decay_rate=config.decay_rate, staircase=True)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=["accuracy"], jit_compile=config.jit_compile)
+    augment = make_augment(spec_augment_masks=config.spec_augment, mixup_alpha=config.mixup)
+    train = training_dataset(manifest, labels_dir=train_labels, folds=train_folds, batch_size=config.batch_size,
+                             seed=seed, cache=config.cache, stride=config.train_stride, augment=augment,
+                             normalize=normalize)
+    val = training_dataset(manifest, labels_dir=val_labels, folds=[val_fold], batch_size=512, cache=config.cache,
+                           stride=config.train_stride, shuffle=False, normalize=normalize)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        # Early stopping watches the validation loss only from epoch `min_epochs` on: in the first epochs
+        # the inference-mode loss is still unstable (BN statistics settling) and would stop a fold for good.
+        stopping := keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                  restore_best_weights=True, start_from_epoch=config.min_epochs),
+        keras.callbacks.TensorBoard(log_dir=str(logs_dir), write_graph=False, profile_batch=0),
+    ]
+    if tasks_left is not None:
+        callbacks.append(RemainingTime(tasks_left=tasks_left, epochs=config.epochs, log=log))
+    try:  # end_callbacks after EarlyStopping, whose on_train_end restores the best weights first
+        history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks + end_callbacks,
+                            verbose=verbose, shuffle=False)
+    except TrainingError:  # NaN predictions found at the end: name the epoch whose loss went bad, if one did
+        _check_losses(model.history.history, name)
+        raise
+    _check_losses(history.history, name)
+    # The weights kept: the best monitored epoch's, or the last epoch's when none was monitored.
+    best = stopping.best_epoch if stopping.best_weights is not None else len(history.history["val_loss"]) - 1
+    return model, history.history, best, n_train
+
+
 def train_fold(
     manifest: RecordsManifest,
     run: RunDir,
@@ -154,8 +231,12 @@ def train_fold(
 ) -> dict:
     """Train round ``t``'s model for held-out fold ``k`` and finish the fold (model, predictions, labels).
 
+    With ``targets="cross-fit"``, rounds after the first train on split ``k``'s own targets (from its
+    teachers) and stop early on the utterance labels of the validation fold, and the model writes no
+    labels (its split's teachers do).
+
     Args:
-        tasks_left: (round, fold) trainings after this one; when given, the time left is estimated
+        tasks_left: trainings after this one; when given, the time left is estimated
             and logged after the first epoch.
 
     Returns:
@@ -164,58 +245,22 @@ def train_fold(
     start = time.perf_counter()
     train_folds, val_fold = split_folds(manifest.n_folds, k)
     seed = fold_seed(config.seed, t, k)
-    keras.utils.set_random_seed(seed)
-    if config.speaker_norm:  # segments arrive z-normalised per speaker; the model's own band normalisation is the identity
-        normalize = run.load_speaker_norm()
-        mean, variance = np.zeros(manifest.features.n_mels), np.ones(manifest.features.n_mels)
-    else:
-        normalize = None
-        mean, variance = manifest.normalization(exclude_folds=(k, val_fold))
-    f = manifest.features
-    model = build_model(config.backbone, input_shape=(f.segment_frames, f.n_mels, 1),
-                        n_classes=len(manifest.classes), mean=mean, variance=variance,
-                        bn_momentum=config.bn_momentum)
-    n_train = count_training_segments(manifest, train_folds, config.train_stride)
-    steps = math.ceil(n_train / config.batch_size)
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        config.lr, decay_steps=config.decay_epochs * steps, decay_rate=config.decay_rate, staircase=True)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CategoricalCrossentropy(),
-                  metrics=["accuracy"], jit_compile=config.jit_compile)
-    labels = run.labels_dir(t)
-    augment = make_augment(spec_augment_masks=config.spec_augment, mixup_alpha=config.mixup)
-    train = training_dataset(manifest, labels_dir=labels, folds=train_folds, batch_size=config.batch_size,
-                             seed=seed, cache=config.cache, stride=config.train_stride, augment=augment,
-                             normalize=normalize)
-    val = training_dataset(manifest, labels_dir=labels, folds=[val_fold], batch_size=512, cache=config.cache,
-                           stride=config.train_stride, shuffle=False, normalize=normalize)
     last = t == config.rounds - 1
-    oof = OutOfFoldLabels(manifest, run, t=t, k=k, rule=None if last else config.rule,
-                          alpha=None if last else config.alphas()[t + 1], normalize=normalize)
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
-        # Early stopping watches the validation loss only from epoch `min_epochs` on: in the first epochs
-        # the inference-mode loss is still unstable (BN statistics settling) and would stop a fold for good.
-        stopping := keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
-                                                  restore_best_weights=True, start_from_epoch=config.min_epochs),
-        keras.callbacks.TensorBoard(log_dir=str(run.logs_dir(t, k)), write_graph=False, profile_batch=0),
-    ]
-    if tasks_left is not None:
-        callbacks.append(RemainingTime(tasks_left=tasks_left, epochs=config.epochs, log=log))
+    cross_fit = config.cross_fit_round(t)
+    rule = None if last or config.targets == "cross-fit" else config.rule
+    normalize = run.load_speaker_norm() if config.speaker_norm else None
+    oof = OutOfFoldLabels(manifest, run, t=t, k=k, rule=rule, alpha=None if rule is None else config.alphas()[t + 1],
+                          normalize=normalize)
     decisions = ValidationDecisions(manifest, fold=val_fold, normalize=normalize)
-    callbacks += [decisions, oof]  # after EarlyStopping, whose on_train_end restores the best weights first
-    try:
-        history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=verbose,
-                            shuffle=False)
-    except TrainingError:  # NaN predictions found at the end: name the epoch whose loss went bad, if one did
-        _check_losses(model.history.history, t, k)
-        raise
-    _check_losses(history.history, t, k)
-    val_losses = [float(v) for v in history.history["val_loss"]]
+    model, history, best, n_train = _fit(
+        manifest, run, config, seed=seed, train_folds=train_folds, val_fold=val_fold,
+        train_labels=run.labels_dir(t, k if cross_fit else None), val_labels=run.labels_dir(0 if cross_fit else t),
+        exclude_folds=(k, val_fold), normalize=normalize, logs_dir=run.logs_dir(t, k), end_callbacks=[decisions, oof],
+        name=f"round {t}, fold {k}", verbose=verbose, log=log, tasks_left=tasks_left)
+    val_losses = [float(v) for v in history["val_loss"]]
     with atomic_path(run.model_path(t, k), keep_suffix=True) as tmp:
         model.save(tmp)
     seconds = time.perf_counter() - start
-    # The weights kept: the best monitored epoch's, or the last epoch's when none was monitored.
-    best = stopping.best_epoch if stopping.best_weights is not None else len(val_losses) - 1
     info = {"round": t, "fold": k, "validation_fold": val_fold, "train_segments": n_train,
             "epochs": len(val_losses), "best_epoch": best + 1, "val_loss": val_losses[best],
             "seconds": seconds, "oof_seconds": oof.seconds, "seed": seed,
@@ -223,4 +268,63 @@ def train_fold(
     run.write_done(t, k, info)
     log(f"round {t} fold {k + 1}/{manifest.n_folds}: {info['epochs']} epochs (best {info['best_epoch']}), "
         f"val_loss {info['val_loss']:.4f}, {seconds:.1f} s (out-of-fold step {oof.seconds:.1f} s)")
+    return info
+
+
+class _TeacherTargets(keras.callbacks.Callback):
+    """At the end of a teacher's training: its predictions of the other half → split ``k``'s next targets."""
+
+    def __init__(self, manifest: RecordsManifest, run: RunDir, *, t: int, k: int, folds: list[int], rule: str,
+                 alpha: float | None, name: str, normalize=None):
+        super().__init__()
+        self.manifest, self.run, self.t, self.k, self.folds = manifest, run, t, k, folds
+        self.rule, self.alpha, self.name, self.normalize = rule, alpha, name, normalize
+
+    def on_train_end(self, logs=None):
+        for fold in self.folds:
+            q = predict_fold(self.model, self.manifest, fold, normalize=self.normalize, what=self.name)
+            targets = next_targets(self.manifest, fold, q, rule=self.rule, alpha=self.alpha)
+            self.run.write_labels(self.t + 1, self.manifest, fold, targets, split=self.k)
+
+
+def train_teacher(
+    manifest: RecordsManifest,
+    run: RunDir,
+    config: RefineConfig,
+    *,
+    t: int,
+    k: int,
+    h: int,
+    verbose: int = 0,
+    log: Callable[[str], None] = print,
+    tasks_left: int | None = None,
+) -> dict:
+    """Train teacher ``h`` (0 or 1) of split ``k`` in round ``t`` and write its half of split ``k``'s next targets.
+
+    The teacher trains on one half of split ``k``'s training folds (with the targets split ``k``
+    trains on in round ``t``), stops early on the validation fold's utterance labels, and predicts
+    the other half; the rule turns those predictions into round ``t + 1``'s targets of that half
+    for split ``k`` alone. Neither teacher sees fold ``k``, so nothing of the held-out fold reaches
+    the targets of the model that is tested on it.
+    """
+    start = time.perf_counter()
+    train_folds, val_fold = split_folds(manifest.n_folds, k)
+    halves = teacher_halves(train_folds)
+    seed = fold_seed(config.seed + 7_919 * (h + 1), t, k)
+    name = f"round {t}, split {k}, teacher {h}"
+    normalize = run.load_speaker_norm() if config.speaker_norm else None
+    targets = _TeacherTargets(manifest, run, t=t, k=k, folds=halves[1 - h], rule=config.rule,
+                              alpha=config.alphas()[t + 1], name=name, normalize=normalize)
+    _, history, best, n_train = _fit(
+        manifest, run, config, seed=seed, train_folds=halves[h], val_fold=val_fold,
+        train_labels=run.labels_dir(t, k if config.cross_fit_round(t) else None), val_labels=run.labels_dir(0),
+        exclude_folds=tuple(halves[1 - h]) + (k, val_fold), normalize=normalize, logs_dir=run.logs_dir(t, k) / f"teacher-{h}",
+        end_callbacks=[targets], name=name, verbose=verbose, log=log, tasks_left=tasks_left)
+    seconds = time.perf_counter() - start
+    info = {"round": t, "split": k, "teacher": h, "train_folds": halves[h], "predicted_folds": halves[1 - h],
+            "validation_fold": val_fold, "train_segments": n_train, "epochs": len(history["val_loss"]),
+            "best_epoch": best + 1, "val_loss": float(history["val_loss"][best]), "seconds": seconds, "seed": seed}
+    write_json(run.teacher_done_path(t, k, h), info)
+    log(f"round {t} split {k + 1}/{manifest.n_folds} teacher {h + 1}/2: {info['epochs']} epochs "
+        f"(best {info['best_epoch']}), val_loss {info['val_loss']:.4f}, {seconds:.1f} s")
     return info
