@@ -30,6 +30,7 @@ VARIANTS = {
     "nominepochs": ("early stopping from epoch 1 (`--min-epochs 0 --patience 3`)", ["--min-epochs", "0",
                                                                                    "--patience", "3"], 1),
     "speakernorm": ("+ per-speaker band normalisation (`--speaker-norm`)", ["--speaker-norm"], 1),
+    "xfit": ("cross-fit targets (`--targets cross-fit`, no leak)", ["--targets", "cross-fit"], 2),
     "gsl": ("rule gsl instead of wdsl", ["--rule", "gsl"], 3),
     "anneal": ("wdsl with α from 0.5 to 0.2 (`--alpha 0.5:0.2`)", ["--alpha", "0.5:0.2"], 3),
 }

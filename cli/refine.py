@@ -7,7 +7,10 @@ import sys
 import click
 
 from cli import options
+from emotion_refinery.backbones import BACKBONES
 from emotion_refinery.config import PRESETS
+from emotion_refinery.refine_config import RefineConfig, resolve_config
+from emotion_refinery.rules import RULES
 from emotion_refinery.errors import EmorefineError
 
 
@@ -22,9 +25,9 @@ from emotion_refinery.errors import EmorefineError
               help="Stop refining when validation-fold UA has not improved for N rounds; 0: run every round.  "
                    "[default: 0]")
 @click.option("--backbone", default=None,
-              help="vgg19, mobilenetv2, densenet121, densenet22, efficientnetb0, small or tcnn (for CPUs).  "
-                   "[default: efficientnetb0; tcnn with --preset cpu]")
-@click.option("--rule", default=None, help="Label update rule: hard, bdsl, wdsl, pepr, gsl or dhl.  [default: wdsl]")
+              help=f"{', '.join(BACKBONES)}.  [default: {RefineConfig.backbone}; "
+                   f"{PRESETS['cpu'].training['backbone']} with --preset cpu]")
+@click.option("--rule", default=None, help=f"Label update rule: {', '.join(RULES)}.  [default: {RefineConfig.rule}]")
 @click.option("--alpha", default=None,
               help="wdsl weight of the utterance label, in [0, 1], or a schedule 'start:end' over the "
                    "refinement rounds.  [default: 0.2]")
@@ -69,8 +72,6 @@ def refine(records_dir, output, config_file, quiet, **flags):
     Running the same command again resumes an interrupted run; on a finished run it only
     prints the report. Prints one line per (round, fold) and the WA/UA of every round.
     """
-    from emotion_refinery.refine_config import resolve_config
-
     config = resolve_config(config_file=config_file, default_preset=_records_preset(records_dir), **flags)
     from emotion_refinery.refinery import refine as run_refine
 

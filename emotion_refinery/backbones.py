@@ -31,11 +31,14 @@ from __future__ import annotations
 import dataclasses
 import types
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from emotion_refinery.errors import EmorefineError
+
+if TYPE_CHECKING:  # keras (and TensorFlow) load when a model is built, not when the registry is read
+    import keras
 
 __all__ = ["Backbone", "BACKBONES", "build_model", "set_batch_norm_momentum", "DENSENET22_BLOCKS", "TCNN_FILTERS"]
 
@@ -70,6 +73,7 @@ class Backbone:
 
 def _small(input_shape: InputShape) -> keras.Model:
     """Three Conv(3×3)-BN-ReLU-MaxPool(2) blocks of 16/32/64 filters, then global average pooling."""
+    import keras
     inputs = keras.Input(shape=input_shape, name="small_input")
     x = inputs
     for i, filters in enumerate((16, 32, 64), start=1):
@@ -95,6 +99,7 @@ def _tcnn(input_shape: InputShape) -> keras.Model:
     as fast as ``small`` with 15× its parameters (1-D convolutions over 32 steps are dense GEMMs); on
     Emo-DB its segments classify far better (see BENCHMARKS.md).
     """
+    import keras
     frames, n_mels, channels = input_shape
     inputs = keras.Input(shape=input_shape, name="tcnn_input")
     x = keras.layers.Reshape((frames, n_mels * channels), name="bands_as_channels")(inputs)
@@ -110,18 +115,22 @@ def _tcnn(input_shape: InputShape) -> keras.Model:
 
 
 def _vgg19(input_shape: InputShape) -> keras.Model:
+    import keras
     return keras.applications.VGG19(weights=None, include_top=False, input_shape=input_shape, pooling="avg")
 
 
 def _mobilenetv2(input_shape: InputShape) -> keras.Model:
+    import keras
     return keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=input_shape, pooling="avg")
 
 
 def _densenet121(input_shape: InputShape) -> keras.Model:
+    import keras
     return keras.applications.DenseNet121(weights=None, include_top=False, input_shape=input_shape, pooling="avg")
 
 
 def _efficientnetb0(input_shape: InputShape) -> keras.Model:
+    import keras
     model = keras.applications.EfficientNetB0(
         weights=None, include_top=False, input_shape=input_shape, pooling="avg"
     )
@@ -168,6 +177,7 @@ def _densenet22(input_shape: InputShape) -> keras.Model:
     ``2·sum(blocks) + 5`` weighted layers — always odd, so 22 cannot be reached
     (``(2, 2, 2, 2)`` gives 21).
     """
+    import keras
     k = _DENSENET22_GROWTH
     eps = 1.001e-5  # as keras.applications.DenseNet
     layers = keras.layers
@@ -235,6 +245,7 @@ def set_batch_norm_momentum(model: keras.Model, momentum: float) -> int:
     Returns:
         the number of BatchNormalization layers changed.
     """
+    import keras
     count = 0
     for layer in _iter_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -288,6 +299,7 @@ def build_model(
         output ``(batch, n_classes)`` softmax probabilities. Layers: ``"band_normalization"``,
         the backbone (a nested model), ``"predictions"``.
     """
+    import keras
     if not isinstance(name, str) or name not in BACKBONES:
         raise EmorefineError(f"Received: name={name!r}; expected one of {', '.join(BACKBONES)}")
     entry = BACKBONES[name]

@@ -19,10 +19,9 @@ import tensorflow as tf
 from emotion_refinery.manifest import RecordsManifest
 from tf_records.schema import INDEX, POSITION, SEGMENT, TARGET, UTTERANCE, TargetSpec
 
-__all__ = ["CACHE_MODES", "training_dataset", "evaluation_dataset", "shard_pairs", "count_segments",
+__all__ = ["training_dataset", "evaluation_dataset", "shard_pairs", "count_segments",
            "count_training_segments"]
 
-CACHE_MODES = ("memory", "none")
 _PARSE_BATCH = 1024
 
 

@@ -14,11 +14,10 @@ from typing import Any
 
 from emotion_refinery.backbones import BACKBONES
 from emotion_refinery.config import PRESETS, get_preset
-from emotion_refinery.datasets import CACHE_MODES
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.rules import RULES, alpha_schedule
 
-__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS"]
+__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES"]
 
 REFINE_PRESETS = tuple(PRESETS)
 
@@ -26,6 +25,9 @@ REFINE_PRESETS = tuple(PRESETS)
 #: every split (the papers'; split k's targets then come from models that trained on fold k). "cross-fit":
 #: per split, two teachers trained on halves of its training folds predict the other half (none saw fold k).
 TARGETS = ("oof", "cross-fit")
+
+#: "memory": parsed training segments stay in memory after the first epoch; "none": re-read every epoch.
+CACHE_MODES = ("memory", "none")
 
 
 @dataclasses.dataclass(frozen=True)

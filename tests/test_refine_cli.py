@@ -235,3 +235,16 @@ def test_a_foreign_output_folder_exits_2(records, tmp_path):
     _refused(invoke("refine", records, "-o", out, "--backbone", "small"), out,
              f"Received: output={str(out)!r}; expected a new or empty folder")
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_settings_are_checked_without_loading_tensorflow():
+    """Reading the registries and checking a config (e.g. for --help or a wrong flag) needs no TensorFlow."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom emotion_refinery.refine_config import RefineConfig\n"
+            "try:\n    RefineConfig(backbone='resnet')\nexcept Exception as e:\n    print(e)\n"
+            "import cli.refine\nprint('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "Received: backbone='resnet'; expected one of" in out
+    assert out.strip().endswith("False False")
