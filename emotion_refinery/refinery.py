@@ -32,7 +32,7 @@ from emotion_refinery.processes import LOCK_NAME, DirectoryBusy, cpu_count, dire
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
-from emotion_refinery.rules import PEPR_ALPHA, refine_labels
+from emotion_refinery.rules import PEPR_ALPHA
 from emotion_refinery.run_dir import RunDir, load_run
 from emotion_refinery.speaker_norm import speaker_groups, speaker_tables
 from emotion_refinery.utterance import decision_scores, ep_entropy, evaluate_forest, utterance_features
@@ -157,14 +157,14 @@ def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     """Round ``t``'s label shards of fold ``k``: hard labels for round 0, else from round t−1's saved predictions."""
     if config.cross_fit_round(t) or run.labels_complete(t, manifest, k):
         return  # cross-fit targets come from each split's teachers
-    lo, hi = manifest.fold_segments(k)
-    table = manifest.segment_table()
     if t == 0:
-        targets = np.eye(len(manifest.classes), dtype=np.float32)[table["label"][lo:hi]]
+        lo, hi = manifest.fold_segments(k)
+        targets = np.eye(len(manifest.classes), dtype=np.float32)[manifest.segment_table()["label"][lo:hi]]
     else:  # a run extended with more rounds: its former last round wrote no next labels
-        q = np.load(run.predictions_path(t - 1, k))
-        targets = refine_labels(config.rule, predictions=q, labels=table["label"][lo:hi],
-                                utterance_index=table["utterance"][lo:hi], alpha=config.alphas()[t])
+        from emotion_refinery.training import next_targets
+
+        targets = next_targets(manifest, k, np.load(run.predictions_path(t - 1, k)), rule=config.rule,
+                               alpha=config.alphas()[t])
     run.write_labels(t, manifest, k, targets)
 
 
