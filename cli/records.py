@@ -21,12 +21,15 @@ from cli import options
 @options.folds
 @options.folds_by
 @options.dtype
+@click.option("--sequences", type=click.Choice(("log-mel",)), default=None,
+              help="Also store every utterance's whole frame sequence (one example per utterance, for "
+                   "utterance-level models): log-mel, the frames the segments are cut from.  [default: none]")
 @options.workers
 @options.seed
 @options.strict
 @options.quiet
-def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, folds, folds_by, dtype, workers, seed,
-                  strict, quiet):
+def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, folds, folds_by, dtype, sequences,
+                  workers, seed, strict, quiet):
     """Cut a corpus into log-Mel segments and store them as sharded TFRecords.
 
     Re-running the same command finishes an interrupted build, and does nothing on
@@ -48,7 +51,7 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
     with options.Progress(not quiet) as progress:  # errors: exit status 1 or 2 (cli.options.exit_status)
         result = build(corpus_dir, output, corpus=adapter.name, manifest=manifest, features=features,
                        n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress,
-                       preset=chosen.name)
+                       preset=chosen.name, sequences=sequences)
     from emotion_refinery.manifest import RecordsManifest
 
     summary = RecordsManifest(output, result.manifest).summary()
@@ -67,6 +70,9 @@ def _print_summary(s: dict) -> None:
                f"hop {f['segment_hop']} frame(s), {f['dtype']}")
     click.echo(f"  shards      {s['shards']} ({s['bytes'] / 1e6:.1f} MB, "
                f"{s['bytes'] / max(s['segments'], 1):.0f} B/segment)")
+    if s.get("sequences"):
+        click.echo(f"  sequences   {s['sequences']} frames, one example per utterance "
+                   f"({s['sequence_bytes'] / 1e6:.1f} MB)")
     click.echo(f"  folds       {s['protocol']['protocol']}; speakers in more than one fold: "
                f"{s['protocol']['speakers_in_several_folds']}")
     click.echo("  classes     " + ", ".join(f"{c} {s['class_counts'][c]}" for c in s["classes"]))

@@ -17,9 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from emotion_refinery.manifest import RecordsManifest
-from tf_records.schema import INDEX, POSITION, SEGMENT, TARGET, UTTERANCE, TargetSpec
+from emotion_refinery.errors import RecordsError
+from tf_records.schema import FRAMES, INDEX, LABEL, N_FRAMES, POSITION, SEGMENT, TARGET, UTTERANCE, TargetSpec
 
-__all__ = ["training_dataset", "evaluation_dataset", "shard_pairs", "count_segments",
+__all__ = ["training_dataset", "evaluation_dataset", "sequence_dataset", "shard_pairs", "count_segments",
            "count_training_segments"]
 
 _PARSE_BATCH = 1024
@@ -153,6 +154,41 @@ def evaluation_dataset(manifest: RecordsManifest, *, folds: Sequence[int], label
         ds = ds.map(_parse_pair(spec, TargetSpec(len(manifest.classes)), normalize=normalize),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).map(_to_model_input)
     return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
+
+
+def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_size: int = 16, shuffle: bool = False,
+                     seed: int = 0, cache: str = "memory") -> tf.data.Dataset:
+    """Padded batches of whole utterances of ``folds`` from the sequence shards (records built with ``--sequences``).
+
+    Each element is ``(inputs, y)``: ``inputs["frames"]`` float32 ``(b, T, n_features)``, zero-padded to
+    the batch's longest utterance ``T``; ``inputs["mask"]`` bool ``(b, T)``, True on real frames;
+    ``inputs["utt"]`` int64 ``(b,)``, the utterance index; ``y`` float32 ``(b, K)``, the one-hot label.
+    Stored order unless ``shuffle`` (every epoch anew, reproducible from ``seed``).
+    """
+    spec = manifest.sequence_spec
+    if spec is None:
+        raise RecordsError(f"Received: records={str(manifest.root)!r} without sequence shards; expected records "
+                           "built with `build-records --sequences log-mel`")
+    n_classes = len(manifest.classes)
+    paths = [str(manifest.root / s["sequences"]["path"]) for s in manifest.shards if s["fold"] in set(folds)]
+    n = sum(s["utterances"][1] - s["utterances"][0] for s in manifest.shards if s["fold"] in set(folds))
+
+    def example(parsed):
+        x = {"frames": parsed[FRAMES], "n_frames": parsed[N_FRAMES], "utt": parsed[UTTERANCE]}
+        return x, tf.one_hot(parsed[LABEL], n_classes)
+
+    def with_mask(x, y):
+        frames = tf.cast(x["frames"], tf.float32)
+        return {"frames": frames, "mask": tf.sequence_mask(x["n_frames"], tf.shape(frames)[1]), "utt": x["utt"]}, y
+
+    ds = tf.data.TFRecordDataset(paths).batch(64).map(lambda r: spec.parse(r, as_float32=False)).unbatch()
+    ds = ds.map(example)
+    if cache == "memory":
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.padded_batch(batch_size).map(with_mask, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size))).prefetch(tf.data.AUTOTUNE)
 
 
 def stored_labels_one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:

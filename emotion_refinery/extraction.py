@@ -19,7 +19,7 @@ from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import AudioError
 from emotion_refinery.features import log_mel, segment
 from tf_records.atomic import atomic_path
-from tf_records.schema import SegmentSpec
+from tf_records.schema import SegmentSpec, SequenceSpec
 from tf_records.writer import ShardWriter, sha256_file
 
 __all__ = ["extract_frames", "read_frames", "cached_frames", "write_feature_shard"]
@@ -98,12 +98,15 @@ def _coverage(n_frames: int, n_segments: int, config: FeatureConfig) -> np.ndarr
     return np.cumsum(cov[:-1])
 
 
-def write_feature_shard(path: str, members: list[dict[str, Any]], features: dict[str, Any]) -> dict[str, Any]:
+def write_feature_shard(path: str, members: list[dict[str, Any]], features: dict[str, Any],
+                        sequences_path: str | None = None) -> dict[str, Any]:
     """Write one feature shard (unless it is already in place) and sum its normalisation statistics.
 
     Args:
         path: final shard path. An existing file there is complete (it was renamed
             into place after writing) and is kept.
+        sequences_path: also write the members' whole frame sequences there, one example per
+            utterance (kept the same way when already in place).
         members: the shard's utterances in order, each with ``index``, ``first_segment``,
             ``label_index`` and ``cache`` (its frames file).
         features: :class:`FeatureConfig` as a dict.
@@ -111,11 +114,14 @@ def write_feature_shard(path: str, members: list[dict[str, Any]], features: dict
     Returns:
         ``{"count", "size", "sha256", "frames", "sum", "sum_sq"}``: segments written, file
         size and sha256, and per-band sums over every frame of every segment
-        (a frame inside k segments counts k times).
+        (a frame inside k segments counts k times); with ``sequences_path`` also
+        ``"sequences": {"count", "size", "sha256"}``.
     """
     config = FeatureConfig.from_dict(features)
     spec = SegmentSpec(segment_frames=config.segment_frames, n_mels=config.n_mels, dtype=config.dtype)
     writer = None if Path(path).is_file() else ShardWriter(path)
+    seq_spec = SequenceSpec(n_features=config.n_mels, dtype=config.dtype)
+    seq_writer = None if sequences_path is None or Path(sequences_path).is_file() else ShardWriter(sequences_path)
     total, total_sq, count = np.zeros(config.n_mels), np.zeros(config.n_mels), 0
     try:
         for m in members:
@@ -130,14 +136,23 @@ def write_feature_shard(path: str, members: list[dict[str, Any]], features: dict
                 for j in range(len(segs)):
                     writer.write(spec.encode(segs[j], utterance=m["index"], position=j,
                                              index=m["first_segment"] + j, label=m["label_index"]))
+            if seq_writer is not None:
+                seq_writer.write(seq_spec.encode(frames, utterance=m["index"], label=m["label_index"]))
     except BaseException:
-        if writer is not None:
-            writer.abort()
+        for w in (writer, seq_writer):
+            if w is not None:
+                w.abort()
         raise
+    out = {"count": count, **_finish(writer, path), "frames": count * config.segment_frames,
+           "sum": total, "sum_sq": total_sq}
+    if sequences_path is not None:
+        out["sequences"] = {"count": len(members), **_finish(seq_writer, sequences_path)}
+    return out
+
+
+def _finish(writer: ShardWriter | None, path: str) -> dict[str, Any]:
+    """Close ``writer`` (renaming its shard into place), or read back a shard already in place: size, sha256."""
     if writer is not None:
         info = writer.close()
-        size, digest = info.size, info.sha256
-    else:
-        size, digest = Path(path).stat().st_size, sha256_file(path)
-    return {"count": count, "size": size, "sha256": digest, "frames": count * config.segment_frames,
-            "sum": total, "sum_sq": total_sq}
+        return {"size": info.size, "sha256": info.sha256}
+    return {"size": Path(path).stat().st_size, "sha256": sha256_file(path)}

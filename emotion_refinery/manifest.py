@@ -13,7 +13,7 @@ import numpy as np
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import RecordsError
 from emotion_refinery.processes import cpu_count
-from tf_records.schema import SCHEMA_VERSION, SegmentSpec
+from tf_records.schema import SCHEMA_VERSION, SegmentSpec, SequenceSpec
 
 __all__ = ["MANIFEST_NAME", "RecordsManifest", "settings_difference"]
 
@@ -75,6 +75,14 @@ class RecordsManifest:
     def spec(self) -> SegmentSpec:
         f = self.features
         return SegmentSpec(segment_frames=f.segment_frames, n_mels=f.n_mels, dtype=f.dtype)
+
+    @property
+    def sequence_spec(self) -> SequenceSpec | None:
+        """Layout of the sequence shards, or ``None`` for records built without ``--sequences``."""
+        if not self.data["settings"].get("sequences"):
+            return None
+        f = self.features
+        return SequenceSpec(n_features=f.n_mels, dtype=f.dtype)
 
     @property
     def utterances(self) -> list[dict[str, Any]]:
@@ -140,9 +148,17 @@ class RecordsManifest:
         bad: dict[str, list[str]] = {}
         spec = self.spec
 
+        sequence_spec = self.sequence_spec
+
         def check(shard):
-            return verify_shard(self.shard_path(shard), count=shard["segments"], sha256=shard["sha256"],
-                                parse=spec.parse)
+            problems = verify_shard(self.shard_path(shard), count=shard["segments"], sha256=shard["sha256"],
+                                    parse=spec.parse)
+            if sequence_spec is not None:
+                seq = shard["sequences"]
+                n = shard["utterances"][1] - shard["utterances"][0]
+                problems += [f"sequence shard {seq['path']}: {p}" for p in verify_shard(
+                    self.root / seq["path"], count=n, sha256=seq["sha256"], parse=sequence_spec.parse)]
+            return problems
 
         # TensorFlow's reading and hashlib release the GIL: threads check shards side by side.
         with concurrent.futures.ThreadPoolExecutor(cpu_count()) as pool:
@@ -210,6 +226,8 @@ class RecordsManifest:
             "protocol": self.data["folds"],
             "shards": len(self.shards),
             "bytes": int(sum(s["size"] for s in self.shards)),
+            "sequences": self.data["settings"].get("sequences"),
+            "sequence_bytes": int(sum(s["sequences"]["size"] for s in self.shards if "sequences" in s)),
             "features": self.data["settings"]["features"],
             "skipped": self.data["skipped"],
             "warnings": self.data.get("warnings", []),

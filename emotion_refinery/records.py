@@ -69,8 +69,8 @@ class BuildResult:
 
 
 def _settings(corpus_name, root, manifest, features: FeatureConfig, n_folds, folds_by, seed, shard_segments,
-              preset=None):
-    return {
+              preset=None, sequences=None):
+    settings = {
         "schema_version": SCHEMA_VERSION,
         "preset": preset,
         "corpus": {"name": corpus_name, "root": str(root), "manifest": str(manifest) if manifest else None},
@@ -78,6 +78,9 @@ def _settings(corpus_name, root, manifest, features: FeatureConfig, n_folds, fol
         "folds": {"n_folds": n_folds, "by": folds_by, "seed": seed},
         "shard_segments": shard_segments,
     }
+    if sequences is not None:  # absent from records without sequence shards (and from older records)
+        settings["sequences"] = sequences
+    return settings
 
 
 def _cache_name(utt: Utterance) -> str:
@@ -86,8 +89,9 @@ def _cache_name(utt: Utterance) -> str:
     return hashlib.sha1(key).hexdigest() + ".npy"
 
 
-def _plan_shards(order: list[dict], n_folds: int, shard_segments: int) -> list[dict]:
-    """Split each fold's utterances (kept whole) into shards of about ``shard_segments`` segments."""
+def _plan_shards(order: list[dict], n_folds: int, shard_segments: int, sequences: bool = False) -> list[dict]:
+    """Split each fold's utterances (kept whole) into shards of about ``shard_segments`` segments (and, with
+    ``sequences``, a sequence shard of the same utterances beside each)."""
     plan = []
     for fold in range(n_folds):
         members = [u for u in order if u["fold"] == fold]
@@ -108,6 +112,8 @@ def _plan_shards(order: list[dict], n_folds: int, shard_segments: int) -> list[d
                 "first_segment": g[0]["first_segment"],
                 "segments": sum(u["segments"] for u in g),
             })
+            if sequences:
+                plan[-1]["sequences"] = {"path": f"{SHARDS}/{shard_name('sequences', fold=fold, index=i, count=len(groups))}"}
     return plan
 
 
@@ -125,6 +131,7 @@ def build_records(
     shard_segments: int = SHARD_SEGMENTS,
     progress: Progress | None = None,
     preset: str | None = None,
+    sequences: str | None = None,
 ) -> BuildResult:
     """Build (or finish, or confirm) a records folder.
 
@@ -139,6 +146,9 @@ def build_records(
         shard_segments: target segments per shard.
         preset: the name of the preset the settings came from; ``refine`` takes its training settings
             by default.
+        sequences: also store every utterance's whole frame sequence, one example per utterance, in
+            sequence shards beside the feature shards (same utterances, same order): ``"log-mel"``
+            (the log-Mel frames the segments are cut from), or ``None``.
         progress: called as ``progress(stage, done, total)`` with stage ``"extract"`` or ``"write"``.
 
     Raises:
@@ -152,7 +162,7 @@ def build_records(
     root = Path(corpus_dir).resolve()
     out = Path(out_dir)
     settings = _settings(adapter.name, root, Path(manifest).resolve() if manifest else None, features,
-                         n_folds, folds_by, seed, shard_segments, preset)
+                         n_folds, folds_by, seed, shard_segments, preset, sequences)
 
     status = _prepare_out_dir(out, settings)
     if status == "up-to-date":
@@ -266,13 +276,17 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
     cache_of = {utt.id: partial / "frames" / _cache_name(utt) for utt, *_ in usable}
 
     # Phase 2: shards.
-    plan = _plan_shards(rows, n_folds, shard_segments)
+    sequences = settings.get("sequences")
+    plan = _plan_shards(rows, n_folds, shard_segments, sequences=sequences is not None)
     _reconcile_plan(out, partial / "plan.json", plan)
     jobs = [(str(out / p["path"]),
              [{**r, "cache": str(cache_of[r["id"]])} for r in rows[p["utterances"][0]:p["utterances"][1]]],
-             features.to_dict()) for p in plan]
+             features.to_dict(), str(out / p["sequences"]["path"]) if sequences else None) for p in plan]
     written = _run(pool, write_feature_shard, jobs, "write", progress)
     shards = [{**p, "size": w["size"], "sha256": w["sha256"]} for p, w in zip(plan, written)]
+    for shard, w in zip(shards, written):
+        if sequences:
+            shard["sequences"] = {**shard["sequences"], **w["sequences"]}
     normalization = []
     for fold in range(n_folds):
         # Summed in shard order, so the totals do not depend on which worker finished first.
@@ -289,6 +303,7 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
         "folds": assignment.to_dict(),
         "utterances": [{k: r[k] for k in ("index", "id", "path", "label", "label_index", "speaker", "text",
                                           "fold", "duration", "segments", "first_segment") } |
+                       ({"frames": r["frames"]} if sequences else {}) |
                        ({"votes": r["votes"]} if "votes" in r else {}) for r in rows],
         "shards": shards,
         "normalization": normalization,

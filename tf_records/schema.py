@@ -8,6 +8,10 @@ in the same order in both:
   segment's position within its utterance, its global segment index and the label index;
 * label shards (``TargetSpec``): the global segment index and a soft target of K floats.
 
+Sequence shards (``SequenceSpec``, optional) hold one example per utterance instead: its
+whole frame sequence (raw bytes, shape ``(n_frames, n_features)``), its frame count, the
+utterance index and the label index, for models that read an utterance at once.
+
 Examples are encoded directly in protobuf wire format, byte-identical to
 ``tf.train.Example.SerializeToString(deterministic=True)`` (keys sorted), which is
 several times faster than building proto objects and needs no TensorFlow. Parsing
@@ -21,7 +25,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["SCHEMA_VERSION", "SegmentSpec", "TargetSpec", "SEGMENT", "UTTERANCE", "POSITION", "INDEX", "LABEL",
+__all__ = ["SCHEMA_VERSION", "SegmentSpec", "TargetSpec", "SequenceSpec", "FRAMES", "N_FRAMES", "SEGMENT", "UTTERANCE", "POSITION", "INDEX", "LABEL",
            "TARGET"]
 
 SCHEMA_VERSION = 1
@@ -33,7 +37,10 @@ POSITION = "pos"
 INDEX = "idx"
 LABEL = "label"
 TARGET = "target"
-_INDEX, _LABEL, _POSITION, _UTTERANCE, _TARGET = (k.encode() for k in (INDEX, LABEL, POSITION, UTTERANCE, TARGET))
+FRAMES = "frames"
+N_FRAMES = "n_frames"
+_INDEX, _LABEL, _POSITION, _UTTERANCE, _TARGET, _FRAMES, _N_FRAMES = (
+    k.encode() for k in (INDEX, LABEL, POSITION, UTTERANCE, TARGET, FRAMES, N_FRAMES))
 
 _SEGMENT_DTYPES = {"float16": "<f2", "float32": "<f4"}
 
@@ -178,3 +185,60 @@ class TargetSpec:
             INDEX: tf.io.FixedLenFeature([], tf.int64),
             TARGET: tf.io.FixedLenFeature([self.n_classes], tf.float32),
         })
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceSpec:
+    """Layout of a sequence-shard example: one utterance's frames ``(n_frames, n_features)`` and its indices."""
+
+    n_features: int = 64
+    dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _SEGMENT_DTYPES:
+            raise ValueError(f"Received: dtype={self.dtype!r}; expected one of {', '.join(_SEGMENT_DTYPES)}")
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(_SEGMENT_DTYPES[self.dtype])
+
+    def encode(self, frames: np.ndarray, *, utterance: int, label: int) -> bytes:
+        """Serialize one utterance's frames of shape ``(n_frames, n_features)`` (cast to the spec's dtype)."""
+        if frames.ndim != 2 or frames.shape[1] != self.n_features or len(frames) == 0:
+            raise ValueError(f"Expected frames of shape (n_frames > 0, {self.n_features}). "
+                             f"Received: shape={frames.shape}")
+        raw = np.ascontiguousarray(frames, dtype=self.numpy_dtype).tobytes()
+        # Keys in sorted order: frames, label, n_frames, utt.
+        return _example([
+            _bytes_entry_prefix(_FRAMES, len(raw)) + raw,
+            _int64_entry(_LABEL, label),
+            _int64_entry(_N_FRAMES, len(frames)),
+            _int64_entry(_UTTERANCE, utterance),
+        ])
+
+    def parse(self, serialized, *, as_float32: bool = True):
+        """Parse a batch (a string tensor of shape ``(batch,)``) → dict of tensors.
+
+        ``frames`` comes back as a ``tf.RaggedTensor`` of shape ``(batch, None, n_features)`` (float32,
+        or the stored dtype with ``as_float32=False``); ``n_frames``, ``utt``, ``label`` as int64
+        ``(batch,)``. A frames field whose size disagrees with its ``n_frames`` fails the parse.
+        """
+        import tensorflow as tf
+
+        parsed = tf.io.parse_example(serialized, {
+            FRAMES: tf.io.FixedLenFeature([], tf.string),
+            N_FRAMES: tf.io.FixedLenFeature([], tf.int64),
+            UTTERANCE: tf.io.FixedLenFeature([], tf.int64),
+            LABEL: tf.io.FixedLenFeature([], tf.int64),
+        })
+        item = self.numpy_dtype.itemsize * self.n_features
+        check = tf.debugging.assert_equal(tf.cast(tf.strings.length(parsed[FRAMES]), tf.int64),
+                                          parsed[N_FRAMES] * item, message="frames size disagrees with n_frames")
+        with tf.control_dependencies([check]):
+            raw = tf.io.decode_raw(tf.strings.reduce_join(parsed[FRAMES]),
+                                   tf.float16 if self.dtype == "float16" else tf.float32, little_endian=True)
+        values = tf.reshape(raw, (-1, self.n_features))
+        frames = tf.RaggedTensor.from_row_lengths(tf.cast(values, tf.float32) if as_float32 else values,
+                                                  parsed[N_FRAMES])
+        parsed[FRAMES] = frames
+        return parsed

@@ -1,0 +1,116 @@
+"""Utterance-level records (`build-records --sequences log-mel`): one example per utterance holding its whole
+frame sequence, in sequence shards beside the feature shards, verified, and fed as padded batches with masks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+from emotion_refinery.config import FeatureConfig
+from emotion_refinery.datasets import sequence_dataset
+from emotion_refinery.errors import RecordsError
+from emotion_refinery.features import segment
+from emotion_refinery.manifest import RecordsManifest
+from emotion_refinery.records import build_records
+from tf_records.reader import ordered_batches
+from tf_records.schema import FRAMES, UTTERANCE
+
+FEATURES = FeatureConfig(segment_hop=8)
+
+
+@pytest.fixture(scope="module")
+def records(synthetic_corpus, tmp_path_factory):
+    root, csv_path = synthetic_corpus
+    out = tmp_path_factory.mktemp("sequences") / "rec"
+    build_records(root, out, corpus="csv", manifest=csv_path, features=FEATURES, n_folds=3, workers=1,
+                  sequences="log-mel")
+    return RecordsManifest.load(out)
+
+
+def _sequences(manifest):
+    """Every stored sequence by utterance index, as float32 arrays."""
+    spec, out = manifest.sequence_spec, {}
+    paths = [manifest.root / s["sequences"]["path"] for s in manifest.shards]
+    for batch in ordered_batches(paths, spec.parse):
+        for u, frames in zip(batch[UTTERANCE].numpy(), batch[FRAMES]):
+            out[int(u)] = frames.numpy()
+    return out
+
+
+def test_every_utterance_has_its_frames_and_its_segments_are_cut_from_them(records):
+    seqs = _sequences(records)
+    assert sorted(seqs) == [u["index"] for u in records.utterances]
+    for u in records.utterances:
+        frames = seqs[u["index"]]
+        assert frames.shape == (u["frames"], FEATURES.n_mels)
+        stored = records.read_utterance(u["id"])
+        cut = segment(frames, segment_frames=FEATURES.segment_frames, segment_hop=FEATURES.segment_hop)
+        np.testing.assert_array_equal(cut, stored)
+    # Fold-major like the feature shards: a sequence shard holds the utterances of its feature shard.
+    for s in records.shards:
+        assert s["sequences"]["path"].startswith("shards/sequences-f")
+    assert records.verify() == {}
+
+
+def test_padded_batches_carry_masks_labels_and_utterance_indices(records):
+    folds = [0, 1]
+    batches = list(sequence_dataset(records, folds=folds, batch_size=4))
+    mine = [u for u in records.utterances if u["fold"] in folds]
+    assert sum(len(y) for _, y in batches) == len(mine)
+    seqs = _sequences(records)
+    seen = []
+    for x, y in batches:
+        frames, mask, utt = x["frames"].numpy(), x["mask"].numpy(), x["utt"].numpy()
+        assert frames.shape[1] == mask.shape[1] == max(records.utterances[i]["frames"] for i in utt)
+        for row, i in enumerate(utt):
+            u = records.utterances[i]
+            assert mask[row].sum() == u["frames"] and mask[row, : u["frames"]].all()
+            np.testing.assert_array_equal(frames[row, : u["frames"]], seqs[i])
+            assert not frames[row, u["frames"]:].any()
+            assert y.numpy()[row].argmax() == u["label_index"] and y.numpy()[row].sum() == 1
+        seen += list(utt)
+    assert seen == [u["index"] for u in mine]  # stored order
+    shuffled = [i for x, _ in sequence_dataset(records, folds=folds, batch_size=4, shuffle=True, seed=1)
+                for i in x["utt"].numpy()]
+    assert sorted(shuffled) == sorted(seen) and shuffled != seen
+
+
+def test_a_damaged_sequence_shard_fails_verification(records, tmp_path):
+    import shutil
+
+    copy = tmp_path / "rec"
+    shutil.copytree(records.root, copy)
+    manifest = RecordsManifest.load(copy)
+    path = copy / manifest.shards[0]["sequences"]["path"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    bad = manifest.verify()
+    assert list(bad) == [manifest.shards[0]["path"]]
+    assert "sequence shard" in " ".join(bad[manifest.shards[0]["path"]])
+
+
+def test_records_without_sequences_say_how_to_get_them(synthetic_corpus, tmp_path):
+    root, csv_path = synthetic_corpus
+    build_records(root, tmp_path / "rec", corpus="csv", manifest=csv_path, features=FEATURES, n_folds=3, workers=1)
+    manifest = RecordsManifest.load(tmp_path / "rec")
+    assert "sequences" not in manifest.data["settings"] and "sequences" not in manifest.shards[0]
+    with pytest.raises(RecordsError, match="--sequences log-mel"):
+        sequence_dataset(manifest, folds=[0])
+
+
+def test_build_records_cli_stores_sequences(synthetic_corpus, tmp_path):
+    root, csv_path = synthetic_corpus
+    result = CliRunner().invoke(main, ["build-records", str(root), "-o", str(tmp_path / "rec"), "--corpus", "csv",
+                                       "--manifest", str(csv_path), "--segment-hop", "8", "--folds", "3",
+                                       "--workers", "1", "--sequences", "log-mel"])
+    assert result.exit_code == 0, result.output
+    assert "sequences   log-mel frames, one example per utterance" in result.output
+    settings = json.loads((tmp_path / "rec" / "manifest.json").read_text())["settings"]
+    assert settings["sequences"] == "log-mel"
+    bad = CliRunner().invoke(main, ["build-records", str(root), "-o", str(tmp_path / "x"), "--sequences", "mfcc"])
+    assert bad.exit_code == 2 and "Invalid value for '--sequences': 'mfcc'" in bad.output and "log-mel" in bad.output
