@@ -7,7 +7,7 @@ import sys
 import click
 
 from cli import options
-from emotion_refinery.backbones import BACKBONES
+from emotion_refinery.backbones import backbone_names
 from emotion_refinery.config import PRESETS
 from emotion_refinery.refine_config import RefineConfig, resolve_config
 from emotion_refinery.rules import RULES
@@ -25,7 +25,7 @@ from emotion_refinery.errors import EmorefineError
               help="Stop refining when validation-fold UA has not improved for N rounds; 0: run every round.  "
                    "[default: 0]")
 @click.option("--backbone", default=None,
-              help=f"{', '.join(BACKBONES)}.  [default: {RefineConfig.backbone}; "
+              help=f"{', '.join(backbone_names('segments'))}.  [default: {RefineConfig.backbone}; "
                    f"{PRESETS['cpu'].training['backbone']} with --preset cpu]")
 @click.option("--rule", default=None, help=f"Label update rule: {', '.join(RULES)}.  [default: {RefineConfig.rule}]")
 @click.option("--alpha", default=None,

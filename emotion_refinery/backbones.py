@@ -40,7 +40,7 @@ from emotion_refinery.errors import EmorefineError
 if TYPE_CHECKING:  # keras (and TensorFlow) load when a model is built, not when the registry is read
     import keras
 
-__all__ = ["Backbone", "BACKBONES", "build_model", "set_batch_norm_momentum", "DENSENET22_BLOCKS", "TCNN_FILTERS"]
+__all__ = ["Backbone", "BACKBONES", "backbone_names", "build_model", "build_sequence_model", "set_batch_norm_momentum", "DENSENET22_BLOCKS", "TCNN_FILTERS"]
 
 InputShape = tuple[int, int, int]
 
@@ -58,6 +58,9 @@ class Backbone:
         gpu_sized: too slow to train on a few CPU cores at the papers' settings.
         cpu_segments_per_second: training throughput measured on 2 CPU cores (AMD EPYC, batch 128,
             32×64 segments; ``benchmarks/train_throughput.py``), for time estimates; ``None``: not measured.
+        reads: ``"segments"`` (``refine``'s fixed-size log-Mel segments; ``build(input_shape)``) or
+            ``"utterances"`` (whole frame sequences with a mask; ``build(n_features)`` → a model of
+            ``[frames (batch, T, n_features), mask (batch, T)]``; see :func:`build_sequence_model`).
     """
 
     name: str
@@ -66,6 +69,7 @@ class Backbone:
     min_size: int = 32
     gpu_sized: bool = True
     cpu_segments_per_second: float | None = None
+    reads: str = "segments"
 
 
 # --------------------------------------------------------------------------- builders
@@ -205,6 +209,26 @@ def _densenet22(input_shape: InputShape) -> keras.Model:
     return keras.Model(inputs, x, name="densenet22")
 
 
+def _blstm_attention(n_features: int) -> keras.Model:
+    """LC+W's utterance model: frame-wise Dense 512 (ReLU) → BLSTM (128 units each way) → attention pooling.
+
+    Dropout 0.5 after the dense layer and after the BLSTM. The mask keeps padded frames out of the
+    BLSTM and out of the attention weights.
+    """
+    import keras
+
+    from emotion_refinery.layers import AttentionPooling
+
+    frames = keras.Input((None, n_features), name="frames")
+    mask = keras.Input((None,), dtype="bool", name="mask")
+    x = keras.layers.Dense(512, activation="relu", name="frame_dense")(frames)
+    x = keras.layers.Dropout(0.5, name="frame_dropout")(x)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(128, return_sequences=True), name="blstm")(x, mask=mask)
+    x = keras.layers.Dropout(0.5, name="blstm_dropout")(x)
+    x = AttentionPooling(name="attention_pooling")(x, mask=mask)
+    return keras.Model([frames, mask], x, name="blstm_attention")
+
+
 BACKBONES: Mapping[str, Backbone] = types.MappingProxyType(
     {
         entry.name: entry
@@ -221,6 +245,8 @@ BACKBONES: Mapping[str, Backbone] = types.MappingProxyType(
                      min_size=8, gpu_sized=False, cpu_segments_per_second=1534),
             Backbone("tcnn", "temporal CNN, Mel bands as channels, 4 × Conv1D 128/128/256/256: for CPUs",
                      _tcnn, min_size=4, gpu_sized=False, cpu_segments_per_second=1400),
+            Backbone("blstm_attention", "Dense 512 → BLSTM 128 → attention pooling over whole utterances (LC+W)",
+                     _blstm_attention, min_size=1, gpu_sized=False, reads="utterances"),
         )
     }
 )
@@ -300,9 +326,7 @@ def build_model(
         the backbone (a nested model), ``"predictions"``.
     """
     import keras
-    if not isinstance(name, str) or name not in BACKBONES:
-        raise EmorefineError(f"Received: name={name!r}; expected one of {', '.join(BACKBONES)}")
-    entry = BACKBONES[name]
+    entry = _entry(name, "segments")
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
         raise EmorefineError(f"n_classes must be an integer of at least 2. Received: n_classes={n_classes!r}")
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
@@ -345,3 +369,60 @@ def build_model(
     model = keras.Model(inputs, outputs, name=name)
     set_batch_norm_momentum(model, bn_momentum)
     return model
+
+
+def backbone_names(reads: str = "segments") -> list[str]:
+    """Names of the backbones that read ``reads`` (``"segments"``: refine's; ``"utterances"``: whole sequences)."""
+    return [n for n, b in BACKBONES.items() if b.reads == reads]
+
+
+def _entry(name, reads: str) -> Backbone:
+    """The registry entry ``name``, which must read ``reads`` (segments or utterances)."""
+    names = backbone_names(reads)
+    if not isinstance(name, str) or name not in names:
+        other = f" (it reads {BACKBONES[name].reads})" if isinstance(name, str) and name in BACKBONES else ""
+        raise EmorefineError(f"Received: backbone={name!r}{other}; expected one of {', '.join(names)}")
+    return BACKBONES[name]
+
+
+def build_sequence_model(
+    name: str,
+    *,
+    n_features: int,
+    n_classes: int,
+    mean: np.ndarray | None = None,
+    variance: np.ndarray | None = None,
+    seed: int | None = None,
+) -> keras.Model:
+    """Build a randomly initialised utterance classifier over whole frame sequences.
+
+    Args:
+        name: a key of :data:`BACKBONES` whose entry reads ``"utterances"``.
+        n_features: features per frame (e.g. the Mel bands).
+        n_classes: ``K`` (≥ 2).
+        mean, variance: per-feature statistics of the training frames (``None``: identity).
+        seed: as in :func:`build_model`.
+
+    Returns:
+        An uncompiled model of ``{"frames": (batch, T, n_features) float, "mask": (batch, T) bool}``
+        to ``(batch, K)`` softmax probabilities; padded frames (mask False) do not count.
+    """
+    import keras
+
+    entry = _entry(name, "utterances")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise EmorefineError(f"n_classes must be an integer of at least 2. Received: n_classes={n_classes!r}")
+    if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features < 1:
+        raise EmorefineError(f"n_features must be a positive integer. Received: n_features={n_features!r}")
+    if (mean is None) != (variance is None):
+        raise EmorefineError("mean and variance must be given together")
+    mean = _band_statistic(mean, argname="mean", n_mels=int(n_features), default=0.0)
+    variance = _band_statistic(variance, argname="variance", n_mels=int(n_features), default=1.0)
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    frames = keras.Input((None, int(n_features)), name="frames")
+    mask = keras.Input((None,), dtype="bool", name="mask")
+    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name="feature_normalization")(frames)
+    x = entry.build(int(n_features))([x, mask])
+    outputs = keras.layers.Dense(int(n_classes), activation="softmax", name="predictions", dtype="float32")(x)
+    return keras.Model({"frames": frames, "mask": mask}, outputs, name=name)

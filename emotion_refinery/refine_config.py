@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from emotion_refinery.backbones import BACKBONES
+from emotion_refinery.backbones import BACKBONES, backbone_names
 from emotion_refinery.config import PRESETS, get_preset
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.rules import RULES, alpha_schedule
@@ -77,8 +77,10 @@ class RefineConfig:
             positive(name, float)
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
             raise EmorefineError(f"Received: patience={self.patience!r}; expected a non-negative integer")
-        if self.backbone not in BACKBONES:
-            raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of {', '.join(BACKBONES)}")
+        if self.backbone not in backbone_names("segments"):
+            other = (" (it reads whole utterances, not refine's segments)" if self.backbone in BACKBONES else "")
+            raise EmorefineError(f"Received: backbone={self.backbone!r}{other}; expected one of "
+                                 f"{', '.join(backbone_names('segments'))}")
         if self.rule not in RULES:
             raise EmorefineError(f"Received: rule={self.rule!r}; expected one of {', '.join(RULES)}")
         if self.targets not in TARGETS:

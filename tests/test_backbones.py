@@ -6,7 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from emotion_refinery.backbones import BACKBONES, DENSENET22_BLOCKS, build_model, set_batch_norm_momentum
+from emotion_refinery.backbones import (BACKBONES, DENSENET22_BLOCKS, backbone_names, build_model, build_sequence_model,
+                                        set_batch_norm_momentum)
+
+SEGMENT_BACKBONES = backbone_names("segments")
 from emotion_refinery.errors import EmorefineError
 
 INPUT_SHAPE = (32, 64, 1)
@@ -26,7 +29,7 @@ def _batch_norms(model):
 @pytest.fixture(scope="module")
 def models():
     """Every backbone built once with K = 7 (building is the slow part; nothing large is trained)."""
-    return {name: build_model(name, n_classes=7, bn_momentum=MOMENTUM, seed=0) for name in BACKBONES}
+    return {name: build_model(name, n_classes=7, bn_momentum=MOMENTUM, seed=0) for name in SEGMENT_BACKBONES}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def segments():
     return np.random.default_rng(0).normal(size=(2, *INPUT_SHAPE)).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(SEGMENT_BACKBONES))
 def test_output_is_a_distribution_over_k_classes(name, models, segments):
     model = models[name]
     assert model.input_shape == (None, *INPUT_SHAPE)
@@ -45,7 +48,7 @@ def test_output_is_a_distribution_over_k_classes(name, models, segments):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(SEGMENT_BACKBONES))
 def test_other_number_of_classes(name, segments):
     model = build_model(name, n_classes=3)
     probs = np.asarray(model(segments[:1], training=False))
@@ -53,7 +56,7 @@ def test_other_number_of_classes(name, segments):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(SEGMENT_BACKBONES))
 def test_bn_momentum_is_applied_to_every_batch_norm_layer(name, models):
     batch_norms = _batch_norms(models[name])
     if name != "vgg19":  # VGG19 has no batch normalisation
@@ -121,9 +124,32 @@ def test_unknown_name_lists_the_valid_names():
     with pytest.raises(EmorefineError) as info:
         build_model("resnet50", n_classes=7)
     message = str(info.value)
-    assert "Received: name='resnet50'" in message
-    for name in BACKBONES:
+    assert "Received: backbone='resnet50'" in message
+    for name in SEGMENT_BACKBONES:
         assert name in message
+    with pytest.raises(EmorefineError, match="'blstm_attention' \\(it reads utterances\\)"):
+        build_model("blstm_attention", n_classes=7)
+    with pytest.raises(EmorefineError, match="'tcnn' \\(it reads segments\\); expected one of blstm_attention"):
+        build_sequence_model("tcnn", n_features=64, n_classes=7)
+
+
+def test_sequence_model_ignores_padded_frames_and_saves(tmp_path):
+    model = build_sequence_model("blstm_attention", n_features=8, n_classes=4, seed=0)
+    rng = np.random.default_rng(0)
+    frames = rng.normal(size=(2, 12, 8)).astype(np.float32)
+    mask = np.zeros((2, 12), bool)
+    mask[0, :12], mask[1, :5] = True, True
+    probs = np.asarray(model({"frames": frames, "mask": mask}, training=False))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    garbage = frames.copy()
+    garbage[1, 5:] = 1e3  # padding content must not matter
+    np.testing.assert_allclose(np.asarray(model({"frames": garbage, "mask": mask}, training=False)), probs, atol=1e-6)
+    alone = np.asarray(model({"frames": frames[1:, :5], "mask": mask[1:, :5]}, training=False))
+    np.testing.assert_allclose(alone[0], probs[1], atol=1e-5)  # same as the utterance without padding
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)  # safe mode: the attention layer is registered
+    np.testing.assert_allclose(np.asarray(loaded({"frames": frames, "mask": mask}, training=False)), probs, atol=1e-6)
 
 
 @pytest.mark.parametrize(

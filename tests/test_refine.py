@@ -428,12 +428,14 @@ def test_bad_settings_are_refused(settings, message):
         RefineConfig(**{**QUICK.to_dict(), **settings})
 
 
-def test_backbone_error_lists_every_backbone():
-    from emotion_refinery.backbones import BACKBONES
+def test_backbone_error_lists_every_segment_backbone():
+    from emotion_refinery.backbones import backbone_names
 
     with pytest.raises(EmorefineError) as info:
         resolve_config(backbone="resnet")
-    assert all(name in str(info.value) for name in BACKBONES)
+    assert all(name in str(info.value) for name in backbone_names("segments"))
+    with pytest.raises(EmorefineError, match="'blstm_attention' \\(it reads whole utterances"):
+        resolve_config(backbone="blstm_attention")
 
 
 def test_records_of_another_schema_version_are_refused(records, tmp_path):

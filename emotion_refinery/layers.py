@@ -1,0 +1,104 @@
+"""Keras layers of emorefine's own, registered so that saved models load in safe mode.
+
+Written with ``keras.ops`` only, so they run on every Keras backend.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = ["AttentionPooling", "LabelCorrection", "MeanOne"]
+
+
+@keras.saving.register_keras_serializable(package="emorefine")
+class AttentionPooling(keras.layers.Layer):
+    """Attention pooling over time: ``α_t = softmax_t(h_t · u)`` over the unmasked frames, output ``Σ_t α_t h_t``.
+
+    Input ``(batch, T, d)`` with an optional boolean mask ``(batch, T)``; output ``(batch, d)``.
+    ``u`` (``d``) is learned.
+    """
+
+    def build(self, input_shape):
+        self.u = self.add_weight(shape=(input_shape[-1],), initializer="glorot_uniform", name="u")
+
+    def call(self, h, mask=None):
+        scores = ops.tensordot(h, ops.cast(self.u, h.dtype), axes=1)  # (batch, T)
+        if mask is not None:
+            scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+        alpha = ops.softmax(scores, axis=-1)
+        return ops.sum(alpha[..., None] * h, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="emorefine")
+class MeanOne(keras.constraints.Constraint):
+    """Keeps a weight vector positive (≥ ``floor``) and rescales it to mean 1 after every update."""
+
+    def __init__(self, floor: float = 1e-3):
+        self.floor = float(floor)
+
+    def __call__(self, w):
+        w = ops.maximum(w, self.floor)
+        return w / ops.mean(w)
+
+    def get_config(self):
+        return {"floor": self.floor}
+
+
+@keras.saving.register_keras_serializable(package="emorefine")
+class LabelCorrection(keras.layers.Layer):
+    """LC+W's learned labels and contribution weights, one row per training utterance.
+
+    Holds label logits ``l`` ``(n, K)``, initialised to each utterance's one-hot label, and
+    contribution weights ``w`` ``(n,)``, initialised to ``K · N_c / N`` for an utterance of class ``c``
+    (frequent classes start with a larger weight and so count less) and rescaled to mean 1 after
+    every update (:class:`MeanOne`).
+
+    Called on utterance indices ``(batch,)`` (into ``row_of``, which maps a corpus-wide utterance
+    index to its training row, −1 for utterances that are not trained on), it returns
+    ``(batch, K + 2)``: ``softmax(l)`` of the row, ``w`` of the row, and 1 where the utterance has a
+    row (0 elsewhere, e.g. validation utterances, whose loss then uses their given label).
+
+    Args:
+        labels: class index of every training row, ``(n,)``.
+        row_of: training row of every corpus utterance index, ``(n_utterances,)``, −1 for none.
+        n_classes: ``K``.
+    """
+
+    def __init__(self, labels, row_of, n_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.labels = [int(c) for c in labels]
+        self.row_of = [int(r) for r in row_of]
+        self.n_classes = int(n_classes)
+
+    def build(self, input_shape):
+        import numpy as np
+
+        labels = np.asarray(self.labels, np.int64)
+        n, k = len(labels), self.n_classes
+        share = np.bincount(labels, minlength=k) / max(n, 1)
+        self.logits = self.add_weight(shape=(n, k), name="label_logits",
+                                      initializer=keras.initializers.Constant(np.eye(k, dtype="float32")[labels]))
+        self.contribution = self.add_weight(shape=(n,), name="contribution_weights", constraint=MeanOne(),
+                                        initializer=keras.initializers.Constant((k * share[labels]).astype("float32")))
+        self._row_of = ops.convert_to_tensor(np.asarray(self.row_of, np.int32))
+
+    def call(self, utt):
+        rows = ops.take(self._row_of, ops.cast(utt, "int32"))
+        valid = rows >= 0
+        safe = ops.where(valid, rows, ops.zeros_like(rows))
+        s = ops.softmax(ops.take(self.logits, safe, axis=0), axis=-1)
+        w = ops.take(self.contribution, safe)
+        return ops.concatenate([s, w[:, None], ops.cast(valid, s.dtype)[:, None]], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_classes + 2)
+
+    def get_config(self):
+        return {**super().get_config(), "labels": self.labels, "row_of": self.row_of, "n_classes": self.n_classes}

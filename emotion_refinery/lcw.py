@@ -1,0 +1,140 @@
+"""LC+W: labels and sample contribution weights learned during training (utterance level).
+
+Every training utterance ``n`` gets learnable label logits ``l_n`` (initialised to its one-hot
+label; its learned label is ``s_n = softmax(l_n)``) and a contribution weight ``w_n``
+(initialised to ``K · N_c / N`` for its class ``c``, rescaled to mean 1 after every update). The
+loss of utterance ``n`` with predicted probabilities ``y_n`` is
+
+    L_n = − Σ_c s_{n,c} log y_{n,c} / w_n
+
+Training alternates: an epoch that updates the network θ with ``l``, ``w`` fixed, then an epoch
+that updates ``l`` and ``w`` (or only one of them, for the ablations) with θ fixed. Early stopping
+watches the validation loss (cross-entropy on the validation utterances' given labels) after the
+θ epochs and restores the best θ.
+
+The math is in ``keras.ops`` (:class:`emotion_refinery.layers.LabelCorrection`, :func:`lcw_loss`),
+so it runs on every Keras backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import keras
+import numpy as np
+from keras import ops
+
+from emotion_refinery.errors import EmorefineError
+from emotion_refinery.layers import LabelCorrection
+
+__all__ = ["UPDATES", "lcw_loss", "lcw_model", "fit_lcw", "LCWResult"]
+
+#: What the second epoch of each pair learns: the labels, the weights, both, or nothing (plain training).
+UPDATES = ("both", "labels", "weights", "none")
+
+_EPS = 1e-7
+
+
+def lcw_loss(n_classes: int) -> Callable:
+    """The LC+W loss over the outputs of :func:`lcw_model` ``[y (K), s (K), w, has_row]``.
+
+    Rows without a training row (validation utterances) use their given label ``y_true`` and weight 1,
+    i.e. plain cross-entropy.
+    """
+    k = int(n_classes)
+
+    def loss(y_true, out):
+        y = ops.clip(out[:, :k], _EPS, 1.0)
+        s, w, has_row = out[:, k:2 * k], out[:, 2 * k], out[:, 2 * k + 1]
+        target = has_row[:, None] * s + (1.0 - has_row[:, None]) * ops.cast(y_true, s.dtype)
+        weight = has_row * w + (1.0 - has_row)
+        return -ops.sum(target * ops.log(y), axis=-1) / weight
+
+    return loss
+
+
+def _accuracy(n_classes: int) -> Callable:
+    def accuracy(y_true, out):
+        return ops.cast(ops.argmax(out[:, :n_classes], axis=-1) == ops.argmax(y_true, axis=-1), "float32")
+    return accuracy
+
+
+def lcw_model(classifier: keras.Model, correction: LabelCorrection) -> keras.Model:
+    """``{"frames", "mask", "utt"}`` → ``[classifier probabilities (K), s (K), w, has_row]``, ``(batch, 2K + 2)``."""
+    frames = keras.Input(classifier.inputs[0].shape[1:], name="frames")
+    mask = keras.Input((None,), dtype="bool", name="mask")
+    utt = keras.Input((), dtype="int64", name="utt")
+    y = classifier({"frames": frames, "mask": mask})
+    out = keras.layers.Concatenate(name="lcw_outputs")([y, correction(utt)])
+    return keras.Model({"frames": frames, "mask": mask, "utt": utt}, out, name="lcw")
+
+
+@dataclasses.dataclass
+class LCWResult:
+    """What :func:`fit_lcw` learned: the learned labels ``s`` ``(n, K)`` and weights ``w`` ``(n,)`` of the training
+    rows, and per epoch its phase (``"theta"`` or ``"labels"``) and losses."""
+
+    labels: np.ndarray
+    weights: np.ndarray
+    history: list[dict]
+    best_epoch: int
+
+
+def _set_phase(classifier: keras.Model, correction: LabelCorrection, phase: str, update: str) -> None:
+    classifier.trainable = phase == "theta"
+    correction.trainable = phase != "theta"
+    correction.logits.trainable = phase != "theta" and update in ("both", "labels")
+    correction.contribution.trainable = phase != "theta" and update in ("both", "weights")
+
+
+def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validation, *, epochs: int,
+            patience: int = 3, lr: float = 1e-3, label_lr: float = 0.05, update: str = "both",
+            log: Callable[[str], None] = lambda s: None,
+            on_epoch: Callable[[int, str], None] | None = None) -> LCWResult:
+    """Alternate θ epochs and label/weight epochs (``epochs`` in all), early stopping on validation loss.
+
+    Args:
+        classifier: an utterance model (e.g. :func:`emotion_refinery.backbones.build_sequence_model`).
+        correction: the training rows' :class:`LabelCorrection` (its ``row_of`` maps the ``utt`` of
+            ``train`` to rows; validation utterances have none).
+        train, validation: ``({"frames", "mask", "utt"}, y)`` batches
+            (:func:`emotion_refinery.datasets.sequence_dataset`).
+        lr, label_lr: Adam learning rates of θ and of ``l``, ``w``.
+        update: one of :data:`UPDATES`; ``"none"`` trains θ every epoch (the plain baseline).
+        patience: θ epochs without a lower validation loss before stopping.
+        on_epoch: called as ``on_epoch(epoch, phase)`` after every epoch (e.g. to checkpoint).
+    """
+    if update not in UPDATES:
+        raise EmorefineError(f"Received: update={update!r}; expected one of {', '.join(UPDATES)}")
+    k = int(classifier.outputs[0].shape[-1])
+    model = lcw_model(classifier, correction)
+    optimizers = {"theta": keras.optimizers.Adam(lr), "labels": keras.optimizers.Adam(label_lr)}
+    history: list[dict] = []
+    best, best_epoch, best_weights, waited = np.inf, -1, None, 0
+    for epoch in range(epochs):
+        phase = "theta" if update == "none" or epoch % 2 == 0 else "labels"
+        _set_phase(classifier, correction, phase, update)
+        model.compile(optimizer=optimizers[phase], loss=lcw_loss(k), metrics=[_accuracy(k)])
+        h = model.fit(train, validation_data=validation if phase == "theta" else None, epochs=1, verbose=0,
+                      shuffle=False)
+        entry = {"epoch": epoch + 1, "phase": phase, **{n: float(v[-1]) for n, v in h.history.items()}}
+        history.append(entry)
+        log(f"epoch {epoch + 1}/{epochs} ({phase}): " + ", ".join(f"{n} {v:.4f}" for n, v in entry.items()
+                                                                  if n not in ("epoch", "phase")))
+        if on_epoch is not None:
+            on_epoch(epoch, phase)
+        if phase != "theta":
+            continue
+        if entry["val_loss"] < best:
+            best, best_epoch, best_weights, waited = entry["val_loss"], epoch, classifier.get_weights(), 0
+        else:
+            waited += 1
+            if waited > patience:
+                break
+    if best_weights is not None:
+        classifier.set_weights(best_weights)
+    classifier.trainable = correction.trainable = True
+    s = ops.convert_to_numpy(ops.softmax(correction.logits, axis=-1))
+    return LCWResult(labels=np.asarray(s), weights=ops.convert_to_numpy(correction.contribution),
+                     history=history, best_epoch=best_epoch + 1)

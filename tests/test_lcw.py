@@ -1,0 +1,135 @@
+"""LC+W's pieces: the loss, the initial labels and weights, the alternating updates and label recovery."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from emotion_refinery.backbones import build_sequence_model
+from emotion_refinery.errors import EmorefineError
+from emotion_refinery.layers import LabelCorrection, MeanOne
+from emotion_refinery.lcw import fit_lcw, lcw_loss
+
+K, F = 3, 8
+
+
+def test_loss_follows_the_formula():
+    out = np.array([[0.8, 0.2, 0.6, 0.4, 2.0, 1.0],    # a training row: s = (0.6, 0.4), w = 2
+                    [0.8, 0.2, 0.5, 0.5, 3.0, 0.0]],   # no row (validation): given label, weight 1
+                   np.float32)
+    y_true = np.array([[1, 0], [0, 1]], np.float32)
+    loss = ops.convert_to_numpy(lcw_loss(2)(y_true, out))
+    np.testing.assert_allclose(loss, [-(0.6 * math.log(0.8) + 0.4 * math.log(0.2)) / 2, -math.log(0.2)], rtol=1e-6)
+
+
+def test_initial_labels_are_the_softmax_of_one_hot_and_weights_the_class_shares():
+    layer = LabelCorrection([0, 0, 0, 1], row_of=[2, -1, 0, 1, 3], n_classes=2)
+    out = ops.convert_to_numpy(layer(np.array([0, 1, 4], np.int64)))
+    e = math.e
+    np.testing.assert_allclose(out[0], [e / (e + 1), 1 / (e + 1), 1.5, 1.0], rtol=1e-6)  # row 2: class 0, 2·3/4
+    np.testing.assert_allclose(out[1], [e / (e + 1), 1 / (e + 1), 1.5, 0.0], rtol=1e-6)  # no row: flagged 0
+    np.testing.assert_allclose(out[2], [1 / (e + 1), e / (e + 1), 0.5, 1.0], rtol=1e-6)  # row 3: class 1, 2·1/4
+
+
+def test_mean_one_keeps_weights_positive_with_mean_one():
+    w = ops.convert_to_numpy(MeanOne(floor=1e-3)(np.array([-1.0, 0.5, 2.0, 4.0], np.float32)))
+    assert w.min() > 0
+    np.testing.assert_allclose(w.mean(), 1, rtol=1e-6)
+    np.testing.assert_allclose(w[1:] / w[1], [1, 4, 8], rtol=1e-6)
+
+
+def _toy(n, n_val, *, flip_share=0.2, seed=0):
+    """Utterances of 5-15 frames around a class mean; ``flip_share`` of the training labels flipped."""
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(0, 1, (K, F))
+
+    def make(m):
+        y = rng.integers(0, K, m)
+        lengths = rng.integers(5, 16, m)
+        x, mask = np.zeros((m, 15, F), np.float32), np.zeros((m, 15), bool)
+        for i in range(m):
+            x[i, : lengths[i]] = mu[y[i]] + rng.normal(0, 1, (lengths[i], F))
+            mask[i, : lengths[i]] = True
+        return x, mask, y
+
+    x, mask, y = make(n)
+    xv, mv, yv = make(n_val)
+    flip = rng.random(n) < flip_share
+    given = np.where(flip, (y + rng.integers(1, K, n)) % K, y)
+
+    def ds(x, mask, labels, utt, shuffle):
+        d = tf.data.Dataset.from_tensor_slices(({"frames": x, "mask": mask, "utt": utt.astype(np.int64)},
+                                                np.eye(K, dtype=np.float32)[labels]))
+        return (d.shuffle(len(x), seed=seed) if shuffle else d).batch(16)
+
+    train = ds(x, mask, given, np.arange(n), True)
+    val = ds(xv, mv, yv, np.arange(n, n + n_val), False)
+    correction = LabelCorrection(given, np.concatenate([np.arange(n), -np.ones(n_val, int)]), K)
+    return train, val, correction, y, given, flip
+
+
+def _classifier(seed=0):
+    keras.utils.set_random_seed(seed)
+    return build_sequence_model("blstm_attention", n_features=F, n_classes=K)
+
+
+@pytest.mark.slow
+def test_theta_epochs_change_only_the_network_and_label_epochs_only_labels_and_weights():
+    train, val, correction, *_ = _toy(24, 8)
+    classifier = _classifier()
+    snapshots = []
+
+    def snapshot(epoch, phase):
+        snapshots.append((phase, [w.copy() for w in classifier.get_weights()],
+                          ops.convert_to_numpy(correction.logits).copy(),
+                          ops.convert_to_numpy(correction.contribution).copy()))
+
+    fit_lcw(classifier, correction, train, val, epochs=3, patience=5, on_epoch=snapshot)
+    before_theta = [w.copy() for w in _classifier().get_weights()]
+    (p1, th1, l1, w1), (p2, th2, l2, w2), (p3, th3, l3, w3) = snapshots
+    assert [p1, p2, p3] == ["theta", "labels", "theta"]
+    assert any(not np.array_equal(a, b) for a, b in zip(before_theta, th1))
+    np.testing.assert_array_equal(l1, np.eye(K, dtype=np.float32)[np.argmax(l1, axis=1)])  # still the one-hot init
+    for a, b in zip(th1, th2):  # the label epoch left θ alone
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(l1, l2) and not np.array_equal(w1, w2)
+    np.testing.assert_allclose(w2.mean(), 1, rtol=1e-5)
+    np.testing.assert_array_equal(l2, l3)
+    np.testing.assert_array_equal(w2, w3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("update, moved", [("labels", "logits"), ("weights", "contribution")])
+def test_ablations_learn_only_their_part(update, moved):
+    train, val, correction, *_ = _toy(24, 8)
+    classifier = _classifier()
+    fit_lcw(classifier, correction, train, val, epochs=2, update=update)
+    fixed = "contribution" if moved == "logits" else "logits"
+    start = LabelCorrection(correction.labels, correction.row_of, K)
+    start(np.zeros(1, np.int64))
+    np.testing.assert_array_equal(ops.convert_to_numpy(getattr(correction, fixed)),
+                                  ops.convert_to_numpy(getattr(start, fixed)))
+    assert not np.array_equal(ops.convert_to_numpy(getattr(correction, moved)),
+                              ops.convert_to_numpy(getattr(start, moved)))
+
+
+@pytest.mark.slow
+def test_learned_labels_recover_planted_flips():
+    train, val, correction, truth, given, flip = _toy(60, 20, seed=1)
+    assert flip.sum() >= 8
+    result = fit_lcw(_classifier(1), correction, train, val, epochs=12, patience=6)
+    learned = result.labels.argmax(axis=1)
+    assert np.mean(learned[flip] == truth[flip]) >= 0.7
+    assert np.mean(learned[~flip] == truth[~flip]) >= 0.9
+    assert result.weights[flip].mean() > result.weights[~flip].mean()  # flipped utterances count less
+    np.testing.assert_allclose(result.weights.mean(), 1, rtol=1e-5)
+
+
+def test_unknown_update_is_refused():
+    with pytest.raises(EmorefineError, match="update='all'; expected one of both, labels, weights, none"):
+        fit_lcw(None, None, None, None, epochs=1, update="all")
