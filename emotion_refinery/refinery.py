@@ -13,12 +13,11 @@ settings skips what is done.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from emotion_refinery.audit import leakage_audit
 from emotion_refinery.errors import EmorefineError, RecordsError
 from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest, settings_difference
-from emotion_refinery.processes import LOCK_NAME, DirectoryBusy, cpu_count, directory_lock
+from emotion_refinery.processes import LOCK_NAME, cpu_count
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
@@ -41,7 +40,7 @@ from tf_records.atomic import remove_leftovers, write_json
 __all__ = ["refine", "check_records", "utterance_arrays"]
 
 
-def check_records(manifest: RecordsManifest, config: RefineConfig, *, verify: bool = True) -> None:
+def check_records(manifest: RecordsManifest, config: RefineConfig | None = None, *, verify: bool = True) -> None:
     """Refuse records that cannot be refined, before any training: bad shards, too few folds, or a split
     whose training folds miss a class.
 
@@ -52,7 +51,7 @@ def check_records(manifest: RecordsManifest, config: RefineConfig, *, verify: bo
     if manifest.n_folds < 3:
         raise RecordsError(f"Received: records with folds={manifest.n_folds}; refine needs at least 3 "
                            "(one held out, one for early stopping, one or more to train on)")
-    if config.targets == "cross-fit" and config.rounds > 1 and manifest.n_folds < 4:
+    if config is not None and config.targets == "cross-fit" and config.rounds > 1 and manifest.n_folds < 4:
         raise RecordsError(f"Received: targets='cross-fit' with records of folds={manifest.n_folds}; cross-fit "
                            "targets need at least 4 folds (two training folds per split, one per teacher); "
                            "use targets='oof' or rebuild the records with more folds")
@@ -273,24 +272,8 @@ def refine(
     manifest = RecordsManifest.load(records_dir)
     check_records(manifest, config, verify=verify)
     run = RunDir(run_dir)
-    with _run_lock(run):
+    with run.lock("refine"):
         return _refine_locked(run, manifest, config, verbose=verbose, log=log)
-
-
-@contextlib.contextmanager
-def _run_lock(run: RunDir) -> Iterator[None]:
-    """Hold ``RUN_DIR/.lock`` (see :func:`~emotion_refinery.processes.directory_lock`), as an EmorefineError."""
-    with contextlib.ExitStack() as stack:
-        try:  # only taking the lock: errors of the run itself pass through unchanged
-            stack.enter_context(directory_lock(run.root))
-        except DirectoryBusy as e:
-            pid = "" if e.pid is None else f" (pid {e.pid})"
-            raise EmorefineError(f"Received: output={str(run.root)!r}; another emorefine refine{pid} is running "
-                                 "on it; wait for it or use another run directory") from None
-        except (FileExistsError, NotADirectoryError):
-            raise EmorefineError(f"Received: output={str(run.root)!r}; expected a new or empty folder, "
-                                 "or a run directory to resume (it is a file)") from None
-        yield
 
 
 def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig, *, verbose: int,

@@ -20,16 +20,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.manifest import RecordsManifest
+from emotion_refinery.processes import DirectoryBusy, directory_lock
 from tf_records.atomic import atomic_path, write_bytes, write_json
 from tf_records.schema import TargetSpec
 from tf_records.writer import ShardWriter
@@ -47,6 +50,22 @@ class RunDir:
     report_json = property(lambda self: self.root / "report.json")
     report_md = property(lambda self: self.root / "report.md")
     speaker_norm = property(lambda self: self.root / "speaker-norm.npz")
+
+    @contextlib.contextmanager
+    def lock(self, command: str = "emorefine") -> Iterator[None]:
+        """Hold ``RUN_DIR/.lock`` for the block (:func:`~emotion_refinery.processes.directory_lock`): one process
+        per run directory; a second one gets an :class:`EmorefineError` naming the first one's pid."""
+        with contextlib.ExitStack() as stack:
+            try:  # only taking the lock: errors of the run itself pass through unchanged
+                stack.enter_context(directory_lock(self.root))
+            except DirectoryBusy as e:
+                pid = "" if e.pid is None else f" (pid {e.pid})"
+                raise EmorefineError(f"Received: output={str(self.root)!r}; another emorefine {command}{pid} is "
+                                     "running on it; wait for it or use another run directory") from None
+            except (FileExistsError, NotADirectoryError):
+                raise EmorefineError(f"Received: output={str(self.root)!r}; expected a new or empty folder, "
+                                     "or a run directory to resume (it is a file)") from None
+            yield
 
     def round_dir(self, t: int) -> Path:
         return self.root / "rounds" / f"round-{t:02d}"

@@ -1,0 +1,46 @@
+"""The lcw command: LC+W (labels and contribution weights learned during training) on whole utterances."""
+
+from __future__ import annotations
+
+import click
+
+from cli import options
+from emotion_refinery.backbones import backbone_names
+from emotion_refinery.lcw_run import LCWConfig
+
+_DEFAULTS = LCWConfig()
+
+
+@click.command()
+@click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Run directory to create (or resume).")
+@click.option("--update", type=click.Choice(("both", "labels", "weights", "none")), default=_DEFAULTS.update,
+              show_default=True,
+              help="What every second epoch learns: labels and weights (LC+W), labels only, weights only, or "
+                   "nothing (the plain utterance model).")
+@click.option("--backbone", type=click.Choice(tuple(backbone_names("utterances"))), default=_DEFAULTS.backbone,
+              show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,
+              help="Most epochs per fold, network and label epochs together.")
+@click.option("--patience", type=click.IntRange(min=0), default=_DEFAULTS.patience, show_default=True,
+              help="Network epochs without a lower validation loss before a fold stops.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.lr, show_default=True,
+              help="Adam learning rate of the network.")
+@click.option("--label-lr", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.label_lr,
+              show_default=True, help="Adam learning rate of the learned labels and weights.")
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@options.quiet
+def lcw(records_dir, output, quiet, **settings):
+    """Train LC+W on RECORDS_DIR (built with --sequences) under its folds; write RUN_DIR's report.
+
+    Every fold's model learns a label and a contribution weight per training utterance; report.md shows
+    the share of labels moved between classes, the mean weight per class and the utterances whose learned
+    label left the given one. Running the same command again resumes an interrupted run.
+    """
+    from emotion_refinery.lcw_run import run_lcw
+
+    config = LCWConfig(**settings)
+    run_lcw(records_dir, output, config, log=(lambda s: None) if quiet else click.echo)
+    click.echo(f"Report: {output}/report.md")

@@ -1,0 +1,246 @@
+"""`emorefine lcw`: LC+W under the records' folds, one fold after the other, resumable per fold.
+
+For held-out fold ``k`` (early stopping on fold ``(k + 1) mod K``, as in ``refine``), an utterance
+model (:func:`emotion_refinery.backbones.build_sequence_model`) is trained on the other folds'
+sequence records with :func:`emotion_refinery.lcw.fit_lcw`, then decides fold ``k``'s utterances.
+The run directory uses ``refine``'s layout for one round (``rounds/round-00/models``, ``done``,
+``predictions.csv``) plus, per fold, the learned labels and weights of its training utterances
+(``rounds/round-00/lcw/fold-KK.npz``); ``report.json`` / ``report.md`` give WA / UA / macro-F1,
+the confusion matrix, the share of labels moved from each class to each class, the mean learned
+weight per class, and the utterances whose learned label left their given label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotion_refinery import __version__
+from emotion_refinery.backbones import backbone_names
+from emotion_refinery.errors import EmorefineError
+from emotion_refinery.folds import split_folds
+from emotion_refinery.manifest import RecordsManifest, settings_difference
+from emotion_refinery.run_dir import RunDir
+from emotion_refinery.utterance import decision_scores
+from tf_records.atomic import atomic_path, write_bytes, write_json
+
+__all__ = ["LCWConfig", "run_lcw", "lcw_markdown", "changed_labels"]
+
+_UPDATES = ("both", "labels", "weights", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class LCWConfig:
+    """Settings of an LC+W run."""
+
+    update: str = "both"
+    backbone: str = "blstm_attention"
+    epochs: int = 20
+    patience: int = 3
+    batch_size: int = 32
+    lr: float = 0.001
+    label_lr: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.update not in _UPDATES:
+            raise EmorefineError(f"Received: update={self.update!r}; expected one of {', '.join(_UPDATES)}")
+        if self.backbone not in backbone_names("utterances"):
+            raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
+                                 f"{', '.join(backbone_names('utterances'))}")
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise EmorefineError(f"Received: {name}={v!r}; expected a positive integer")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise EmorefineError(f"Received: patience={self.patience!r}; expected a non-negative integer")
+        for name in ("lr", "label_lr"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise EmorefineError(f"Received: {name}={v!r}; expected a positive number")
+
+
+def _lcw_path(run: RunDir, k: int) -> Path:
+    return run.round_dir(0) / "lcw" / f"fold-{k:02d}.npz"
+
+
+def _prepare(run: RunDir, manifest: RecordsManifest, config: LCWConfig) -> dict:
+    import hashlib
+
+    record = {"method": "lcw", "config": dataclasses.asdict(config),
+              "records": {"path": str(manifest.root.resolve()),
+                          "manifest_sha256": hashlib.sha256((manifest.root / "manifest.json").read_bytes()).hexdigest()},
+              "emorefine_version": __version__}
+    if run.config.is_file():
+        old = json.loads(run.config.read_text())
+        if old.get("method") != "lcw":
+            raise EmorefineError(f"{run.root} holds a refine run; use another run directory for lcw")
+        diff = settings_difference({"config": old["config"], "records": old["records"]},
+                                   {"config": record["config"], "records": record["records"]})
+        if diff:
+            raise EmorefineError(f"{run.root} holds a run with other settings ({'; '.join(diff)}). "
+                                 "Use another run directory, or the same settings to resume it.")
+    elif run.root.exists() and any(p.name != ".lock" for p in run.root.iterdir()):
+        raise EmorefineError(f"Received: output={str(run.root)!r}; expected a new or empty folder, "
+                             "or an lcw run directory to resume")
+    write_json(run.config, record)
+    return record
+
+
+def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: int, log) -> dict:
+    import keras
+
+    from emotion_refinery.backbones import build_sequence_model
+    from emotion_refinery.datasets import sequence_dataset
+    from emotion_refinery.layers import LabelCorrection
+    from emotion_refinery.lcw import fit_lcw
+
+    start = time.perf_counter()
+    train_folds, val_fold = split_folds(manifest.n_folds, k)
+    train_utts = [u for u in manifest.utterances if u["fold"] in train_folds]
+    row_of = -np.ones(len(manifest.utterances), np.int64)
+    row_of[[u["index"] for u in train_utts]] = np.arange(len(train_utts))
+    seed = (config.seed * 1_000_003 + k) % (2**31 - 1)
+    keras.utils.set_random_seed(seed)
+    mean, variance = manifest.normalization(exclude_folds=(k, val_fold))
+    classifier = build_sequence_model(config.backbone, n_features=manifest.features.n_mels,
+                                      n_classes=len(manifest.classes), mean=mean, variance=variance)
+    correction = LabelCorrection([u["label_index"] for u in train_utts], row_of, len(manifest.classes))
+    train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed)
+    val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size)
+    result = fit_lcw(classifier, correction, train, val, epochs=config.epochs, patience=config.patience,
+                     lr=config.lr, label_lr=config.label_lr, update=config.update)
+    test = sequence_dataset(manifest, folds=[k], batch_size=config.batch_size)
+    probs = classifier.predict(test.map(lambda x, y: {"frames": x["frames"], "mask": x["mask"]}), verbose=0)
+    with atomic_path(_lcw_path(run, k)) as tmp, open(tmp, "wb") as f:
+        np.savez(f, utterances=np.array([u["index"] for u in train_utts]), labels=result.labels,
+                 weights=result.weights, test_probabilities=probs.astype(np.float32))
+    with atomic_path(run.model_path(0, k), keep_suffix=True) as tmp:
+        classifier.save(tmp)
+    info = {"fold": k, "validation_fold": val_fold, "train_utterances": len(train_utts),
+            "epochs": len(result.history), "best_epoch": result.best_epoch, "history": result.history,
+            "seconds": time.perf_counter() - start, "seed": seed}
+    run.write_done(0, k, info)
+    log(f"fold {k + 1}/{manifest.n_folds}: {info['epochs']} epochs (best {info['best_epoch']}), "
+        f"{info['seconds']:.1f} s")
+    return info
+
+
+def changed_labels(manifest: RecordsManifest, run: RunDir) -> list[dict[str, Any]]:
+    """Training utterances whose learned label left their given label, from every fold's model, ranked by the
+    learned label's probability (one row per (utterance, fold) in which it was trained)."""
+    rows = []
+    classes = manifest.classes
+    for k in range(manifest.n_folds):
+        with np.load(_lcw_path(run, k)) as z:
+            for i, s, w in zip(z["utterances"], z["labels"], z["weights"]):
+                u = manifest.utterances[int(i)]
+                learned = int(np.argmax(s))
+                if learned != u["label_index"]:
+                    rows.append({"id": u["id"], "fold_model": k, "given": u["label"], "learned": classes[learned],
+                                 "probability": float(s[learned]), "weight": float(w)})
+    return sorted(rows, key=lambda r: -r["probability"])
+
+
+def _evaluate(manifest: RecordsManifest, run: RunDir, config: LCWConfig, record: dict) -> dict:
+    k_classes, classes = len(manifest.classes), manifest.classes
+    probs = np.zeros((len(manifest.utterances), k_classes), np.float32)
+    moved = np.zeros((k_classes, k_classes))
+    weight_sum, weight_n = np.zeros(k_classes), np.zeros(k_classes)
+    for k in range(manifest.n_folds):
+        with np.load(_lcw_path(run, k)) as z:
+            test = [u["index"] for u in manifest.utterances if u["fold"] == k]
+            probs[test] = z["test_probabilities"]
+            given = np.array([manifest.utterances[int(i)]["label_index"] for i in z["utterances"]])
+            np.add.at(moved, (given, z["labels"].argmax(axis=1)), 1)
+            np.add.at(weight_sum, given, z["weights"])
+            np.add.at(weight_n, given, 1)
+    labels = np.array([u["label_index"] for u in manifest.utterances])
+    scores = decision_scores(labels, probs.argmax(axis=1), n_classes=k_classes)
+    run.write_utterance_predictions(0, manifest, probs.argmax(axis=1), probs)
+    folds = [run.fold_info(0, k) for k in range(manifest.n_folds)]
+    return {
+        "method": "lcw",
+        "classes": classes,
+        "protocol": {**manifest.data["folds"], "validation": "fold (k + 1) mod K stops training early",
+                     "utterance_classifier": f"{config.backbone} on whole utterances"},
+        "records": record["records"],
+        "config": dataclasses.asdict(config),
+        "wa": scores["wa"], "ua": scores["ua"], "macro_f1": scores["macro_f1"],
+        "confusion": scores["confusion"].tolist(),
+        # Row c: of the training labels given as c (pooled over the fold models), the share learned as each class.
+        "label_change": (moved / np.maximum(moved.sum(axis=1, keepdims=True), 1)).tolist(),
+        "mean_weight": (weight_sum / np.maximum(weight_n, 1)).tolist(),
+        "changed": changed_labels(manifest, run),
+        "seconds": float(sum(f["seconds"] for f in folds)),
+        "folds": folds,
+    }
+
+
+def lcw_markdown(report: dict) -> str:
+    """report.md of an LC+W run."""
+    c, classes = report["config"], report["classes"]
+    lines = [
+        "# emorefine lcw report", "",
+        f"Records: `{report['records']['path']}`; protocol: {report['protocol']['protocol']}; "
+        f"{report['protocol']['validation']}.",
+        f"Backbone `{c['backbone']}`, update `{c['update']}`, {c['epochs']} epochs max (alternating), batch "
+        f"{c['batch_size']}, Adam lr {c['lr']} (labels and weights {c['label_lr']}), patience {c['patience']}, "
+        f"seed {c['seed']}.", "",
+        "| WA (%) | UA (%) | macro-F1 (%) | time (s) |", "|---:|---:|---:|---:|",
+        f"| {100 * report['wa']:.2f} | {100 * report['ua']:.2f} | {100 * report['macro_f1']:.2f} | "
+        f"{report['seconds']:.0f} |", "",
+        "Learned labels (rows: given, columns: learned; share of training labels, pooled over the fold models):", "",
+        "| given \\ learned | " + " | ".join(classes) + " | mean weight |",
+        "|---|" + "---:|" * (len(classes) + 1),
+    ]
+    for name, row, w in zip(classes, report["label_change"], report["mean_weight"]):
+        lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f}" for v in row) + f" | {w:.3f} |")
+    changed = report["changed"]
+    lines += ["", f"{len(changed)} (utterance, fold model) pairs whose learned label left the given one"
+              + (", the 20 most confident:" if changed else "."), ""]
+    if changed:
+        lines += ["| utterance | fold model | given | learned | p | weight |", "|---|---:|---|---|---:|---:|"]
+        lines += [f"| {r['id']} | {r['fold_model']} | {r['given']} | {r['learned']} | {r['probability']:.3f} | "
+                  f"{r['weight']:.3f} |" for r in changed[:20]]
+    lines += ["", "Confusion matrix (rows: true, columns: decided):", "",
+              "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(classes, report["confusion"])]
+    return "\n".join(lines) + "\n"
+
+
+def run_lcw(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config: LCWConfig, *,
+            log: Callable[[str], None] = print) -> dict:
+    """Run (or resume, or confirm) an LC+W run; return its report (also in ``report.json``)."""
+    from emotion_refinery.refinery import check_records
+
+    manifest = RecordsManifest.load(records_dir)
+    if manifest.sequence_spec is None:
+        raise EmorefineError(f"Received: records={str(records_dir)!r} without sequence shards; lcw reads whole "
+                             "utterances: build the records with `build-records --sequences log-mel`")
+    check_records(manifest, verify=True)
+    run = RunDir(run_dir)
+    with run.lock("lcw"):
+        import tensorflow as tf
+
+        record = _prepare(run, manifest, config)
+        if not tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.enable_op_determinism()
+        for k in range(manifest.n_folds):
+            if not run.is_done(0, k):
+                _train_fold(manifest, run, config, k, log)
+        report = _evaluate(manifest, run, config, record)
+        write_json(run.report_json, report)
+        write_bytes(run.report_md, lcw_markdown(report).encode())
+        log(f"LC+W ({config.update}): WA {100 * report['wa']:.2f} %, UA {100 * report['ua']:.2f} %, "
+            f"macro-F1 {100 * report['macro_f1']:.2f} %; {len(report['changed'])} learned labels differ from the "
+            "given ones")
+        return report
+
