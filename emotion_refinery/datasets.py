@@ -157,13 +157,15 @@ def evaluation_dataset(manifest: RecordsManifest, *, folds: Sequence[int], label
 
 
 def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_size: int = 16, shuffle: bool = False,
-                     seed: int = 0, cache: str = "memory") -> tf.data.Dataset:
+                     seed: int = 0, cache: str = "memory", buckets: int = 0) -> tf.data.Dataset:
     """Padded batches of whole utterances of ``folds`` from the sequence shards (records built with ``--sequences``).
 
     Each element is ``(inputs, y)``: ``inputs["frames"]`` float32 ``(b, T, n_features)``, zero-padded to
     the batch's longest utterance ``T``; ``inputs["mask"]`` bool ``(b, T)``, True on real frames;
     ``inputs["utt"]`` int64 ``(b,)``, the utterance index; ``y`` float32 ``(b, K)``, the one-hot label.
-    Stored order unless ``shuffle`` (every epoch anew, reproducible from ``seed``).
+    Stored order unless ``shuffle`` (every epoch anew, reproducible from ``seed``). With ``buckets`` > 1,
+    batches are drawn from ``buckets`` groups of similar length (boundaries at the quantiles of the
+    folds' frame counts), so less of each batch is padding; utterances are still all used once per epoch.
     """
     spec = manifest.sequence_spec
     if spec is None:
@@ -187,6 +189,13 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
+    if buckets > 1:
+        lengths = [u["frames"] for u in manifest.utterances if u["fold"] in set(folds)]
+        bounds = sorted({int(b) for b in np.quantile(lengths, np.arange(1, buckets) / buckets)} - {0})
+        ds = ds.bucket_by_sequence_length(lambda x, y: tf.cast(x["n_frames"], tf.int32), bucket_boundaries=bounds,
+                                          bucket_batch_sizes=[batch_size] * (len(bounds) + 1))
+        ds = ds.map(with_mask, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)  # the number of batches depends on how the buckets fill
     ds = ds.padded_batch(batch_size).map(with_mask, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size))).prefetch(tf.data.AUTOTUNE)
 

@@ -19,6 +19,7 @@ so it runs on every Keras backend.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 
 import keras
@@ -116,8 +117,10 @@ def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validat
         phase = "theta" if update == "none" or epoch % 2 == 0 else "labels"
         _set_phase(classifier, correction, phase, update)
         model.compile(optimizer=optimizers[phase], loss=lcw_loss(k), metrics=[_accuracy(k)])
-        h = model.fit(train, validation_data=validation if phase == "theta" else None, epochs=1, verbose=0,
-                      shuffle=False)
+        with warnings.catch_warnings():  # length-bucketed data has no known length: Keras warns at its end
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            h = model.fit(train, validation_data=validation if phase == "theta" else None, epochs=1, verbose=0,
+                          shuffle=False)
         entry = {"epoch": epoch + 1, "phase": phase, **{n: float(v[-1]) for n, v in h.history.items()}}
         history.append(entry)
         log(f"epoch {epoch + 1}/{epochs} ({phase}): " + ", ".join(f"{n} {v:.4f}" for n, v in entry.items()

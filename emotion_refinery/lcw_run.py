@@ -113,7 +113,8 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     classifier = build_sequence_model(config.backbone, n_features=manifest.features.n_mels,
                                       n_classes=len(manifest.classes), mean=mean, variance=variance)
     correction = LabelCorrection([u["label_index"] for u in train_utts], row_of, len(manifest.classes))
-    train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed)
+    train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
+                             buckets=4)  # batches of similar lengths: about half the time of random batches
     val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size)
     result = fit_lcw(classifier, correction, train, val, epochs=config.epochs, patience=config.patience,
                      lr=config.lr, label_lr=config.label_lr, update=config.update)

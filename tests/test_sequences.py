@@ -114,3 +114,19 @@ def test_build_records_cli_stores_sequences(synthetic_corpus, tmp_path):
     assert settings["sequences"] == "log-mel"
     bad = CliRunner().invoke(main, ["build-records", str(root), "-o", str(tmp_path / "x"), "--sequences", "mfcc"])
     assert bad.exit_code == 2 and "Invalid value for '--sequences': 'mfcc'" in bad.output and "log-mel" in bad.output
+
+
+def test_length_buckets_use_every_utterance_once_with_less_padding(records):
+    folds = [0, 1, 2]
+    plain = list(sequence_dataset(records, folds=folds, batch_size=2, shuffle=True, seed=0))
+    bucketed = list(sequence_dataset(records, folds=folds, batch_size=2, shuffle=True, seed=0, buckets=3))
+    ids = sorted(i for x, _ in bucketed for i in x["utt"].numpy())
+    assert ids == [u["index"] for u in records.utterances]
+
+    def padding(batches):
+        return sum(int((~x["mask"].numpy()).sum()) for x, _ in batches)
+
+    assert padding(bucketed) < padding(plain)
+    for x, _ in bucketed:  # the mask still marks each utterance's own frames
+        for row, i in enumerate(x["utt"].numpy()):
+            assert x["mask"].numpy()[row].sum() == records.utterances[i]["frames"]
