@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     manifest = RecordsManifest.load(args.records)
-    frames = np.array([u["frames"] for u in manifest.utterances])
+    frames = np.array([u["sequence_frames"] for u in manifest.utterances])
     size = sum(s["sequences"]["size"] for s in manifest.shards)
     train, _ = split_folds(manifest.n_folds, args.fold)
 
@@ -53,7 +53,7 @@ def main() -> None:
         start = time.perf_counter()
         model.fit(ds, epochs=1, verbose=0)
         rows.append((buckets, time.perf_counter() - start, padded))
-    real = int(sum(u["frames"] for u in manifest.utterances if u["fold"] in train))
+    real = int(sum(u["sequence_frames"] for u in manifest.utterances if u["fold"] in train))
     lines = [
         "## Sequence records (`build-records --sequences log-mel`)", "",
         f"Measured {machine()}, with `python benchmarks/sequence_records.py {args.records} --fold {args.fold} "

@@ -52,7 +52,8 @@ def fail(message: str, code: int = 1) -> None:
 class Progress:
     """Renders ``progress(stage, done, total)`` callbacks as one click progress bar per stage, on stderr."""
 
-    LABELS = {"extract": "decode + log-Mel", "write": "write shards", "verify": "verify shards"}
+    LABELS = {"extract": "decode + log-Mel", "descriptors": "low-level descriptors", "write": "write shards",
+              "verify": "verify shards"}
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and sys.stderr is not None

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli import options
+from emotion_refinery.config import SEQUENCE_FEATURES
 
 
 
@@ -21,9 +22,10 @@ from cli import options
 @options.folds
 @options.folds_by
 @options.dtype
-@click.option("--sequences", type=click.Choice(("log-mel",)), default=None,
-              help="Also store every utterance's whole frame sequence (one example per utterance, for "
-                   "utterance-level models): log-mel, the frames the segments are cut from.  [default: none]")
+@click.option("--sequences", type=click.Choice(tuple(SEQUENCE_FEATURES)), default=None,
+              help="Also store every utterance's whole frame sequence (one example per utterance, for utterance-"
+                   "level models such as lcw): " + "; ".join(f"{k}: {v}" for k, v in SEQUENCE_FEATURES.items())
+                   + ".  [default: none]")
 @options.workers
 @options.seed
 @options.strict

@@ -14,7 +14,7 @@ from typing import Any
 
 from emotion_refinery.errors import EmorefineError
 
-__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset"]
+__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset", "SEQUENCE_FEATURES", "LLD_COLUMNS", "sequence_layout"]
 
 DTYPES = ("float16", "float32")
 
@@ -149,3 +149,28 @@ def get_preset(name: str) -> Preset:
         raise EmorefineError(
             f"Received: preset={name!r}; expected one of {', '.join(PRESETS)}"
         ) from None
+
+
+# --------------------------------------------------------------------------- utterance-level frame features
+
+_LLDS = ("pcm_loudness_sma", *(f"mfcc_sma[{i}]" for i in range(1, 13)), "pcm_zcr_sma", "voiceProb_sma", "F0_sma")
+#: The 32 frame features of ``--sequences lld``: openSMILE's emobase low-level descriptors (25 ms frames,
+#: 10 ms hop) that the LC+W publication lists — loudness, MFCC 1–12, zero-crossing rate, voicing
+#: probability, F0 — and their deltas (openSMILE's own, emobase ``LowLevelDescriptors_Deltas``).
+LLD_COLUMNS = (*_LLDS, *(c.replace("_sma", "_sma_de") for c in _LLDS))
+
+#: ``build-records --sequences`` choices → what the sequence shards hold.
+SEQUENCE_FEATURES: Mapping[str, str] = types.MappingProxyType({
+    "log-mel": "the log-Mel frames the segments are cut from (n_mels features, the segments' dtype)",
+    "lld": f"{len(LLD_COLUMNS)} openSMILE emobase low-level descriptors and deltas per 10 ms (float32; "
+           "needs the [baseline] extra)",
+})
+
+
+def sequence_layout(kind: str, features: FeatureConfig) -> tuple[int, str]:
+    """``(n_features, dtype)`` of the sequence frames of ``kind`` (a key of :data:`SEQUENCE_FEATURES`)."""
+    if kind == "log-mel":
+        return features.n_mels, features.dtype
+    if kind == "lld":
+        return len(LLD_COLUMNS), "float32"
+    raise EmorefineError(f"Received: sequences={kind!r}; expected one of {', '.join(SEQUENCE_FEATURES)}")

@@ -190,7 +190,7 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
     if shuffle:
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     if buckets > 1:
-        lengths = [u["frames"] for u in manifest.utterances if u["fold"] in set(folds)]
+        lengths = [u["sequence_frames"] for u in manifest.utterances if u["fold"] in set(folds)]
         bounds = sorted({int(b) for b in np.quantile(lengths, np.arange(1, buckets) / buckets)} - {0})
         ds = ds.bucket_by_sequence_length(lambda x, y: tf.cast(x["n_frames"], tf.int32), bucket_boundaries=bounds,
                                           bucket_batch_sizes=[batch_size] * (len(bounds) + 1))

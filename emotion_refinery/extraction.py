@@ -15,14 +15,14 @@ import google_crc32c
 import numpy as np
 
 from emotion_refinery.audio import load
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.config import LLD_COLUMNS, FeatureConfig, sequence_layout
 from emotion_refinery.errors import AudioError
 from emotion_refinery.features import log_mel, segment
 from tf_records.atomic import atomic_path
 from tf_records.schema import SegmentSpec, SequenceSpec
 from tf_records.writer import ShardWriter, sha256_file
 
-__all__ = ["extract_frames", "read_frames", "cached_frames", "write_feature_shard"]
+__all__ = ["extract_frames", "extract_llds", "read_frames", "cached_frames", "write_feature_shard"]
 
 
 def extract_frames(path: str, cache: str, features: dict[str, Any]) -> tuple[int, int] | str:
@@ -42,15 +42,44 @@ def extract_frames(path: str, cache: str, features: dict[str, Any]) -> tuple[int
     frames = log_mel(y, sr=config.sr, n_fft=config.n_fft, win_length=config.win_length,
                      hop_length=config.hop_length, window=config.window, n_mels=config.n_mels,
                      fmin=config.fmin, fmax=config.fmax, htk=config.htk, amin=config.amin)
-    # The .npy, the sample count (so a resumed build needs no decoding), a CRC32C of both; flushed to
-    # the disk before it takes its name, so a cache that carries its name is whole unless damaged later.
+    _write_cache(cache, frames.astype(config.dtype), len(y))
+    return len(y), frames.shape[0]
+
+
+def _write_cache(cache: str, frames: np.ndarray, n_samples: int) -> None:
+    """The .npy, the sample count (so a resumed build needs no decoding), a CRC32C of both; flushed to
+    the disk before it takes its name, so a cache that carries its name is whole unless damaged later."""
     buffer = io.BytesIO()
-    np.save(buffer, frames.astype(config.dtype))
-    buffer.write(np.int64(len(y)).tobytes())
+    np.save(buffer, frames)
+    buffer.write(np.int64(n_samples).tobytes())
     data = buffer.getvalue()
     with atomic_path(cache, fsync=True) as tmp:
         tmp.write_bytes(data + struct.pack("<I", google_crc32c.value(data)))
-    return len(y), frames.shape[0]
+
+
+def extract_llds(path: str, cache: str, features: dict[str, Any]) -> int | str:
+    """Decode ``path`` and cache its ``--sequences lld`` frames (:data:`~emotion_refinery.config.LLD_COLUMNS`,
+    float32) at ``cache``; return their number, or the reason the file is unusable.
+
+    Runs openSMILE, which aborts a process that has loaded TensorFlow: call it in a worker process.
+    """
+    import opensmile
+
+    config = FeatureConfig.from_dict(features)
+    try:
+        y = load(path, sr=config.sr)
+    except AudioError as e:
+        return str(e)
+    smile = {level: opensmile.Smile(feature_set=opensmile.FeatureSet.emobase, feature_level=level)
+             for level in (opensmile.FeatureLevel.LowLevelDescriptors, opensmile.FeatureLevel.LowLevelDescriptors_Deltas)}
+    llds, deltas = (s.process_signal(y, config.sr) for s in smile.values())
+    # The deltas come on the same frame starts, with the last frame repeated at the end: align on the starts.
+    deltas = deltas[~deltas.index.duplicated(keep="first")].reindex(llds.index)
+    frames = llds.join(deltas)[list(LLD_COLUMNS)].to_numpy(dtype=np.float32, na_value=0.0)
+    if len(frames) == 0:
+        return "too short: no 25 ms frame for the low-level descriptors"
+    _write_cache(cache, frames, len(y))
+    return len(frames)
 
 
 def read_frames(cache: str | Path) -> tuple[np.ndarray, int]:
@@ -99,14 +128,15 @@ def _coverage(n_frames: int, n_segments: int, config: FeatureConfig) -> np.ndarr
 
 
 def write_feature_shard(path: str, members: list[dict[str, Any]], features: dict[str, Any],
-                        sequences_path: str | None = None) -> dict[str, Any]:
+                        sequences_path: str | None = None, sequences: str = "log-mel") -> dict[str, Any]:
     """Write one feature shard (unless it is already in place) and sum its normalisation statistics.
 
     Args:
         path: final shard path. An existing file there is complete (it was renamed
             into place after writing) and is kept.
         sequences_path: also write the members' whole frame sequences there, one example per
-            utterance (kept the same way when already in place).
+            utterance (kept the same way when already in place): their log-Mel frames, or with
+            ``sequences="lld"`` the frames cached at each member's ``sequence_cache``.
         members: the shard's utterances in order, each with ``index``, ``first_segment``,
             ``label_index`` and ``cache`` (its frames file).
         features: :class:`FeatureConfig` as a dict.
@@ -120,7 +150,7 @@ def write_feature_shard(path: str, members: list[dict[str, Any]], features: dict
     config = FeatureConfig.from_dict(features)
     spec = SegmentSpec(segment_frames=config.segment_frames, n_mels=config.n_mels, dtype=config.dtype)
     writer = None if Path(path).is_file() else ShardWriter(path)
-    seq_spec = SequenceSpec(n_features=config.n_mels, dtype=config.dtype)
+    seq_spec = SequenceSpec(*sequence_layout(sequences, config))
     seq_writer = None if sequences_path is None or Path(sequences_path).is_file() else ShardWriter(sequences_path)
     total, total_sq, count = np.zeros(config.n_mels), np.zeros(config.n_mels), 0
     try:
@@ -137,7 +167,8 @@ def write_feature_shard(path: str, members: list[dict[str, Any]], features: dict
                     writer.write(spec.encode(segs[j], utterance=m["index"], position=j,
                                              index=m["first_segment"] + j, label=m["label_index"]))
             if seq_writer is not None:
-                seq_writer.write(seq_spec.encode(frames, utterance=m["index"], label=m["label_index"]))
+                seq = frames if sequences == "log-mel" else read_frames(m["sequence_cache"])[0]
+                seq_writer.write(seq_spec.encode(seq, utterance=m["index"], label=m["label_index"]))
     except BaseException:
         for w in (writer, seq_writer):
             if w is not None:

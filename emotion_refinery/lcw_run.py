@@ -109,7 +109,7 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     row_of[[u["index"] for u in train_utts]] = np.arange(len(train_utts))
     seed = (config.seed * 1_000_003 + k) % (2**31 - 1)
     keras.utils.set_random_seed(seed)
-    mean, variance = manifest.normalization(exclude_folds=(k, val_fold))
+    mean, variance = _frame_statistics(manifest, train_folds)
     classifier = build_sequence_model(config.backbone, n_features=manifest.features.n_mels,
                                       n_classes=len(manifest.classes), mean=mean, variance=variance)
     correction = LabelCorrection([u["label_index"] for u in train_utts], row_of, len(manifest.classes))
@@ -132,6 +132,18 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     log(f"fold {k + 1}/{manifest.n_folds}: {info['epochs']} epochs (best {info['best_epoch']}), "
         f"{info['seconds']:.1f} s")
     return info
+
+
+def _frame_statistics(manifest: RecordsManifest, folds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and variance over every real (unpadded) frame of the sequences of ``folds``."""
+    from emotion_refinery.datasets import sequence_dataset
+
+    n, total, total_sq = 0, 0.0, 0.0
+    for x, _ in sequence_dataset(manifest, folds=folds, batch_size=64, cache="none"):
+        frames = x["frames"].numpy()[x["mask"].numpy()].astype(np.float64)
+        n, total, total_sq = n + len(frames), total + frames.sum(axis=0), total_sq + (frames * frames).sum(axis=0)
+    mean = total / n
+    return mean, np.maximum(total_sq / n - mean**2, 0.0)
 
 
 def changed_labels(manifest: RecordsManifest, run: RunDir) -> list[dict[str, Any]]:

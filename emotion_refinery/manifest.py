@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.config import FeatureConfig, sequence_layout
 from emotion_refinery.errors import RecordsError
 from emotion_refinery.processes import cpu_count
 from tf_records.schema import SCHEMA_VERSION, SegmentSpec, SequenceSpec
@@ -79,10 +79,11 @@ class RecordsManifest:
     @property
     def sequence_spec(self) -> SequenceSpec | None:
         """Layout of the sequence shards, or ``None`` for records built without ``--sequences``."""
-        if not self.data["settings"].get("sequences"):
+        kind = self.data["settings"].get("sequences")
+        if not kind:
             return None
-        f = self.features
-        return SequenceSpec(n_features=f.n_mels, dtype=f.dtype)
+        n_features, dtype = sequence_layout(kind, self.features)
+        return SequenceSpec(n_features=n_features, dtype=dtype)
 
     @property
     def utterances(self) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ from emotion_refinery import __version__
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.corpora import Utterance, scan_corpus
 from emotion_refinery.errors import NothingUsableError, RecordsError
-from emotion_refinery.extraction import cached_frames, extract_frames, write_feature_shard
+from emotion_refinery.extraction import cached_frames, extract_frames, extract_llds, read_frames, write_feature_shard
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
 from emotion_refinery.processes import cpu_count, exit_with_parent
@@ -176,7 +176,7 @@ def build_records(
     workers = workers or cpu_count()
     with _pool(workers) as pool:
         return _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed, shard_segments,
-                      pool, progress, status, start)
+                      pool, workers, progress, status, start)
 
 
 def _one_blas_thread(parent: int | None = None) -> None:
@@ -188,9 +188,10 @@ def _one_blas_thread(parent: int | None = None) -> None:
 
 
 @contextlib.contextmanager
-def _pool(workers: int):
-    """A process pool of ``workers`` (spawned: never fork a process that may hold TensorFlow), or None for 1."""
-    if workers <= 1:
+def _pool(workers: int, *, processes: bool = False):
+    """A process pool of ``workers`` (spawned: never fork a process that may hold TensorFlow), or None for 1
+    (unless ``processes``: work that must not run in this process, such as openSMILE's)."""
+    if workers <= 1 and not processes:
         with threadpoolctl.threadpool_limits(1, user_api="blas"):
             yield None
         return
@@ -224,8 +225,8 @@ def _run(pool, fn, jobs: list[tuple], stage: str, progress, done: int = 0, total
     return results
 
 
-def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed, shard_segments, pool, progress,
-           status, start) -> BuildResult:
+def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed, shard_segments, pool, workers,
+           progress, status, start) -> BuildResult:
     # Phase 1: frames for every utterance, from the cache where an earlier attempt left them.
     results: list[Any] = [None] * len(scan.utterances)
     jobs, slots = [], []
@@ -255,17 +256,24 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
         first = f" (first: {skipped[0]['path']}: {skipped[0]['reason']})" if skipped else ""
         raise NothingUsableError(f"No usable utterance in {root}: all {len(skipped)} inputs were skipped{first}")
 
+    sequences = settings.get("sequences")
+    if sequences == "lld":
+        usable = _lld_frames(usable, partial, features, skipped, progress, workers=workers)
+        if not usable:
+            raise NothingUsableError(f"No usable utterance in {root}: no file gave low-level descriptors")
+
     # Folds over usable utterances in id order, then storage order: fold-major, id within fold.
     usable.sort(key=lambda r: r[0].id)
     class_index = {c: i for i, c in enumerate(scan.classes)}
     assignment = assign_folds([class_index[u.label] for u, *_ in usable],
                               speakers=[u.speaker for u, *_ in usable], n_folds=n_folds, by=folds_by, seed=seed)
     rows = []
-    for (utt, n_samples, n_frames), fold in zip(usable, assignment.folds):
+    for (utt, n_samples, n_frames, *lld), fold in zip(usable, assignment.folds):
         rows.append({
             "id": utt.id, "path": utt.path, "label": utt.label, "label_index": class_index[utt.label],
             "speaker": utt.speaker, "text": utt.text, "fold": int(fold), "duration": n_samples / features.sr,
             "frames": n_frames, "segments": features.n_segments(n_frames),
+            "sequence_frames": lld[0] if lld else n_frames,
             **({"votes": utt.votes} if utt.votes else {}),
         })
     rows.sort(key=lambda r: (r["fold"], r["id"]))
@@ -276,12 +284,13 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
     cache_of = {utt.id: partial / "frames" / _cache_name(utt) for utt, *_ in usable}
 
     # Phase 2: shards.
-    sequences = settings.get("sequences")
     plan = _plan_shards(rows, n_folds, shard_segments, sequences=sequences is not None)
     _reconcile_plan(out, partial / "plan.json", plan)
     jobs = [(str(out / p["path"]),
-             [{**r, "cache": str(cache_of[r["id"]])} for r in rows[p["utterances"][0]:p["utterances"][1]]],
-             features.to_dict(), str(out / p["sequences"]["path"]) if sequences else None) for p in plan]
+             [{**r, "cache": str(cache_of[r["id"]]), "sequence_cache": str(cache_of[r["id"]]) + ".lld"}
+              for r in rows[p["utterances"][0]:p["utterances"][1]]],
+             features.to_dict(), str(out / p["sequences"]["path"]) if sequences else None, sequences or "log-mel")
+            for p in plan]
     written = _run(pool, write_feature_shard, jobs, "write", progress)
     shards = [{**p, "size": w["size"], "sha256": w["sha256"]} for p, w in zip(plan, written)]
     for shard, w in zip(shards, written):
@@ -303,7 +312,7 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
         "folds": assignment.to_dict(),
         "utterances": [{k: r[k] for k in ("index", "id", "path", "label", "label_index", "speaker", "text",
                                           "fold", "duration", "segments", "first_segment") } |
-                       ({"frames": r["frames"]} if sequences else {}) |
+                       ({"sequence_frames": r["sequence_frames"]} if sequences else {}) |
                        ({"votes": r["votes"]} if "votes" in r else {}) for r in rows],
         "shards": shards,
         "normalization": normalization,
@@ -313,6 +322,40 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
     write_json(out / MANIFEST_NAME, data)
     shutil.rmtree(partial, ignore_errors=True)
     return BuildResult(status, data, time.perf_counter() - start)
+
+
+def _lld_frames(usable: list[tuple], partial: Path, features: FeatureConfig, skipped: list[dict], progress, *,
+                workers: int) -> list[tuple]:
+    """``--sequences lld``: cache every usable utterance's low-level descriptors (openSMILE, in worker
+    processes); return the usable entries with their descriptor frame count appended, and add the
+    utterances that gave none to ``skipped``."""
+    import importlib.util
+
+    if importlib.util.find_spec("opensmile") is None:
+        raise RecordsError("Received: sequences='lld'; it needs the opensmile package, which is not installed. "
+                           "Install it with: pip install 'emorefine[baseline]'")
+    counts: list[Any] = [None] * len(usable)
+    jobs, slots = [], []
+    for i, (utt, *_) in enumerate(usable):
+        cache = partial / "frames" / (_cache_name(utt) + ".lld")
+        try:
+            counts[i] = len(read_frames(cache)[0]) if cache.is_file() else None
+        except (OSError, ValueError, EOFError):
+            cache.unlink(missing_ok=True)  # damaged: recompute
+        if counts[i] is None:
+            jobs.append((utt.path, str(cache), features.to_dict()))
+            slots.append(i)
+    with _pool(workers, processes=True) as pool:  # openSMILE aborts a process that has loaded TensorFlow
+        for i, r in zip(slots, _run(pool, extract_llds, jobs, "descriptors", progress, done=len(usable) - len(jobs),
+                                    total=len(usable))):
+            counts[i] = r
+    kept = []
+    for entry, n in zip(usable, counts):
+        if isinstance(n, str):
+            skipped.append({"path": entry[0].path, "reason": n})
+        else:
+            kept.append((*entry, n))
+    return kept
 
 
 def _prepare_out_dir(out: Path, settings: dict) -> str:

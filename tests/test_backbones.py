@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from emotion_refinery.backbones import (BACKBONES, DENSENET22_BLOCKS, backbone_names, build_model, build_sequence_model,
+from emotion_refinery.backbones import (DENSENET22_BLOCKS, backbone_names, build_model, build_sequence_model,
                                         set_batch_norm_momentum)
 
 SEGMENT_BACKBONES = backbone_names("segments")

@@ -46,7 +46,7 @@ def test_every_utterance_has_its_frames_and_its_segments_are_cut_from_them(recor
     assert sorted(seqs) == [u["index"] for u in records.utterances]
     for u in records.utterances:
         frames = seqs[u["index"]]
-        assert frames.shape == (u["frames"], FEATURES.n_mels)
+        assert frames.shape == (u["sequence_frames"], FEATURES.n_mels)
         stored = records.read_utterance(u["id"])
         cut = segment(frames, segment_frames=FEATURES.segment_frames, segment_hop=FEATURES.segment_hop)
         np.testing.assert_array_equal(cut, stored)
@@ -65,12 +65,12 @@ def test_padded_batches_carry_masks_labels_and_utterance_indices(records):
     seen = []
     for x, y in batches:
         frames, mask, utt = x["frames"].numpy(), x["mask"].numpy(), x["utt"].numpy()
-        assert frames.shape[1] == mask.shape[1] == max(records.utterances[i]["frames"] for i in utt)
+        assert frames.shape[1] == mask.shape[1] == max(records.utterances[i]["sequence_frames"] for i in utt)
         for row, i in enumerate(utt):
             u = records.utterances[i]
-            assert mask[row].sum() == u["frames"] and mask[row, : u["frames"]].all()
-            np.testing.assert_array_equal(frames[row, : u["frames"]], seqs[i])
-            assert not frames[row, u["frames"]:].any()
+            assert mask[row].sum() == u["sequence_frames"] and mask[row, : u["sequence_frames"]].all()
+            np.testing.assert_array_equal(frames[row, : u["sequence_frames"]], seqs[i])
+            assert not frames[row, u["sequence_frames"]:].any()
             assert y.numpy()[row].argmax() == u["label_index"] and y.numpy()[row].sum() == 1
         seen += list(utt)
     assert seen == [u["index"] for u in mine]  # stored order
@@ -129,4 +129,33 @@ def test_length_buckets_use_every_utterance_once_with_less_padding(records):
     assert padding(bucketed) < padding(plain)
     for x, _ in bucketed:  # the mask still marks each utterance's own frames
         for row, i in enumerate(x["utt"].numpy()):
-            assert x["mask"].numpy()[row].sum() == records.utterances[i]["frames"]
+            assert x["mask"].numpy()[row].sum() == records.utterances[i]["sequence_frames"]
+
+
+def test_low_level_descriptor_sequences(synthetic_corpus, tmp_path):
+    """`--sequences lld`: the publication's 32 frame features from openSMILE (run in a worker process)."""
+    pytest.importorskip("opensmile")
+    from emotion_refinery.audio import load
+    from emotion_refinery.config import LLD_COLUMNS
+
+    root, csv_path = synthetic_corpus
+    build_records(root, tmp_path / "rec", corpus="csv", manifest=csv_path, features=FEATURES, n_folds=3, workers=1,
+                  sequences="lld")
+    manifest = RecordsManifest.load(tmp_path / "rec")
+    spec = manifest.sequence_spec
+    assert (spec.n_features, spec.dtype) == (32, "float32") and len(LLD_COLUMNS) == 32
+    assert manifest.verify() == {}
+    seqs = _sequences(manifest)
+    for u in manifest.utterances:
+        x = seqs[u["index"]]
+        n_samples = len(load(u["path"]))
+        assert x.shape == (u["sequence_frames"], 32)
+        assert abs(len(x) - (n_samples - 400) // 160 - 1) <= 1  # 25 ms frames every 10 ms
+        assert np.isfinite(x).all()
+        f0, voicing = x[:, LLD_COLUMNS.index("F0_sma")], x[:, LLD_COLUMNS.index("voiceProb_sma")]
+        assert (f0 > 50).mean() > 0.2 and voicing.max() > 0.5  # the synthetic voices are voiced in part
+        loud = x[:, LLD_COLUMNS.index("pcm_loudness_sma")]
+        delta = x[:, LLD_COLUMNS.index("pcm_loudness_sma_de")]
+        assert np.corrcoef(np.gradient(loud), delta)[0, 1] > 0.8  # the deltas are the descriptors' slope
+    batches = list(sequence_dataset(manifest, folds=[0], batch_size=4))
+    assert batches[0][0]["frames"].shape[-1] == 32
