@@ -6,6 +6,7 @@ import click
 
 from cli import options
 from emotion_refinery.backbones import backbone_names
+from emotion_refinery.config import LCW_UPDATES
 from emotion_refinery.lcw_run import LCWConfig
 
 _DEFAULTS = LCWConfig()
@@ -15,10 +16,10 @@ _DEFAULTS = LCWConfig()
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Run directory to create (or resume).")
-@click.option("--update", type=click.Choice(("both", "labels", "weights", "none")), default=_DEFAULTS.update,
-              show_default=True,
-              help="What every second epoch learns: labels and weights (LC+W), labels only, weights only, or "
-                   "nothing (the plain utterance model).")
+@click.option("--update", type=click.Choice(LCW_UPDATES), default=_DEFAULTS.update, show_default=True,
+              help="both: LC+W (learned labels and weights); labels: learned labels only; weights: learned "
+                   "weights only; class-weights: fixed inverse-class-frequency weights; none: the plain "
+                   "utterance model.")
 @click.option("--backbone", type=click.Choice(tuple(backbone_names("utterances"))), default=_DEFAULTS.backbone,
               show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,

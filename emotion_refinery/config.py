@@ -14,7 +14,8 @@ from typing import Any
 
 from emotion_refinery.errors import EmorefineError
 
-__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset", "SEQUENCE_FEATURES", "LLD_COLUMNS", "sequence_layout"]
+__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset", "SEQUENCE_FEATURES", "LLD_COLUMNS", "sequence_layout",
+           "LCW_UPDATES"]
 
 DTYPES = ("float16", "float32")
 
@@ -174,3 +175,10 @@ def sequence_layout(kind: str, features: FeatureConfig) -> tuple[int, str]:
     if kind == "lld":
         return len(LLD_COLUMNS), "float32"
     raise EmorefineError(f"Received: sequences={kind!r}; expected one of {', '.join(SEQUENCE_FEATURES)}")
+
+
+#: ``lcw --update``: LC+W and its ablations, i.e. what the loss uses and what every second epoch learns.
+#: both (LC+W): learned labels and learned weights; labels: learned labels, weight 1; weights: given labels,
+#: learned weights; class-weights: given labels, weights fixed at K · N_c / N (inverse class frequency);
+#: none: given labels, weight 1 (the plain utterance model). The last two train the network every epoch.
+LCW_UPDATES = ("both", "labels", "weights", "class-weights", "none")

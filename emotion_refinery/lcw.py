@@ -26,30 +26,34 @@ import keras
 import numpy as np
 from keras import ops
 
+from emotion_refinery.config import LCW_UPDATES as UPDATES
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.layers import LabelCorrection
 
 __all__ = ["UPDATES", "lcw_loss", "lcw_model", "fit_lcw", "LCWResult"]
 
-#: What the second epoch of each pair learns: the labels, the weights, both, or nothing (plain training).
-UPDATES = ("both", "labels", "weights", "none")
+_LEARNED_LABELS = ("both", "labels")
+_WEIGHTED = ("both", "weights", "class-weights")
 
 _EPS = 1e-7
 
 
-def lcw_loss(n_classes: int) -> Callable:
+def lcw_loss(n_classes: int, *, learned_labels: bool = True, weighted: bool = True) -> Callable:
     """The LC+W loss over the outputs of :func:`lcw_model` ``[y (K), s (K), w, has_row]``.
 
-    Rows without a training row (validation utterances) use their given label ``y_true`` and weight 1,
-    i.e. plain cross-entropy.
+    Targets are the learned labels ``s`` (or, with ``learned_labels=False``, the given ``y_true``), divided
+    by ``w`` (or by 1 with ``weighted=False``). Rows without a training row (validation utterances) use
+    their given label and weight 1, i.e. plain cross-entropy.
     """
     k = int(n_classes)
 
     def loss(y_true, out):
         y = ops.clip(out[:, :k], _EPS, 1.0)
         s, w, has_row = out[:, k:2 * k], out[:, 2 * k], out[:, 2 * k + 1]
-        target = has_row[:, None] * s + (1.0 - has_row[:, None]) * ops.cast(y_true, s.dtype)
-        weight = has_row * w + (1.0 - has_row)
+        given = ops.cast(y_true, s.dtype)
+        use_s = has_row[:, None] if learned_labels else ops.zeros_like(has_row)[:, None]
+        target = use_s * s + (1.0 - use_s) * given
+        weight = has_row * w + (1.0 - has_row) if weighted else ops.ones_like(w)
         return -ops.sum(target * ops.log(y), axis=-1) / weight
 
     return loss
@@ -85,7 +89,7 @@ class LCWResult:
 def _set_phase(classifier: keras.Model, correction: LabelCorrection, phase: str, update: str) -> None:
     classifier.trainable = phase == "theta"
     correction.trainable = phase != "theta"
-    correction.logits.trainable = phase != "theta" and update in ("both", "labels")
+    correction.logits.trainable = phase != "theta" and update in _LEARNED_LABELS
     correction.contribution.trainable = phase != "theta" and update in ("both", "weights")
 
 
@@ -102,7 +106,7 @@ def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validat
         train, validation: ``({"frames", "mask", "utt"}, y)`` batches
             (:func:`emotion_refinery.datasets.sequence_dataset`).
         lr, label_lr: Adam learning rates of θ and of ``l``, ``w``.
-        update: one of :data:`UPDATES`; ``"none"`` trains θ every epoch (the plain baseline).
+        update: one of :data:`UPDATES`.
         patience: θ epochs without a lower validation loss before stopping.
         on_epoch: called as ``on_epoch(epoch, phase)`` after every epoch (e.g. to checkpoint).
     """
@@ -114,9 +118,10 @@ def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validat
     history: list[dict] = []
     best, best_epoch, best_weights, waited = np.inf, -1, None, 0
     for epoch in range(epochs):
-        phase = "theta" if update == "none" or epoch % 2 == 0 else "labels"
+        phase = "theta" if update in ("none", "class-weights") or epoch % 2 == 0 else "labels"
         _set_phase(classifier, correction, phase, update)
-        model.compile(optimizer=optimizers[phase], loss=lcw_loss(k), metrics=[_accuracy(k)])
+        model.compile(optimizer=optimizers[phase], metrics=[_accuracy(k)],
+                      loss=lcw_loss(k, learned_labels=update in _LEARNED_LABELS, weighted=update in _WEIGHTED))
         with warnings.catch_warnings():  # length-bucketed data has no known length: Keras warns at its end
             warnings.filterwarnings("ignore", message="Your input ran out of data")
             h = model.fit(train, validation_data=validation if phase == "theta" else None, epochs=1, verbose=0,

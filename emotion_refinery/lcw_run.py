@@ -24,6 +24,7 @@ import numpy as np
 
 from emotion_refinery import __version__
 from emotion_refinery.backbones import backbone_names
+from emotion_refinery.config import LCW_UPDATES as UPDATES
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest, settings_difference
@@ -33,7 +34,6 @@ from tf_records.atomic import atomic_path, write_bytes, write_json
 
 __all__ = ["LCWConfig", "run_lcw", "lcw_markdown", "changed_labels"]
 
-_UPDATES = ("both", "labels", "weights", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +50,8 @@ class LCWConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.update not in _UPDATES:
-            raise EmorefineError(f"Received: update={self.update!r}; expected one of {', '.join(_UPDATES)}")
+        if self.update not in UPDATES:
+            raise EmorefineError(f"Received: update={self.update!r}; expected one of {', '.join(UPDATES)}")
         if self.backbone not in backbone_names("utterances"):
             raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
                                  f"{', '.join(backbone_names('utterances'))}")

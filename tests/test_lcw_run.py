@@ -17,7 +17,7 @@ from emotion_refinery.run_dir import RunDir
 
 pytestmark = pytest.mark.slow
 
-CONFIG = LCWConfig(epochs=3, batch_size=8, seed=1)
+CONFIG = LCWConfig(epochs=2, batch_size=8, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_rerun_trains_nothing_and_resume_equals_an_uninterrupted_run(run, record
 def test_other_settings_and_records_without_sequences_are_refused(run, records, synthetic_corpus, tmp_path):
     out, _, _ = run
     with pytest.raises(EmorefineError, match="config.update: 'both' → 'labels'"):
-        run_lcw(records, out, LCWConfig(epochs=3, batch_size=8, seed=1, update="labels"))
+        run_lcw(records, out, LCWConfig(epochs=2, batch_size=8, seed=1, update="labels"))
     root, csv_path = synthetic_corpus
     plain = tmp_path / "plain"
     build_records(root, plain, corpus="csv", manifest=csv_path, features=FeatureConfig(segment_hop=16), n_folds=3,
@@ -85,6 +85,6 @@ def test_other_settings_and_records_without_sequences_are_refused(run, records, 
     assert result.exit_code == 2 and "--sequences log-mel" in result.output
     result = CliRunner().invoke(main, ["lcw", str(records), "-o", str(tmp_path / "y"), "--update", "all"])
     assert result.exit_code == 2 and "'all' is not one of" in result.output
-    with pytest.raises(EmorefineError, match="Received: update='all'; expected one of both, labels, weights, none"):
+    with pytest.raises(EmorefineError, match="Received: update='all'; expected one of both, labels, weights, class-weights, none"):
         LCWConfig(update="all")
     assert json.loads((out / "config.json").read_text())["method"] == "lcw"
