@@ -15,54 +15,63 @@ from emotion_refinery.errors import EmorefineError
 
 
 
+def _default(name: str) -> str:
+    """``[default: …]`` of a RefineConfig field, with the presets that set it otherwise (never restated by hand)."""
+    def text(v):
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+    base = getattr(RefineConfig, name)
+    by_preset = [f"{n} {text(p.training[name])}" for n, p in PRESETS.items()
+                 if name in p.training and p.training[name] != base]
+    return f"[default: {text(base)}" + (f"; preset {', '.join(by_preset)}" if by_preset else "") + "]"
+
+
 @click.command()
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Run directory to create (or resume).")
 @click.option("--rounds", type=click.IntRange(min=1), default=None,
-              help="Generations: round 0 on the utterance labels plus N-1 refinements.  [default: 5]")
+              help="Generations: round 0 on the utterance labels plus N-1 refinements.  " + _default("rounds"))
 @click.option("--round-patience", type=click.IntRange(min=0), default=None,
-              help="Stop refining when validation-fold UA has not improved for N rounds; 0: run every round.  "
-                   "[default: 0]")
+              help="Stop refining when validation-fold UA has not improved for N rounds; 0: run every round.  " + _default("round_patience"))
 @click.option("--backbone", default=None,
-              help=f"{', '.join(backbone_names('segments'))}.  [default: {RefineConfig.backbone}; "
-                   f"{PRESETS['cpu'].training['backbone']} with --preset cpu]")
-@click.option("--rule", default=None, help=f"Label update rule: {', '.join(RULES)}.  [default: {RefineConfig.rule}]")
+              help=f"{', '.join(backbone_names('segments'))}.  " + _default("backbone"))
+@click.option("--rule", default=None, help=f"Label update rule: {', '.join(RULES)}.  " + _default("rule"))
 @click.option("--alpha", default=None,
               help="wdsl weight of the utterance label, in [0, 1], or a schedule 'start:end' over the "
-                   "refinement rounds.  [default: 0.2]")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs per fold.  [default: preset's]")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: 128]")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam learning rate.  [default: 0.001]")
+                   "refinement rounds.  " + _default("alpha"))
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs per fold.  " + _default("epochs"))
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help=_default("batch_size"))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam learning rate.  " + _default("lr"))
 @click.option("--decay-rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Learning-rate factor every --decay-epochs.  [default: 0.8]")
-@click.option("--decay-epochs", type=click.IntRange(min=1), default=None, help="[default: 2]")
-@click.option("--patience", type=click.IntRange(min=0), default=None, help="Early-stopping patience.  [default: 3]")
+              help="Learning-rate factor every --decay-epochs.  " + _default("decay_rate"))
+@click.option("--decay-epochs", type=click.IntRange(min=1), default=None, help=_default("decay_epochs"))
+@click.option("--patience", type=click.IntRange(min=0), default=None, help="Early-stopping patience.  " + _default("patience"))
 @click.option("--min-epochs", type=click.IntRange(min=0), default=None,
-              help="Epochs before early stopping may stop a fold (and before a best epoch counts).  [default: 0]")
+              help="Epochs before early stopping may stop a fold (and before a best epoch counts).  " + _default("min_epochs"))
 @click.option("--train-stride", type=click.IntRange(min=1), default=None,
-              help="Train on every N-th segment of each utterance; every segment is still predicted.  [default: 1]")
+              help="Train on every N-th segment of each utterance; every segment is still predicted.  " + _default("train_stride"))
 @click.option("--spec-augment/--no-spec-augment", default=None,
               help="Mask 2 random frame spans (≤ 4 frames) and 2 Mel-band spans (≤ 8 bands) of every training segment.")
 @click.option("--mixup", type=click.FloatRange(min=0), default=None,
-              help="mixup of training segments and targets with λ ~ Beta(X, X); 0: off.  [default: 0]")
+              help="mixup of training segments and targets with λ ~ Beta(X, X); 0: off.  " + _default("mixup"))
 @click.option("--speaker-norm/--no-speaker-norm", default=None,
               help="Z-normalise every Mel band of each speaker's segments by that speaker's own statistics "
-                   "(no labels; utterances without a speaker id by their own).  [default: off]")
+                   "(no labels; utterances without a speaker id by their own).  " + _default("speaker_norm"))
 @click.option("--targets", type=click.Choice(("oof", "cross-fit")), default=None,
               help="Refined rounds' targets: oof, the previous round's out-of-fold predictions (the papers'; "
                    "split k learns from models that saw fold k), or cross-fit, per split from two teachers on "
-                   "halves of its training folds (no leak; about twice the training).  [default: oof]")
+                   "halves of its training folds (no leak; about twice the training).  " + _default("targets"))
 @click.option("--bn-momentum", type=float, default=None,
-              help="BatchNormalization momentum of every layer.  [default: 0.99; 0.9 with --preset fast or cpu]")
+              help="BatchNormalization momentum of every layer.  " + _default("bn_momentum"))
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,
               help="Training settings of a named preset (see README).  [default: the preset the records were "
                    "built with]")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML, TOML or JSON file whose keys mirror these flags; flags override it.")
-@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--seed", type=int, default=None, help=_default("seed"))
 @click.option("--cache", type=click.Choice(("memory", "none")), default=None,
-              help="Keep parsed segments in memory after the first epoch.  [default: memory]")
+              help="Keep parsed segments in memory after the first epoch.  " + _default("cache"))
 @click.option("--mixed-precision/--no-mixed-precision", default=None, help="float16 compute (for GPUs).")
 @click.option("--jit-compile/--no-jit-compile", default=None, help="XLA-compile the training step (for GPUs).")
 @options.quiet

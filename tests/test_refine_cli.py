@@ -248,3 +248,14 @@ def test_settings_are_checked_without_loading_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "Received: backbone='resnet'; expected one of" in out
     assert out.strip().endswith("False False")
+
+
+def test_help_defaults_come_from_the_settings_and_presets():
+    from emotion_refinery.config import PRESETS
+    from emotion_refinery.refine_config import RefineConfig
+
+    text = " ".join(CliRunner().invoke(main, ["refine", "--help"], terminal_width=1000).output.split())
+    assert f"[default: {RefineConfig.rounds}]" in text
+    cpu = PRESETS["cpu"].training
+    assert f"[default: {RefineConfig.epochs}; preset" in text and f"cpu {cpu['epochs']}]" in text
+    assert f"cpu {cpu['backbone']}" in text and f"cpu {cpu['train_stride']}]" in text
