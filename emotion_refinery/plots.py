@@ -127,6 +127,41 @@ def confusion_matrix(
         return _save(fig, path)
 
 
+def learned_labels(
+    label_change: np.ndarray,
+    mean_weight: Sequence[float],
+    classes: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    title: str = "LC+W: learned labels and contribution weights",
+) -> Path:
+    """Two panels: the share of training labels moved from each given class (rows) to each learned class
+    (columns), in %, and the mean learned contribution weight per given class."""
+    share = 100 * np.asarray(label_change, dtype=float)
+    k = len(classes)
+    side = max(3.2, 0.55 * k + 1.6)
+    with plt.rc_context(STYLE):
+        fig, (ax, bar) = plt.subplots(1, 2, figsize=(2 * side + 1.4, side + 0.4), layout="constrained")
+        image = ax.imshow(share, cmap="Greens", vmin=0, vmax=100)
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{share[i, j]:.0f}", ha="center", va="center", fontsize=9 if k <= 8 else 7,
+                        color="white" if share[i, j] > 60 else "black")
+        ax.set_xticks(range(k), classes, rotation=35, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(k), classes)
+        ax.set_xlabel("learned label")
+        ax.set_ylabel("given label")
+        ax.set_title("labels (% of given class)")
+        fig.colorbar(image, ax=ax, shrink=0.8, label="% of row")
+        bar.bar(range(k), mean_weight, color=class_colors(k))
+        bar.axhline(1.0, color="0.4", lw=0.8, ls="--")
+        bar.set_xticks(range(k), classes, rotation=35, ha="right", rotation_mode="anchor")
+        bar.set_ylabel("mean learned weight w")
+        bar.set_title("weight by given class (larger counts less)")
+        fig.suptitle(title)
+        return _save(fig, path)
+
+
 def emotion_profile_evolution(
     profiles: Sequence[np.ndarray],
     classes: Sequence[str],

@@ -211,6 +211,22 @@ def _draw(path: Path, draw, *args, **kwargs) -> Path:
     return path
 
 
+def _write_lcw_report(run, report: dict) -> list[Path]:
+    """An LC+W run's figures (learned labels and weights; confusion matrix) and its report.md with them."""
+    from emotion_refinery import plots
+    from emotion_refinery.lcw_run import lcw_markdown
+
+    out = run.root / "plots"
+    out.mkdir(exist_ok=True)
+    written = [plots.learned_labels(np.array(report["label_change"]), report["mean_weight"], report["classes"],
+                                    out / "learned-labels.png"),
+               plots.confusion_matrix(np.array(report["confusion"]), report["classes"], out / "confusion.png",
+                                      title="Confusion matrix, LC+W (out-of-fold)")]
+    text = lcw_markdown(report) + "\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in written) + "\n"
+    write_bytes(run.report_md, text.encode())
+    return [*written, run.report_md]
+
+
 def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None = None) -> list[Path]:
     """Draw a run's figures into ``RUN_DIR/plots/`` and rewrite ``report.md`` with them.
 
@@ -235,6 +251,8 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
     if not run.report_json.is_file():
         raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json yet (no round has finished)")
     report = json.loads(run.report_json.read_text())
+    if report.get("method") == "lcw":
+        return _write_lcw_report(run, report)
     report["baseline"] = load_baseline(manifest.root)  # a baseline run after refine counts too
     report.setdefault("audit", leakage_audit(manifest.utterances, manifest.n_folds))  # runs made before the audit
     chosen = _check_utterances(manifest, list(utterances)) if utterances else default_utterances(manifest)

@@ -88,3 +88,15 @@ def test_other_settings_and_records_without_sequences_are_refused(run, records, 
     with pytest.raises(EmorefineError, match="Received: update='all'; expected one of both, labels, weights, class-weights, none"):
         LCWConfig(update="all")
     assert json.loads((out / "config.json").read_text())["method"] == "lcw"
+
+
+def test_inspect_and_report_show_the_learned_labels(run):
+    out, report, _ = run
+    result = CliRunner().invoke(main, ["inspect", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| given \\ learned |" in result.output and "learned label left the given one" in result.output
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("learned-labels.png", "confusion.png"):
+        assert (out / "plots" / name).stat().st_size > 1000
+        assert f"(plots/{name})" in (out / "report.md").read_text()
