@@ -70,6 +70,12 @@ def main() -> None:
         _run([*cli, "refine", str(records), "-o", str(out), "--rounds", str(rounds), "-q", *flags])
         reports[name] = json.loads((out / "report.json").read_text())
 
+    # Rows of every variant finished in --out, not only of those run now, so a one-variant call adds its row.
+    for name in VARIANTS:
+        done = args.out / f"run-emodb-cpu{suffix}-{name}" / "report.json"
+        if name not in reports and done.is_file():
+            reports[name] = json.loads(done.read_text())
+    reports = {name: reports[name] for name in VARIANTS if name in reports}
     manifest = json.loads((records / "manifest.json").read_text())
     baseline = json.loads((records / "baseline.json").read_text())["runs"] if (records / "baseline.json").exists() else {}
     lines = [
