@@ -80,6 +80,12 @@ def _print_summary(s: dict) -> None:
     click.echo("  classes     " + ", ".join(f"{c} {s['class_counts'][c]}" for c in s["classes"]))
     if s.get("audit"):
         click.echo(f"  leakage     {s['audit']['warning']}")
+    if s.get("votes"):
+        v = s["votes"]
+        click.echo(f"  votes       {v['utterances']} utterances, {v['votes_per_utterance']['mean']:.1f} votes each "
+                   f"(min {v['votes_per_utterance']['min']:g}, max {v['votes_per_utterance']['max']:g}); clear "
+                   f"majority {100 * v['clear_majority']:.0f} %; label among the most voted "
+                   f"{100 * v['label_is_plurality']:.0f} %")
     for w in s["warnings"]:
         click.echo(f"  warning     {w}")
     if s["skipped"]:

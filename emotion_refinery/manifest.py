@@ -198,6 +198,7 @@ class RecordsManifest:
     def summary(self) -> dict[str, Any]:
         """The figures `emorefine inspect --json` prints (``audit``: :func:`emotion_refinery.audit.leakage_audit`)."""
         from emotion_refinery.audit import leakage_audit
+        from emotion_refinery.votes import vote_statistics
 
         classes = self.classes
         counts = {c: 0 for c in classes}
@@ -233,4 +234,5 @@ class RecordsManifest:
             "skipped": self.data["skipped"],
             "warnings": self.data.get("warnings", []),
             "audit": leakage_audit(self.utterances, self.n_folds),
+            "votes": vote_statistics(self.utterances, classes),  # None without a votes column
         }

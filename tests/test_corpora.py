@@ -348,7 +348,8 @@ def test_csv_votes_for_unknown_class_are_skipped(tmp_path):
     ("anger:3;neutral:1", {"anger": 3.0, "neutral": 1.0}),
     (" anger : 2.5 ; ", {"anger": 2.5}),
     ("anger:0;sad:1", {"anger": 0.0, "sad": 1.0}),
-    ("anger", ValueError), ("anger:x", ValueError), (":3", ValueError), ("anger:-1", ValueError),
+    ("anger", {"anger": 1.0}), ("anger;anger; neutral", {"anger": 2.0, "neutral": 1.0}),
+    ("anger;neutral:1", ValueError), ("anger:x", ValueError), (":3", ValueError), ("anger:-1", ValueError),
     ("anger:1;anger:2", ValueError), ("anger:0", ValueError), ("anger:nan", ValueError), (";", ValueError),
 ])
 def test_parse_votes(cell, expected):

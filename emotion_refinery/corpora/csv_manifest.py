@@ -6,8 +6,8 @@ Columns: ``path`` and ``label`` (required), ``speaker``, ``votes``, ``id`` and `
     s01/happy_001.wav,happiness,s01,happiness:3;neutral:1
 
 ``path`` is relative to the corpus root, or absolute. Without an ``id`` column the id is the
-path relative to the root, without extension (POSIX). ``votes`` holds annotator votes
-``class:count`` separated by ``;``. ``text`` names the sentence spoken (any string; equal for
+path relative to the root, without extension (POSIX). ``votes`` holds annotator votes:
+``class:count`` pairs separated by ``;``, or one label per annotator separated by ``;``. ``text`` names the sentence spoken (any string; equal for
 utterances of the same text). The classes are the sorted labels of the usable rows.
 """
 
@@ -28,14 +28,22 @@ REQUIRED = ("path", "label")
 
 
 def parse_votes(cell: str) -> dict[str, float]:
-    """``"anger:3;neutral:1"`` → ``{"anger": 3.0, "neutral": 1.0}``.
+    """Annotator votes of one utterance, as counts per class name.
+
+    Two forms: counts per class, ``"anger:3;neutral:1"`` → ``{"anger": 3.0, "neutral": 1.0}``; or one
+    label per annotator, ``"anger;anger;neutral"`` → ``{"anger": 2.0, "neutral": 1.0}``.
 
     Raises:
-        ValueError: a pair is not ``class:count``, a count is negative or not finite, a class
-            repeats, or the counts sum to zero.
+        ValueError: the forms are mixed, a pair is not ``class:count``, a count is negative or not
+            finite, a class repeats in the counts form, or the counts sum to zero.
     """
+    parts = [p.strip() for p in cell.split(";") if p.strip()]
     votes: dict[str, float] = {}
-    for pair in filter(None, (p.strip() for p in cell.split(";"))):
+    if parts and not any(":" in p for p in parts):  # one label per annotator
+        for name in parts:
+            votes[name] = votes.get(name, 0.0) + 1.0
+        return votes
+    for pair in parts:
         name, sep, count = (s.strip() for s in pair.partition(":"))
         value = float(count) if sep and name else math.nan  # float() raises on a non-number
         if not math.isfinite(value) or value < 0 or name in votes:
@@ -81,7 +89,8 @@ class CsvManifest(Corpus):
                     votes = parse_votes(cell["votes"])
                 except ValueError:
                     skipped.append(Skipped(str(path), f"malformed votes {cell['votes']!r}; expected class:count "
-                                                      "pairs separated by ';' (e.g. anger:3;neutral:1)"))
+                                                      "pairs separated by ';' (e.g. anger:3;neutral:1) or one "
+                                                      "label per annotator (e.g. anger;anger;neutral)"))
                     continue
             uid = cell["id"] or _default_id(path, root)
             if uid in seen:
