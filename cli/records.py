@@ -186,7 +186,7 @@ def _inspect_run(path, as_json, utterance_id, round_, dump):
         click.echo(json.dumps(report, indent=1))
         return
     if report.get("method") == "lcw":  # scores, label changes, weights, the utterances whose label moved
-        from emotion_refinery.lcw_run import lcw_markdown
+        from emotion_refinery.report import lcw_markdown
 
         click.echo(lcw_markdown(report))
         return

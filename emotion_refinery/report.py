@@ -211,10 +211,41 @@ def _draw(path: Path, draw, *args, **kwargs) -> Path:
     return path
 
 
+def lcw_markdown(report: dict) -> str:
+    """report.md of an LC+W run."""
+    c, classes = report["config"], report["classes"]
+    lines = [
+        "# emorefine lcw report", "",
+        f"Records: `{report['records']['path']}`; protocol: {report['protocol']['protocol']}; "
+        f"{report['protocol']['validation']}.",
+        f"Backbone `{c['backbone']}`, update `{c['update']}`, {c['epochs']} epochs max (alternating), batch "
+        f"{c['batch_size']}, Adam lr {c['lr']} (labels and weights {c['label_lr']}), patience {c['patience']}, "
+        f"seed {c['seed']}.", "",
+        "| WA (%) | UA (%) | macro-F1 (%) | time (s) |", "|---:|---:|---:|---:|",
+        f"| {100 * report['wa']:.2f} | {100 * report['ua']:.2f} | {100 * report['macro_f1']:.2f} | "
+        f"{report['seconds']:.0f} |", "",
+        "Learned labels (rows: given, columns: learned; share of training labels, pooled over the fold models):", "",
+        "| given \\ learned | " + " | ".join(classes) + " | mean weight |",
+        "|---|" + "---:|" * (len(classes) + 1),
+    ]
+    for name, row, w in zip(classes, report["label_change"], report["mean_weight"]):
+        lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f}" for v in row) + f" | {w:.3f} |")
+    changed = report["changed"]
+    lines += ["", f"{len(changed)} (utterance, fold model) pairs whose learned label left the given one"
+              + (", the 20 most confident:" if changed else "."), ""]
+    if changed:
+        lines += ["| utterance | fold model | given | learned | p | weight |", "|---|---:|---|---|---:|---:|"]
+        lines += [f"| {r['id']} | {r['fold_model']} | {r['given']} | {r['learned']} | {r['probability']:.3f} | "
+                  f"{r['weight']:.3f} |" for r in changed[:20]]
+    lines += ["", "Confusion matrix (rows: true, columns: decided):", "",
+              "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(classes, report["confusion"])]
+    return "\n".join(lines) + "\n"
+
+
 def _write_lcw_report(run, report: dict) -> list[Path]:
     """An LC+W run's figures (learned labels and weights; confusion matrix) and its report.md with them."""
     from emotion_refinery import plots
-    from emotion_refinery.lcw_run import lcw_markdown
 
     out = run.root / "plots"
     out.mkdir(exist_ok=True)
