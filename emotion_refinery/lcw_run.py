@@ -28,6 +28,7 @@ from emotion_refinery.config import LCW_UPDATES as UPDATES
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest, settings_difference
+from emotion_refinery.refine_config import check_numbers
 from emotion_refinery.run_dir import RunDir
 from emotion_refinery.utterance import decision_scores
 from tf_records.atomic import atomic_path, write_bytes, write_json
@@ -55,16 +56,7 @@ class LCWConfig:
         if self.backbone not in backbone_names("utterances"):
             raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
                                  f"{', '.join(backbone_names('utterances'))}")
-        for name in ("epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise EmorefineError(f"Received: {name}={v!r}; expected a positive integer")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
-            raise EmorefineError(f"Received: patience={self.patience!r}; expected a non-negative integer")
-        for name in ("lr", "label_lr"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                raise EmorefineError(f"Received: {name}={v!r}; expected a positive number")
+        check_numbers(self, integers=("epochs", "batch_size"), counts=("patience",), numbers=("lr", "label_lr"))
 
 
 def _lcw_path(run: RunDir, k: int) -> Path:

@@ -59,24 +59,12 @@ class RefineConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
-        def positive(name, kind=int):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, kind if kind is int else (int, float)) or v <= 0:
-                raise EmorefineError(f"Received: {name}={v!r}; expected a positive {'integer' if kind is int else 'number'}")
-
-        for name in ("rounds", "epochs", "batch_size", "decay_epochs", "train_stride"):
-            positive(name)
-        for name in ("min_epochs", "round_patience"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise EmorefineError(f"Received: {name}={v!r}; expected a non-negative integer")
+        check_numbers(self, integers=("rounds", "epochs", "batch_size", "decay_epochs", "train_stride"),
+                      counts=("min_epochs", "round_patience", "patience"))
         if isinstance(self.mixup, bool) or not isinstance(self.mixup, (int, float)) or self.mixup < 0:
             raise EmorefineError(f"Received: mixup={self.mixup!r}; expected a non-negative number "
                                  "(the Beta(α, α) parameter; 0 turns mixup off)")
-        for name in ("lr", "decay_rate"):
-            positive(name, float)
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
-            raise EmorefineError(f"Received: patience={self.patience!r}; expected a non-negative integer")
+        check_numbers(self, numbers=("lr", "decay_rate"))
         if self.backbone not in backbone_names("segments"):
             other = (" (it reads whole utterances, not refine's segments)" if self.backbone in BACKBONES else "")
             raise EmorefineError(f"Received: backbone={self.backbone!r}{other}; expected one of "
@@ -108,6 +96,23 @@ class RefineConfig:
 
 
 FIELDS = {f.name for f in dataclasses.fields(RefineConfig)}
+
+
+def check_numbers(settings, *, integers=(), counts=(), numbers=()) -> None:
+    """Refuse, naming the field and what it accepts, a field of ``settings`` that is not a positive integer
+    (``integers``), a non-negative integer (``counts``) or a positive number (``numbers``)."""
+    def bad(v, kind):
+        return isinstance(v, bool) or not isinstance(v, kind)
+
+    for name in integers:
+        if bad(v := getattr(settings, name), int) or v <= 0:
+            raise EmorefineError(f"Received: {name}={v!r}; expected a positive integer")
+    for name in counts:
+        if bad(v := getattr(settings, name), int) or v < 0:
+            raise EmorefineError(f"Received: {name}={v!r}; expected a non-negative integer")
+    for name in numbers:
+        if bad(v := getattr(settings, name), (int, float)) or v <= 0:
+            raise EmorefineError(f"Received: {name}={v!r}; expected a positive number")
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
