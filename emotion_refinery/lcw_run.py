@@ -89,7 +89,6 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: LCWConfig) -> dict:
 def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: int, log) -> dict:
     import keras
 
-    from emotion_refinery.backbones import build_sequence_model
     from emotion_refinery.datasets import sequence_dataset
     from emotion_refinery.layers import LabelCorrection
     from emotion_refinery.lcw import fit_lcw
@@ -101,9 +100,7 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     row_of[[u["index"] for u in train_utts]] = np.arange(len(train_utts))
     seed = (config.seed * 1_000_003 + k) % (2**31 - 1)
     keras.utils.set_random_seed(seed)
-    mean, variance = _frame_statistics(manifest, train_folds)
-    classifier = build_sequence_model(config.backbone, n_features=manifest.features.n_mels,
-                                      n_classes=len(manifest.classes), mean=mean, variance=variance)
+    classifier = fold_model(manifest, train_folds, config)
     correction = LabelCorrection([u["label_index"] for u in train_utts], row_of, len(manifest.classes))
     train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
                              buckets=4)  # batches of similar lengths: about half the time of random batches
@@ -124,6 +121,15 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     log(f"fold {k + 1}/{manifest.n_folds}: {info['epochs']} epochs (best {info['best_epoch']}), "
         f"{info['seconds']:.1f} s")
     return info
+
+
+def fold_model(manifest: RecordsManifest, train_folds: list[int], config: LCWConfig):
+    """``config.backbone`` for the records' frame features, normalised by the training folds' frame statistics."""
+    from emotion_refinery.backbones import build_sequence_model
+
+    mean, variance = _frame_statistics(manifest, train_folds)
+    return build_sequence_model(config.backbone, n_features=manifest.sequence_spec.n_features,
+                                n_classes=len(manifest.classes), mean=mean, variance=variance)
 
 
 def _frame_statistics(manifest: RecordsManifest, folds: list[int]) -> tuple[np.ndarray, np.ndarray]:

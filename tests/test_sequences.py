@@ -14,6 +14,7 @@ from emotion_refinery.config import FeatureConfig
 from emotion_refinery.datasets import sequence_dataset
 from emotion_refinery.errors import RecordsError
 from emotion_refinery.features import segment
+from emotion_refinery.lcw_run import LCWConfig, fold_model
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.records import build_records
 from tf_records.reader import ordered_batches
@@ -159,3 +160,8 @@ def test_low_level_descriptor_sequences(synthetic_corpus, tmp_path):
         assert np.corrcoef(np.gradient(loud), delta)[0, 1] > 0.8  # the deltas are the descriptors' slope
     batches = list(sequence_dataset(manifest, folds=[0], batch_size=4))
     assert batches[0][0]["frames"].shape[-1] == 32
+    model = fold_model(manifest, [1, 2], LCWConfig())  # the lcw model reads 32 features, not the Mel bands
+    inputs = batches[0][0]
+    probs = model.predict({"frames": inputs["frames"], "mask": inputs["mask"]}, verbose=0)
+    assert probs.shape == (len(inputs["utt"]), len(manifest.classes))
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
