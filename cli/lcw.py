@@ -19,7 +19,7 @@ _DEFAULTS = LCWConfig()
 @click.option("--update", type=click.Choice(LCW_UPDATES), default=_DEFAULTS.update, show_default=True,
               help="both: LC+W (learned labels and weights); labels: learned labels only; weights: learned "
                    "weights only; class-weights: fixed inverse-class-frequency weights; none: the plain "
-                   "utterance model.")
+                   "utterance model; oversample: the plain model, every class drawn as often as the largest.")
 @click.option("--backbone", type=click.Choice(tuple(backbone_names("utterances"))), default=_DEFAULTS.backbone,
               show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,

@@ -180,5 +180,7 @@ def sequence_layout(kind: str, features: FeatureConfig) -> tuple[int, str]:
 #: ``lcw --update``: LC+W and its ablations, i.e. what the loss uses and what every second epoch learns.
 #: both (LC+W): learned labels and learned weights; labels: learned labels, weight 1; weights: given labels,
 #: learned weights; class-weights: given labels, weights fixed at K · N_c / N (inverse class frequency);
-#: none: given labels, weight 1 (the plain utterance model). The last two train the network every epoch.
-LCW_UPDATES = ("both", "labels", "weights", "class-weights", "none")
+#: none: given labels, weight 1 (the plain utterance model); oversample: as none, with every class's training
+#: utterances repeated until each class is drawn as often as the largest. The last three train the network
+#: every epoch.
+LCW_UPDATES = ("both", "labels", "weights", "class-weights", "none", "oversample")

@@ -157,7 +157,8 @@ def evaluation_dataset(manifest: RecordsManifest, *, folds: Sequence[int], label
 
 
 def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_size: int = 16, shuffle: bool = False,
-                     seed: int = 0, cache: str = "memory", buckets: int = 0) -> tf.data.Dataset:
+                     seed: int = 0, cache: str = "memory", buckets: int = 0,
+                     repeats: np.ndarray | None = None) -> tf.data.Dataset:
     """Padded batches of whole utterances of ``folds`` from the sequence shards (records built with ``--sequences``).
 
     Each element is ``(inputs, y)``: ``inputs["frames"]`` float32 ``(b, T, n_features)``, zero-padded to
@@ -166,6 +167,8 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
     Stored order unless ``shuffle`` (every epoch anew, reproducible from ``seed``). With ``buckets`` > 1,
     batches are drawn from ``buckets`` groups of similar length (boundaries at the quantiles of the
     folds' frame counts), so less of each batch is padding; utterances are still all used once per epoch.
+    ``repeats`` (one count per utterance of the manifest, indexed by utterance index) uses each utterance
+    that many times per epoch instead of once (over-sampling; 0 leaves it out).
     """
     spec = manifest.sequence_spec
     if spec is None:
@@ -174,6 +177,12 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
     n_classes = len(manifest.classes)
     paths = [str(manifest.root / s["sequences"]["path"]) for s in manifest.shards if s["fold"] in set(folds)]
     n = sum(s["utterances"][1] - s["utterances"][0] for s in manifest.shards if s["fold"] in set(folds))
+    if repeats is not None:
+        repeats = np.asarray(repeats, dtype=np.int64)
+        if repeats.shape != (len(manifest.utterances),) or (repeats < 0).any():
+            raise RecordsError(f"repeats must hold one count >= 0 per utterance, shape ({len(manifest.utterances)},). "
+                               f"Received: repeats of shape {repeats.shape}, minimum {repeats.min(initial=0)}")
+        n = int(sum(repeats[u["index"]] for u in manifest.utterances if u["fold"] in set(folds)))
 
     def example(parsed):
         x = {"frames": parsed[FRAMES], "n_frames": parsed[N_FRAMES], "utt": parsed[UTTERANCE]}
@@ -187,6 +196,9 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
     ds = ds.map(example)
     if cache == "memory":
         ds = ds.cache()
+    if repeats is not None:
+        table = tf.constant(repeats)
+        ds = ds.flat_map(lambda x, y: tf.data.Dataset.from_tensors((x, y)).repeat(table[x["utt"]]))
     if shuffle:
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     if buckets > 1:

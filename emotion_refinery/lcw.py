@@ -34,6 +34,7 @@ __all__ = ["UPDATES", "lcw_loss", "lcw_model", "fit_lcw", "LCWResult"]
 
 _LEARNED_LABELS = ("both", "labels")
 _WEIGHTED = ("both", "weights", "class-weights")
+_NETWORK_ONLY = ("none", "class-weights", "oversample")
 
 _EPS = 1e-7
 
@@ -86,6 +87,22 @@ class LCWResult:
     best_epoch: int
 
 
+def oversample_repeats(labels, n_classes: int, seed: int = 0) -> np.ndarray:
+    """How often each row of ``labels`` (class indices) is used per epoch so that every class is drawn
+    ``max_c N_c`` times: ``N_max // N_c`` times each, plus once more for ``N_max % N_c`` rows of the class
+    chosen at random (reproducible from ``seed``). Classes absent from ``labels`` stay absent."""
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=n_classes)
+    target = counts.max(initial=0)
+    repeats = np.zeros(len(labels), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    for c in np.flatnonzero(counts):
+        rows = np.flatnonzero(labels == c)
+        repeats[rows] = target // counts[c]
+        repeats[rng.choice(rows, size=target % counts[c], replace=False)] += 1
+    return repeats
+
+
 def _set_phase(classifier: keras.Model, correction: LabelCorrection, phase: str, update: str) -> None:
     classifier.trainable = phase == "theta"
     correction.trainable = phase != "theta"
@@ -118,7 +135,7 @@ def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validat
     history: list[dict] = []
     best, best_epoch, best_weights, waited = np.inf, -1, None, 0
     for epoch in range(epochs):
-        phase = "theta" if update in ("none", "class-weights") or epoch % 2 == 0 else "labels"
+        phase = "theta" if update in _NETWORK_ONLY or epoch % 2 == 0 else "labels"
         _set_phase(classifier, correction, phase, update)
         model.compile(optimizer=optimizers[phase], metrics=[_accuracy(k)],
                       loss=lcw_loss(k, learned_labels=update in _LEARNED_LABELS, weighted=update in _WEIGHTED))

@@ -91,7 +91,7 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
 
     from emotion_refinery.datasets import sequence_dataset
     from emotion_refinery.layers import LabelCorrection
-    from emotion_refinery.lcw import fit_lcw
+    from emotion_refinery.lcw import fit_lcw, oversample_repeats
 
     start = time.perf_counter()
     train_folds, val_fold = split_folds(manifest.n_folds, k)
@@ -102,8 +102,13 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     keras.utils.set_random_seed(seed)
     classifier = fold_model(manifest, train_folds, config)
     correction = LabelCorrection([u["label_index"] for u in train_utts], row_of, len(manifest.classes))
+    repeats = None
+    if config.update == "oversample":
+        repeats = np.zeros(len(manifest.utterances), np.int64)
+        repeats[[u["index"] for u in train_utts]] = oversample_repeats([u["label_index"] for u in train_utts],
+                                                                       len(manifest.classes), seed)
     train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
-                             buckets=4)  # batches of similar lengths: about half the time of random batches
+                             buckets=4, repeats=repeats)  # batches of similar lengths: about half the time of random batches
     val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size)
     result = fit_lcw(classifier, correction, train, val, epochs=config.epochs, patience=config.patience,
                      lr=config.lr, label_lr=config.label_lr, update=config.update)

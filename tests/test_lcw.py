@@ -12,7 +12,7 @@ from keras import ops
 
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.layers import LabelCorrection, MeanOne
-from emotion_refinery.lcw import fit_lcw, lcw_loss
+from emotion_refinery.lcw import fit_lcw, lcw_loss, oversample_repeats
 
 K, F = 3, 8
 
@@ -34,7 +34,7 @@ def test_loss_follows_the_formula():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("update", ["none", "class-weights"])
+@pytest.mark.parametrize("update", ["none", "class-weights", "oversample"])
 def test_baselines_train_the_network_every_epoch_and_learn_no_labels(update):
     train, val, correction, *_ = _toy(24, 8)
     result = fit_lcw(_classifier(), correction, train, val, epochs=2, update=update)
@@ -44,6 +44,15 @@ def test_baselines_train_the_network_every_epoch_and_learn_no_labels(update):
     for name in ("logits", "contribution"):
         np.testing.assert_array_equal(ops.convert_to_numpy(getattr(correction, name)),
                                       ops.convert_to_numpy(getattr(start, name)))
+
+
+def test_oversampling_draws_every_class_as_often_as_the_largest():
+    labels = np.array([0] * 7 + [1] * 3 + [2] * 2 + [4] * 1)  # class 3 absent
+    repeats = oversample_repeats(labels, n_classes=5, seed=3)
+    assert np.bincount(labels, weights=repeats, minlength=5).tolist() == [7, 7, 7, 0, 7]
+    assert set(repeats[labels == 0]) == {1} and set(repeats[labels == 1]) == {2, 3} and set(repeats[labels == 2]) == {3, 4}
+    np.testing.assert_array_equal(repeats, oversample_repeats(labels, n_classes=5, seed=3))
+    assert not np.array_equal(repeats, oversample_repeats(labels, n_classes=5, seed=4))
 
 
 def test_initial_labels_are_the_softmax_of_one_hot_and_weights_the_class_shares():
@@ -158,5 +167,5 @@ def test_learned_labels_recover_planted_flips():
 
 
 def test_unknown_update_is_refused():
-    with pytest.raises(EmorefineError, match="update='all'; expected one of both, labels, weights, class-weights, none"):
+    with pytest.raises(EmorefineError, match="update='all'; expected one of both, labels, weights, class-weights, none, oversample"):
         fit_lcw(None, None, None, None, epochs=1, update="all")

@@ -133,6 +133,20 @@ def test_length_buckets_use_every_utterance_once_with_less_padding(records):
             assert x["mask"].numpy()[row].sum() == records.utterances[i]["sequence_frames"]
 
 
+def test_repeats_use_each_utterance_that_often(records):
+    folds = [0, 1]
+    rng = np.random.default_rng(0)
+    repeats = rng.integers(0, 4, len(records.utterances))
+    for buckets in (0, 3):
+        ds = sequence_dataset(records, folds=folds, batch_size=3, shuffle=True, seed=1, buckets=buckets,
+                              repeats=repeats)
+        ids = np.concatenate([x["utt"].numpy() for x, _ in ds])
+        expected = {u["index"]: repeats[u["index"]] for u in records.utterances if u["fold"] in folds}
+        assert {i: int((ids == i).sum()) for i in expected} == expected and set(ids) <= set(expected)
+    with pytest.raises(RecordsError, match=r"one count >= 0 per utterance.*Received: repeats of shape \(2,\)"):
+        sequence_dataset(records, folds=folds, repeats=np.ones(2, np.int64))
+
+
 def test_low_level_descriptor_sequences(synthetic_corpus, tmp_path):
     """`--sequences lld`: the publication's 32 frame features from openSMILE (run in a worker process)."""
     pytest.importorskip("opensmile")
