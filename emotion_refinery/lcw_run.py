@@ -107,8 +107,9 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
         repeats = np.zeros(len(manifest.utterances), np.int64)
         repeats[[u["index"] for u in train_utts]] = oversample_repeats([u["label_index"] for u in train_utts],
                                                                        len(manifest.classes), seed)
+    # Batches of similar lengths (buckets): about half the time of random batches.
     train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
-                             buckets=4, repeats=repeats)  # batches of similar lengths: about half the time of random batches
+                             buckets=4, repeats=repeats)
     val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size)
     result = fit_lcw(classifier, correction, train, val, epochs=config.epochs, patience=config.patience,
                      lr=config.lr, label_lr=config.label_lr, update=config.update)
