@@ -23,7 +23,12 @@ _DEFAULTS = LCWConfig()
 @click.option("--backbone", type=click.Choice(tuple(backbone_names("utterances"))), default=_DEFAULTS.backbone,
               show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,
-              help="Most epochs per fold, network and label epochs together.")
+              help="Most network epochs per fold; a label/weight epoch follows each from --warmup on.")
+@click.option("--warmup", type=click.IntRange(min=1), default=_DEFAULTS.warmup, show_default=True,
+              help="Network epochs before the first label/weight epoch (1: strict alternation, as published).")
+@click.option("--label-confidence", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+              default=_DEFAULTS.label_confidence, show_default=True,
+              help="Initial learned probability of each utterance's given class (the rest shared equally).")
 @click.option("--patience", type=click.IntRange(min=0), default=_DEFAULTS.patience, show_default=True,
               help="Network epochs without a lower validation loss before a fold stops.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True)

@@ -55,7 +55,8 @@ class MeanOne(keras.constraints.Constraint):
 class LabelCorrection(keras.layers.Layer):
     """LC+W's learned labels and contribution weights, one row per training utterance.
 
-    Holds label logits ``l`` ``(n, K)``, initialised to each utterance's one-hot label, and
+    Holds label logits ``l`` ``(n, K)``, initialised from each utterance's given label so that
+    ``softmax(l)`` gives it probability ``confidence`` and the other classes equal shares, and
     contribution weights ``w`` ``(n,)``, initialised to ``K · N_c / N`` for an utterance of class ``c``
     (frequent classes start with a larger weight and so count less) and rescaled to mean 1 after
     every update (:class:`MeanOne`).
@@ -69,13 +70,20 @@ class LabelCorrection(keras.layers.Layer):
         labels: class index of every training row, ``(n,)``.
         row_of: training row of every corpus utterance index, ``(n_utterances,)``, −1 for none.
         n_classes: ``K``.
+        confidence: initial learned probability of the given class, in ``[1/K, 1)``. Logits set to
+            the one-hot label itself give ``e / (e + K − 1)`` (0.31 for ``K = 7``), i.e. heavily
+            smoothed targets from the first epoch on.
     """
 
-    def __init__(self, labels, row_of, n_classes: int, **kwargs):
+    def __init__(self, labels, row_of, n_classes: int, confidence: float = 0.9, **kwargs):
         super().__init__(**kwargs)
         self.labels = [int(c) for c in labels]
         self.row_of = [int(r) for r in row_of]
         self.n_classes = int(n_classes)
+        self.confidence = float(confidence)
+        if not (self.n_classes <= 1 or 1.0 / self.n_classes <= self.confidence < 1.0):
+            raise ValueError(f"Received: confidence={confidence!r}; expected a number in "
+                             f"[1/{self.n_classes}, 1) for {self.n_classes} classes")
 
     def build(self, input_shape):
         import numpy as np
@@ -83,8 +91,11 @@ class LabelCorrection(keras.layers.Layer):
         labels = np.asarray(self.labels, np.int64)
         n, k = len(labels), self.n_classes
         share = np.bincount(labels, minlength=k) / max(n, 1)
+        # softmax of (a on the given class, 0 elsewhere) gives the given class e^a / (e^a + K − 1).
+        a = np.log(self.confidence * (k - 1) / (1.0 - self.confidence)) if k > 1 else 0.0
         self.logits = self.add_weight(shape=(n, k), name="label_logits",
-                                      initializer=keras.initializers.Constant(np.eye(k, dtype="float32")[labels]))
+                                      initializer=keras.initializers.Constant(
+                                          (a * np.eye(k, dtype="float32")[labels]).astype("float32")))
         self.contribution = self.add_weight(shape=(n,), name="contribution_weights", constraint=MeanOne(),
                                         initializer=keras.initializers.Constant((k * share[labels]).astype("float32")))
         self._row_of = ops.convert_to_tensor(np.asarray(self.row_of, np.int32))
@@ -101,4 +112,5 @@ class LabelCorrection(keras.layers.Layer):
         return (input_shape[0], self.n_classes + 2)
 
     def get_config(self):
-        return {**super().get_config(), "labels": self.labels, "row_of": self.row_of, "n_classes": self.n_classes}
+        return {**super().get_config(), "labels": self.labels, "row_of": self.row_of, "n_classes": self.n_classes,
+                "confidence": self.confidence}

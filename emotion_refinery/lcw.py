@@ -8,7 +8,9 @@ loss of utterance ``n`` with predicted probabilities ``y_n`` is
     L_n = − Σ_c s_{n,c} log y_{n,c} / w_n
 
 Training alternates: an epoch that updates the network θ with ``l``, ``w`` fixed, then an epoch
-that updates ``l`` and ``w`` (or only one of them, for the ablations) with θ fixed. Early stopping
+that updates ``l`` and ``w`` (or only one of them, for the ablations) with θ fixed. ``epochs``
+counts θ epochs, so every variant trains its network equally long; ``warmup`` θ epochs may come
+before the first label epoch. Early stopping
 watches the validation loss (cross-entropy on the validation utterances' given labels) after the
 θ epochs and restores the best θ.
 
@@ -111,10 +113,11 @@ def _set_phase(classifier: keras.Model, correction: LabelCorrection, phase: str,
 
 
 def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validation, *, epochs: int,
-            patience: int = 3, lr: float = 1e-3, label_lr: float = 0.05, update: str = "both",
+            warmup: int = 1, patience: int = 3, lr: float = 1e-3, label_lr: float = 0.05, update: str = "both",
             log: Callable[[str], None] = lambda s: None,
             on_epoch: Callable[[int, str], None] | None = None) -> LCWResult:
-    """Alternate θ epochs and label/weight epochs (``epochs`` in all), early stopping on validation loss.
+    """Train θ for at most ``epochs`` epochs, each followed by a label/weight epoch from the ``warmup``-th on
+    (none after the last), early stopping on the θ epochs' validation loss; the best θ is restored.
 
     Args:
         classifier: an utterance model (e.g. :func:`emotion_refinery.backbones.build_sequence_model`).
@@ -124,18 +127,23 @@ def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validat
             (:func:`emotion_refinery.datasets.sequence_dataset`).
         lr, label_lr: Adam learning rates of θ and of ``l``, ``w``.
         update: one of :data:`UPDATES`.
+        warmup: θ epochs before the first label/weight epoch (1: strict alternation, as published). The
+            learned labels follow the network's predictions, so a network that has not yet learned much
+            pulls them towards its mistakes.
         patience: θ epochs without a lower validation loss before stopping.
         on_epoch: called as ``on_epoch(epoch, phase)`` after every epoch (e.g. to checkpoint).
     """
     if update not in UPDATES:
         raise EmorefineError(f"Received: update={update!r}; expected one of {', '.join(UPDATES)}")
+    if int(warmup) != warmup or warmup < 1:
+        raise EmorefineError(f"Received: warmup={warmup!r}; expected an integer of at least 1")
     k = int(classifier.outputs[0].shape[-1])
     model = lcw_model(classifier, correction)
     optimizers = {"theta": keras.optimizers.Adam(lr), "labels": keras.optimizers.Adam(label_lr)}
     history: list[dict] = []
     best, best_epoch, best_weights, waited = np.inf, -1, None, 0
-    for epoch in range(epochs):
-        phase = "theta" if update in _NETWORK_ONLY or epoch % 2 == 0 else "labels"
+
+    def run_epoch(phase: str) -> dict:
         _set_phase(classifier, correction, phase, update)
         model.compile(optimizer=optimizers[phase], metrics=[_accuracy(k)],
                       loss=lcw_loss(k, learned_labels=update in _LEARNED_LABELS, weighted=update in _WEIGHTED))
@@ -143,23 +151,27 @@ def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validat
             warnings.filterwarnings("ignore", message="Your input ran out of data")
             h = model.fit(train, validation_data=validation if phase == "theta" else None, epochs=1, verbose=0,
                           shuffle=False)
-        entry = {"epoch": epoch + 1, "phase": phase, **{n: float(v[-1]) for n, v in h.history.items()}}
+        entry = {"epoch": len(history) + 1, "phase": phase, **{n: float(v[-1]) for n, v in h.history.items()}}
         history.append(entry)
-        log(f"epoch {epoch + 1}/{epochs} ({phase}): " + ", ".join(f"{n} {v:.4f}" for n, v in entry.items()
-                                                                  if n not in ("epoch", "phase")))
+        log(f"epoch {entry['epoch']} ({phase}): " + ", ".join(f"{n} {v:.4f}" for n, v in entry.items()
+                                                             if n not in ("epoch", "phase")))
         if on_epoch is not None:
-            on_epoch(epoch, phase)
-        if phase != "theta":
-            continue
+            on_epoch(entry["epoch"] - 1, phase)
+        return entry
+
+    for theta_epoch in range(1, epochs + 1):
+        entry = run_epoch("theta")
         if entry["val_loss"] < best:
-            best, best_epoch, best_weights, waited = entry["val_loss"], epoch, classifier.get_weights(), 0
+            best, best_epoch, best_weights, waited = entry["val_loss"], entry["epoch"], classifier.get_weights(), 0
         else:
             waited += 1
             if waited > patience:
                 break
+        if update not in _NETWORK_ONLY and warmup <= theta_epoch < epochs:
+            run_epoch("labels")
     if best_weights is not None:
         classifier.set_weights(best_weights)
     classifier.trainable = correction.trainable = True
     s = ops.convert_to_numpy(ops.softmax(correction.logits, axis=-1))
     return LCWResult(labels=np.asarray(s), weights=ops.convert_to_numpy(correction.contribution),
-                     history=history, best_epoch=best_epoch + 1)
+                     history=history, best_epoch=best_epoch)

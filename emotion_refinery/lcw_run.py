@@ -44,6 +44,8 @@ class LCWConfig:
     update: str = "both"
     backbone: str = "blstm_attention"
     epochs: int = 20
+    warmup: int = 1
+    label_confidence: float = 0.9
     patience: int = 3
     batch_size: int = 32
     lr: float = 0.001
@@ -56,7 +58,11 @@ class LCWConfig:
         if self.backbone not in backbone_names("utterances"):
             raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
                                  f"{', '.join(backbone_names('utterances'))}")
-        check_numbers(self, integers=("epochs", "batch_size"), counts=("patience",), numbers=("lr", "label_lr"))
+        check_numbers(self, integers=("epochs", "warmup", "batch_size"), counts=("patience",),
+                      numbers=("lr", "label_lr"))
+        if not 0 < self.label_confidence < 1:
+            raise EmorefineError(f"Received: label_confidence={self.label_confidence!r}; expected a number "
+                                 "in (0, 1), the initial learned probability of the given class")
 
 
 def _lcw_path(run: RunDir, k: int) -> Path:
@@ -101,7 +107,10 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     seed = (config.seed * 1_000_003 + k) % (2**31 - 1)
     keras.utils.set_random_seed(seed)
     classifier = fold_model(manifest, train_folds, config)
-    correction = LabelCorrection([u["label_index"] for u in train_utts], row_of, len(manifest.classes))
+    k_classes = len(manifest.classes)
+    # The given class starts at label_confidence, never below a uniform label.
+    correction = LabelCorrection([u["label_index"] for u in train_utts], row_of, k_classes,
+                                 confidence=max(config.label_confidence, 1.0 / k_classes))
     repeats = None
     if config.update == "oversample":
         repeats = np.zeros(len(manifest.utterances), np.int64)
@@ -111,7 +120,8 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
                              buckets=4, repeats=repeats)
     val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size)
-    result = fit_lcw(classifier, correction, train, val, epochs=config.epochs, patience=config.patience,
+    result = fit_lcw(classifier, correction, train, val, epochs=config.epochs, warmup=config.warmup,
+                     patience=config.patience,
                      lr=config.lr, label_lr=config.label_lr, update=config.update)
     test = sequence_dataset(manifest, folds=[k], batch_size=config.batch_size)
     probs = classifier.predict(test.map(lambda x, y: {"frames": x["frames"], "mask": x["mask"]}), verbose=0)

@@ -55,13 +55,22 @@ def test_oversampling_draws_every_class_as_often_as_the_largest():
     assert not np.array_equal(repeats, oversample_repeats(labels, n_classes=5, seed=4))
 
 
-def test_initial_labels_are_the_softmax_of_one_hot_and_weights_the_class_shares():
-    layer = LabelCorrection([0, 0, 0, 1], row_of=[2, -1, 0, 1, 3], n_classes=2)
+def test_initial_labels_give_the_given_class_its_confidence_and_weights_the_class_shares():
+    layer = LabelCorrection([0, 0, 0, 1], row_of=[2, -1, 0, 1, 3], n_classes=2, confidence=0.8)
     out = ops.convert_to_numpy(layer(np.array([0, 1, 4], np.int64)))
-    e = math.e
-    np.testing.assert_allclose(out[0], [e / (e + 1), 1 / (e + 1), 1.5, 1.0], rtol=1e-6)  # row 2: class 0, 2·3/4
-    np.testing.assert_allclose(out[1], [e / (e + 1), 1 / (e + 1), 1.5, 0.0], rtol=1e-6)  # no row: flagged 0
-    np.testing.assert_allclose(out[2], [1 / (e + 1), e / (e + 1), 0.5, 1.0], rtol=1e-6)  # row 3: class 1, 2·1/4
+    np.testing.assert_allclose(out[0], [0.8, 0.2, 1.5, 1.0], rtol=1e-6)  # row 2: class 0, w = 2·3/4
+    np.testing.assert_allclose(out[1], [0.8, 0.2, 1.5, 0.0], rtol=1e-6)  # no row: flagged 0
+    np.testing.assert_allclose(out[2], [0.2, 0.8, 0.5, 1.0], rtol=1e-6)  # row 3: class 1, w = 2·1/4
+    # confidence e / (e + K − 1) are the logits of the one-hot label itself.
+    literal = LabelCorrection([2, 0], row_of=[0, 1], n_classes=3, confidence=math.e / (math.e + 2))
+    literal(np.zeros(1, np.int64))
+    np.testing.assert_allclose(ops.convert_to_numpy(literal.logits), [[0, 0, 1], [1, 0, 0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("confidence", [0.2, 1.0, 1.5])
+def test_a_confidence_outside_uniform_to_one_is_refused(confidence):
+    with pytest.raises(ValueError, match=rf"confidence={confidence!r}; expected a number in \[1/3, 1\)"):
+        LabelCorrection([0], row_of=[0], n_classes=3, confidence=confidence)
 
 
 def test_mean_one_keeps_weights_positive_with_mean_one():
@@ -122,12 +131,14 @@ def test_theta_epochs_change_only_the_network_and_label_epochs_only_labels_and_w
                           ops.convert_to_numpy(correction.logits).copy(),
                           ops.convert_to_numpy(correction.contribution).copy()))
 
-    fit_lcw(classifier, correction, train, val, epochs=3, patience=5, on_epoch=snapshot)
+    start = LabelCorrection(correction.labels, correction.row_of, K)
+    start(np.zeros(1, np.int64))
+    fit_lcw(classifier, correction, train, val, epochs=2, patience=5, on_epoch=snapshot)
     before_theta = [w.copy() for w in _classifier().get_weights()]
     (p1, th1, l1, w1), (p2, th2, l2, w2), (p3, th3, l3, w3) = snapshots
     assert [p1, p2, p3] == ["theta", "labels", "theta"]
     assert any(not np.array_equal(a, b) for a, b in zip(before_theta, th1))
-    np.testing.assert_array_equal(l1, np.eye(K, dtype=np.float32)[np.argmax(l1, axis=1)])  # still the one-hot init
+    np.testing.assert_array_equal(l1, ops.convert_to_numpy(start.logits))  # the θ epoch left the labels alone
     for a, b in zip(th1, th2):  # the label epoch left θ alone
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(l1, l2) and not np.array_equal(w1, w2)
@@ -155,7 +166,7 @@ def test_ablations_learn_only_their_part(update, moved):
 def test_learned_labels_recover_planted_flips():
     train, val, correction, truth, given, flip = _toy(60, 20, seed=1)
     assert flip.sum() >= 8
-    result = fit_lcw(_classifier(1), correction, train, val, epochs=16, patience=8, lr=0.01)
+    result = fit_lcw(_classifier(1), correction, train, val, epochs=8, patience=8, lr=0.01, label_lr=0.2)
     # Precondition: the network separates the classes. (Where it does not, the label epochs pull labels
     # towards its wrong predictions: LC+W corrects labels only as well as its network generalises.)
     assert max(h.get("val_accuracy", 0) for h in result.history) >= 0.9
@@ -164,6 +175,22 @@ def test_learned_labels_recover_planted_flips():
     assert np.mean(learned[~flip] == truth[~flip]) >= 0.9
     assert result.weights[flip].mean() > result.weights[~flip].mean()  # flipped utterances count less
     np.testing.assert_allclose(result.weights.mean(), 1, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_warmup_trains_the_network_alone_first_and_epochs_count_network_epochs():
+    train, val, correction, *_ = _toy(24, 8)
+    result = fit_lcw(_classifier(), correction, train, val, epochs=3, warmup=2, patience=5)
+    assert [h["phase"] for h in result.history] == ["theta", "theta", "labels", "theta"]
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    theta = [h for h in result.history if h["phase"] == "theta"]
+    assert result.best_epoch == min(theta, key=lambda h: h["val_loss"])["epoch"]
+
+
+@pytest.mark.parametrize("warmup", [0, 1.5])
+def test_a_warmup_below_one_epoch_is_refused(warmup):
+    with pytest.raises(EmorefineError, match=rf"warmup={warmup!r}; expected an integer of at least 1"):
+        fit_lcw(None, None, None, None, epochs=1, warmup=warmup)
 
 
 def test_unknown_update_is_refused():
