@@ -27,7 +27,7 @@ from emotion_refinery.features import log_mel, segment
 from emotion_refinery.run_dir import load_run
 from emotion_refinery.report import chosen_round
 from emotion_refinery.speaker_norm import shift_and_scale, tiled_sums
-from emotion_refinery.utterance import ep_statistics, utterance_features
+from emotion_refinery.utterance import ep_statistics, fit_forest, forest_probabilities, utterance_features
 
 __all__ = ["Predictor", "Prediction", "default_round", "ensemble_model", "stream_frames"]
 
@@ -134,8 +134,6 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | os.PathLike, *, t: int | None = None, batch_size: int = 1024):
-        from sklearn.ensemble import RandomForestClassifier
-
         self.run, record, self.manifest = load_run(run_dir)
         self.t = default_round(run_dir) if t is None else t
         self.model = ensemble_model(run_dir, self.t)
@@ -150,7 +148,7 @@ class Predictor:
         table = self.manifest.segment_table()
         x = utterance_features(q, table["utterance"], len(self.manifest.utterances))
         y = np.array([u["label_index"] for u in self.manifest.utterances])
-        self.forest = RandomForestClassifier(random_state=record["config"]["seed"], n_jobs=1).fit(x, y)
+        self.forest = fit_forest(x, y, seed=record["config"]["seed"])
 
     def set_speaker(self, paths: list[str | os.PathLike]) -> dict[str, str]:
         """Per-band statistics of one speaker from their audio ``paths``, for the files predicted next.
@@ -211,8 +209,7 @@ class Predictor:
         except AudioError as e:
             return Prediction(str(path), error=str(e))
         f = self.features
-        proba = np.zeros(len(self.classes))
-        proba[self.forest.classes_] = self.forest.predict_proba(ep_statistics(ep)[None])[0]
+        proba = forest_probabilities(self.forest, ep_statistics(ep)[None], len(self.classes))[0]
         return Prediction(
             str(path),
             start_seconds=np.arange(len(ep)) * f.segment_hop * f.hop_length / f.sr,

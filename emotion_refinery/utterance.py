@@ -28,6 +28,8 @@ __all__ = [
     "utterance_features",
     "feature_names",
     "evaluate_forest",
+    "fit_forest",
+    "forest_probabilities",
     "decision_scores",
     "ep_entropy",
 ]
@@ -164,6 +166,19 @@ class ForestResult:
     probabilities: np.ndarray
 
 
+def fit_forest(features: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> RandomForestClassifier:
+    """The utterance classifier: ``RandomForestClassifier(random_state=seed, n_jobs=1)``, otherwise
+    scikit-learn's defaults, fitted on ``features`` ``(n, n_features)`` and class indices ``labels``."""
+    return RandomForestClassifier(random_state=seed, n_jobs=1).fit(features, labels)
+
+
+def forest_probabilities(forest: RandomForestClassifier, features: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class probabilities ``(n, n_classes)`` of :func:`fit_forest`'s forest; 0 for classes it never saw."""
+    out = np.zeros((len(features), n_classes), dtype=np.float64)
+    out[:, forest.classes_] = forest.predict_proba(features)
+    return out
+
+
 def evaluate_forest(
     features: np.ndarray,
     labels: np.ndarray,
@@ -215,15 +230,11 @@ def evaluate_forest(
     if fold_ids.shape[0] < 2:
         raise EmorefineError(f"folds must hold at least two fold ids. Received: folds={fold_ids.tolist()}")
 
-    predictions = np.empty(n, dtype=np.int64)
     probabilities = np.zeros((n, n_classes), dtype=np.float64)
     for fold in fold_ids:
         test = f == fold
-        forest = RandomForestClassifier(random_state=seed, n_jobs=1)
-        forest.fit(x[~test], y[~test])
-        proba = forest.predict_proba(x[test])  # columns: forest.classes_
-        probabilities[np.ix_(np.flatnonzero(test), forest.classes_)] = proba
-        predictions[test] = forest.classes_[np.argmax(proba, axis=1)]
+        probabilities[test] = forest_probabilities(fit_forest(x[~test], y[~test], seed=seed), x[test], n_classes)
+    predictions = probabilities.argmax(axis=1)  # a class the fold's forest never saw has probability 0
 
     scores = decision_scores(y, predictions, n_classes=n_classes)
     return ForestResult(**scores, predictions=predictions, probabilities=probabilities)
