@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import soundfile
@@ -24,7 +23,7 @@ from emotion_refinery.audio import to_mono
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.features import log_mel, segment
-from emotion_refinery.run_dir import load_run
+from emotion_refinery.run_dir import RunDir, load_run
 from emotion_refinery.report import chosen_round
 from emotion_refinery.speaker_norm import shift_and_scale, tiled_sums
 from emotion_refinery.utterance import ep_statistics, fit_forest, forest_probabilities, utterance_features
@@ -38,7 +37,7 @@ def default_round(run_dir: str | os.PathLike) -> int:
 
     Never the round with the best test-fold accuracy: choosing by it would choose on test data.
     """
-    path = Path(run_dir) / "report.json"
+    path = RunDir(run_dir).report_json
     if not path.is_file():
         raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json (no round has finished)")
     return chosen_round(json.loads(path.read_text())["rounds"])["round"]
@@ -47,7 +46,7 @@ def default_round(run_dir: str | os.PathLike) -> int:
 def _check_round(run, manifest, t: int) -> None:
     missing = [k for k in range(manifest.n_folds) if not run.is_done(t, k)]
     if missing:
-        done = sorted({int(p.parent.parent.name.split("-")[1]) for p in run.root.glob("rounds/*/done/*.json")})
+        done = run.rounds_done()
         raise EmorefineError(f"Received: round={t}; its folds {missing} are not finished "
                              f"(rounds with finished folds: {done})")
 

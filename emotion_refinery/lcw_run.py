@@ -70,18 +70,14 @@ def _lcw_path(run: RunDir, k: int) -> Path:
 
 
 def _prepare(run: RunDir, manifest: RecordsManifest, config: LCWConfig) -> dict:
-    import hashlib
-
-    record = {"method": "lcw", "config": dataclasses.asdict(config),
-              "records": {"path": str(manifest.root.resolve()),
-                          "manifest_sha256": hashlib.sha256((manifest.root / "manifest.json").read_bytes()).hexdigest()},
+    record = {"method": "lcw", "config": dataclasses.asdict(config), "records": run.records_entry(manifest),
               "emorefine_version": __version__}
     if run.config.is_file():
         old = json.loads(run.config.read_text())
         if old.get("method") != "lcw":
             raise EmorefineError(f"{run.root} holds a refine run; use another run directory for lcw")
-        diff = settings_difference({"config": old["config"], "records": old["records"]},
-                                   {"config": record["config"], "records": record["records"]})
+        diff = settings_difference({"config": old["config"], "records": run.records_identity(old["records"])},
+                                   {"config": record["config"], "records": run.records_identity(record["records"])})
         if diff:
             raise EmorefineError(f"{run.root} holds a run with other settings ({'; '.join(diff)}). "
                                  "Use another run directory, or the same settings to resume it.")

@@ -13,7 +13,6 @@ settings skips what is done.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -96,15 +95,11 @@ def cpu_time_warning(manifest: RecordsManifest, config: RefineConfig, trainings:
             f"of up to {config.epochs} epochs would take about {hours:.1f} h on {cores} cores. {advice}")
 
 
-def _manifest_digest(manifest: RecordsManifest) -> str:
-    return hashlib.sha256((manifest.root / "manifest.json").read_bytes()).hexdigest()
-
-
 def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> dict:
     """Create the run directory or check that an existing one was made with the same settings."""
     record = {
         "config": config.to_dict(),
-        "records": {"path": str(manifest.root.resolve()), "manifest_sha256": _manifest_digest(manifest)},
+        "records": run.records_entry(manifest),
         "emorefine_version": __version__,
     }
     if run.config.is_file():
@@ -113,8 +108,9 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
         old_cfg, new_cfg = {**RefineConfig().to_dict(), **old["config"]}, dict(record["config"])
         if new_cfg["rounds"] >= old_cfg["rounds"]:  # more rounds extend a run
             old_cfg.pop("rounds"), new_cfg.pop("rounds")
-        diff = settings_difference({"config": old_cfg, "records": old["records"]},
-                                   {"config": new_cfg, "records": record["records"]})
+        # The records are the same when their manifest is (they may have moved with the run).
+        diff = settings_difference({"config": old_cfg, "records": run.records_identity(old["records"])},
+                                   {"config": new_cfg, "records": run.records_identity(record["records"])})
         if diff:
             raise EmorefineError(f"{run.root} holds a run with other settings ({'; '.join(diff)}). "
                                  "Use another run directory, or the same settings to resume it.")
@@ -361,8 +357,7 @@ def utterance_arrays(run_dir: str | os.PathLike, *, t: int, uid: str) -> dict[st
     u = manifest.utterance(uid)
     # The utterance's own fold: in an interrupted round other folds may be done while this one is not.
     if not run.predictions_path(t, u["fold"]).is_file():
-        done = sorted(r for r in (int(p.name.split("-")[1]) for p in (run.root / "rounds").glob("round-*"))
-                      if run.predictions_path(r, u["fold"]).is_file())
+        done = run.rounds_done(u["fold"])
         raise EmorefineError(f"Received: round={t}; this run has rounds {done} for utterance {uid!r} "
                              f"(fold {u['fold']})")
     lo, hi = manifest.fold_segments(u["fold"])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -67,6 +68,33 @@ class RunDir:
                                      "or a run directory to resume (it is a file)") from None
             yield
 
+    # --- the records a run was made on ---------------------------------------------------
+    def records_entry(self, manifest: RecordsManifest) -> dict:
+        """How ``config.json`` names the records: their absolute path, their path relative to the run
+        directory (so that a run and its records can move together), and the manifest's sha256."""
+        root = manifest.root.resolve()
+        return {"path": str(root), "relative": os.path.relpath(root, self.root.resolve()),
+                "manifest_sha256": hashlib.sha256((manifest.root / "manifest.json").read_bytes()).hexdigest()}
+
+    @staticmethod
+    def records_identity(entry: dict) -> dict:
+        """The part of a :meth:`records_entry` that says which records they are (not where they lie)."""
+        return {"manifest_sha256": entry.get("manifest_sha256")}
+
+    def records_root(self, entry: dict) -> Path:
+        """The records folder of a :meth:`records_entry`: at its absolute path, or else at its path relative
+        to this run directory (both moved together)."""
+        candidates = [Path(entry["path"])]
+        if "relative" in entry and Path(os.path.normpath(self.root / entry["relative"])) not in candidates:
+            candidates.append(Path(os.path.normpath(self.root / entry["relative"])))
+        for root in candidates:
+            if (root / "manifest.json").is_file():
+                return root
+        raise EmorefineError(f"Received: run={str(self.root)!r}, whose records are not at "
+                             f"{' nor at '.join(repr(str(c)) for c in candidates)}; expected the records folder "
+                             "(with its manifest.json) at one of those paths: move it back, or beside the run "
+                             "as it was")
+
     def round_dir(self, t: int) -> Path:
         return self.root / "rounds" / f"round-{t:02d}"
 
@@ -97,6 +125,12 @@ class RunDir:
 
     def is_done(self, t: int, k: int) -> bool:
         return self.done_path(t, k).is_file()
+
+    def rounds_done(self, k: int | None = None) -> list[int]:
+        """The rounds in which fold ``k`` (or, without ``k``, at least one fold) is done."""
+        rounds = (int(p.name.split("-")[1]) for p in (self.root / "rounds").glob("round-*"))
+        return sorted(t for t in rounds if (self.is_done(t, k) if k is not None
+                                            else any((self.round_dir(t) / "done").glob("fold-*.json"))))
 
     def fold_info(self, t: int, k: int) -> dict:
         return json.loads(self.done_path(t, k).read_text())
@@ -201,4 +235,4 @@ def load_run(run_dir: str | os.PathLike) -> tuple[RunDir, dict, RecordsManifest]
         raise EmorefineError(f"Received: run={str(run_dir)!r}; expected a folder made by `emorefine refine` "
                              "(it has no config.json)")
     record = json.loads(run.config.read_text())
-    return run, record, RecordsManifest.load(Path(record["records"]["path"]))
+    return run, record, RecordsManifest.load(run.records_root(record["records"]))

@@ -297,6 +297,26 @@ def test_changed_records_are_refused(quick_run, quick_records, tmp_path):
         _run(other, quick_run[0], QUICK)
 
 
+def test_a_run_and_its_records_moved_together_are_found_and_resume(quick_run, quick_records, tmp_path):
+    from emotion_refinery.run_dir import load_run
+
+    first = tmp_path / "first"
+    shutil.copytree(quick_run[0], first / "run")
+    _copy_records(quick_records, first / "rec")
+    _, lines = _run(first / "rec", first / "run", QUICK)  # same records (same manifest) at another path
+    assert _fold_lines(lines) == []
+    assert json.loads((first / "run" / "config.json").read_text())["records"]["relative"] == "../rec"
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    run, _, manifest = load_run(moved / "run")
+    assert manifest.root == moved / "rec"
+    again, lines = _run(moved / "rec", moved / "run", QUICK)
+    assert _fold_lines(lines) == [] and again["rounds"] == quick_run[1]["rounds"]
+    (moved / "rec").rename(tmp_path / "elsewhere")
+    with pytest.raises(EmorefineError, match=r"records are not at '[^']*/moved/rec'; expected the records folder"):
+        load_run(moved / "run")
+
+
 def test_more_rounds_extend_a_finished_run(quick_run, quick_records, quick_manifest, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(quick_run[0], out)
