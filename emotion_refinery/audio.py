@@ -8,6 +8,7 @@ with TensorFlow 2.21.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import soundfile
@@ -15,7 +16,7 @@ import soxr
 
 from emotion_refinery.errors import AudioError
 
-__all__ = ["AUDIO_EXTENSIONS", "load", "to_mono", "resample"]
+__all__ = ["AUDIO_EXTENSIONS", "load", "stream", "to_mono", "resample"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -46,7 +47,47 @@ def load(path: str | os.PathLike, *, sr: int = 16000) -> np.ndarray:
     except Exception as e:  # libsndfile reports every decoding failure as a generic error
         raise AudioError(f"cannot decode audio: {e}") from e
     if y.shape[0] == 0:
-        raise AudioError("empty audio: the file holds no samples")
+        raise AudioError(_EMPTY)
+    _check_finite(y)
+    return resample(to_mono(y), orig_sr=file_sr, target_sr=sr)
+
+
+def stream(path: str | os.PathLike, *, sr: int = 16000, block_seconds: float = 30.0,
+           min_block: int = 1) -> Iterator[np.ndarray]:
+    """Decode ``path`` block by block: mono float32 at ``sr`` Hz, about ``block_seconds`` per block (at
+    least ``min_block`` input samples), resampled by soxr's streaming converter; the last block may be
+    empty. For long recordings, whose whole signal need not be held in memory.
+
+    Raises:
+        AudioError: as :func:`load`, when the block that shows the fault is read.
+    """
+    try:
+        sf = soundfile.SoundFile(os.fspath(path))
+    except Exception as e:
+        raise AudioError(f"cannot decode audio: {e}") from e
+    with sf:
+        if sf.frames == 0:
+            raise AudioError(_EMPTY)
+        resampler = None if sf.samplerate == sr else soxr.ResampleStream(sf.samplerate, sr, 1, dtype="float32",
+                                                                         quality="HQ")
+        blocks = sf.blocks(blocksize=max(int(block_seconds * sf.samplerate), min_block), dtype="float32",
+                           always_2d=True)
+        done = False
+        while not done:
+            try:
+                block = next(blocks)
+            except StopIteration:
+                block, done = np.zeros((0, sf.channels), np.float32), True
+            except Exception as e:
+                raise AudioError(f"cannot decode audio: {e}") from e
+            _check_finite(block)
+            y = to_mono(block)
+            yield y if resampler is None else resampler.resample_chunk(y, last=done)
+
+
+_EMPTY = "empty audio: the file holds no samples"
+
+
+def _check_finite(y: np.ndarray) -> None:
     if not np.isfinite(y).all():
         raise AudioError("the audio holds NaN or infinite samples")
-    return resample(to_mono(y), orig_sr=file_sr, target_sr=sr)

@@ -17,7 +17,7 @@ import numpy as np
 from emotion_refinery.audio import load
 from emotion_refinery.config import LLD_COLUMNS, FeatureConfig, sequence_layout
 from emotion_refinery.errors import AudioError
-from emotion_refinery.features import log_mel, segment
+from emotion_refinery.features import frames_of, segment
 from tf_records.atomic import atomic_path
 from tf_records.schema import SegmentSpec, SequenceSpec
 from tf_records.writer import ShardWriter, sha256_file
@@ -39,9 +39,7 @@ def extract_frames(path: str, cache: str, features: dict[str, Any]) -> tuple[int
     if len(y) < config.min_samples:
         return (f"too short: {len(y) / config.sr:.3f} s; one segment needs {config.segment_seconds:.3f} s "
                 f"({config.min_samples} samples at {config.sr} Hz)")
-    frames = log_mel(y, sr=config.sr, n_fft=config.n_fft, win_length=config.win_length,
-                     hop_length=config.hop_length, window=config.window, n_mels=config.n_mels,
-                     fmin=config.fmin, fmax=config.fmax, htk=config.htk, amin=config.amin)
+    frames = frames_of(y, config)
     _write_cache(cache, frames.astype(config.dtype), len(y))
     return len(y), frames.shape[0]
 

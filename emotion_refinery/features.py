@@ -17,7 +17,7 @@ import numpy as np
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import AudioError
 
-__all__ = ["log_mel", "segment", "segments_of", "mel_basis"]
+__all__ = ["log_mel", "frames_of", "segment", "segments_of", "mel_basis"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -88,19 +88,13 @@ def segment(frames: np.ndarray, *, segment_frames: int = 32, segment_hop: int = 
     return windows[::segment_hop].transpose(0, 2, 1)
 
 
+def frames_of(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Signal at ``config.sr`` → log-Mel frames ``(n_frames, n_mels)`` float32, with ``config``'s settings."""
+    return log_mel(y, sr=config.sr, n_fft=config.n_fft, win_length=config.win_length, hop_length=config.hop_length,
+                   window=config.window, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax, htk=config.htk,
+                   amin=config.amin)
+
+
 def segments_of(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Signal at ``config.sr`` → segments ``(n_segments, segment_frames, n_mels)`` in float32."""
-    frames = log_mel(
-        y,
-        sr=config.sr,
-        n_fft=config.n_fft,
-        win_length=config.win_length,
-        hop_length=config.hop_length,
-        window=config.window,
-        n_mels=config.n_mels,
-        fmin=config.fmin,
-        fmax=config.fmax,
-        htk=config.htk,
-        amin=config.amin,
-    )
-    return segment(frames, segment_frames=config.segment_frames, segment_hop=config.segment_hop)
+    return segment(frames_of(y, config), segment_frames=config.segment_frames, segment_hop=config.segment_hop)

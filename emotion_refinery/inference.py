@@ -16,13 +16,11 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
-import soundfile
-import soxr
 
-from emotion_refinery.audio import to_mono
+from emotion_refinery import audio
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import AudioError, EmorefineError
-from emotion_refinery.features import log_mel, segment
+from emotion_refinery.features import frames_of, segment
 from emotion_refinery.run_dir import RunDir, load_run
 from emotion_refinery.report import chosen_round
 from emotion_refinery.speaker_norm import shift_and_scale, tiled_sums
@@ -76,39 +74,14 @@ def stream_frames(path: str | os.PathLike, config: FeatureConfig, *, block_secon
     Raises:
         AudioError: the file cannot be decoded, is empty, or holds NaN or infinite samples.
     """
-    try:
-        sf = soundfile.SoundFile(os.fspath(path))
-    except Exception as e:  # libsndfile reports every failure as a generic error
-        raise AudioError(f"cannot decode audio: {e}") from e
-    with sf:
-        if sf.frames == 0:
-            raise AudioError("empty audio: the file holds no samples")
-        stream = None if sf.samplerate == config.sr else soxr.ResampleStream(sf.samplerate, config.sr, 1,
-                                                                             dtype="float32", quality="HQ")
-        pending = np.zeros(0, dtype=np.float32)
-        blocksize = max(int(block_seconds * sf.samplerate), config.win_length)
-        blocks = sf.blocks(blocksize=blocksize, dtype="float32", always_2d=True)
-        done = False
-        while not done:
-            try:
-                block = next(blocks)
-            except StopIteration:
-                block, done = np.zeros((0, sf.channels), np.float32), True
-            except Exception as e:
-                raise AudioError(f"cannot decode audio: {e}") from e
-            if not np.isfinite(block).all():
-                raise AudioError("the audio holds NaN or infinite samples")
-            y = to_mono(block)
-            if stream is not None:
-                y = stream.resample_chunk(y, last=done)
-            pending = np.concatenate([pending, y])
-            n = config.n_frames(len(pending))
-            if n:
-                yield log_mel(pending[: (n - 1) * config.hop_length + config.win_length], sr=config.sr,
-                              n_fft=config.n_fft, win_length=config.win_length, hop_length=config.hop_length,
-                              window=config.window, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax,
-                              htk=config.htk, amin=config.amin).astype(config.dtype).astype(np.float32)
-                pending = pending[n * config.hop_length:]
+    pending = np.zeros(0, dtype=np.float32)
+    for y in audio.stream(path, sr=config.sr, block_seconds=block_seconds, min_block=config.win_length):
+        pending = np.concatenate([pending, y])
+        n = config.n_frames(len(pending))
+        if n:
+            frames = frames_of(pending[: (n - 1) * config.hop_length + config.win_length], config)
+            yield frames.astype(config.dtype).astype(np.float32)
+            pending = pending[n * config.hop_length:]
 
 
 @dataclasses.dataclass
