@@ -29,6 +29,9 @@ _DEFAULTS = LCWConfig()
 @click.option("--label-confidence", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
               default=_DEFAULTS.label_confidence, show_default=True,
               help="Initial learned probability of each utterance's given class (the rest shared equally).")
+@click.option("--speaker-norm/--no-speaker-norm", default=_DEFAULTS.speaker_norm, show_default=True,
+              help="Z-normalise every frame feature of each speaker's utterances by that speaker's own "
+                   "statistics (no labels; utterances without a speaker id by their own).")
 @click.option("--patience", type=click.IntRange(min=0), default=_DEFAULTS.patience, show_default=True,
               help="Network epochs without a lower validation loss before a fold stops.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True)

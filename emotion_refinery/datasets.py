@@ -158,7 +158,7 @@ def evaluation_dataset(manifest: RecordsManifest, *, folds: Sequence[int], label
 
 def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_size: int = 16, shuffle: bool = False,
                      seed: int = 0, cache: str = "memory", buckets: int = 0,
-                     repeats: np.ndarray | None = None) -> tf.data.Dataset:
+                     repeats: np.ndarray | None = None, normalize=None) -> tf.data.Dataset:
     """Padded batches of whole utterances of ``folds`` from the sequence shards (records built with ``--sequences``).
 
     Each element is ``(inputs, y)``: ``inputs["frames"]`` float32 ``(b, T, n_features)``, zero-padded to
@@ -168,7 +168,9 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
     batches are drawn from ``buckets`` groups of similar length (boundaries at the quantiles of the
     folds' frame counts), so less of each batch is padding; utterances are still all used once per epoch.
     ``repeats`` (one count per utterance of the manifest, indexed by utterance index) uses each utterance
-    that many times per epoch instead of once (over-sampling; 0 leaves it out).
+    that many times per epoch instead of once (over-sampling; 0 leaves it out). ``normalize``:
+    ``(shift, scale)``, float32 ``(n_utterances, n_features)``: the frames of utterance ``i`` become
+    ``(x - shift[i]) / scale[i]`` before caching (:func:`emotion_refinery.speaker_norm.sequence_tables`).
     """
     spec = manifest.sequence_spec
     if spec is None:
@@ -184,8 +186,13 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
                                f"Received: repeats of shape {repeats.shape}, minimum {repeats.min(initial=0)}")
         n = int(sum(repeats[u["index"]] for u in manifest.utterances if u["fold"] in set(folds)))
 
+    shift, scale = (None, None) if normalize is None else (tf.constant(np.asarray(a, np.float32)) for a in normalize)
+
     def example(parsed):
-        x = {"frames": parsed[FRAMES], "n_frames": parsed[N_FRAMES], "utt": parsed[UTTERANCE]}
+        frames, utt = parsed[FRAMES], parsed[UTTERANCE]
+        if shift is not None:
+            frames = tf.cast((tf.cast(frames, tf.float32) - shift[utt]) / scale[utt], frames.dtype)
+        x = {"frames": frames, "n_frames": parsed[N_FRAMES], "utt": utt}
         return x, tf.one_hot(parsed[LABEL], n_classes)
 
     def with_mask(x, y):

@@ -46,6 +46,7 @@ class LCWConfig:
     epochs: int = 20
     warmup: int = 1
     label_confidence: float = 0.9
+    speaker_norm: bool = False
     patience: int = 3
     batch_size: int = 32
     lr: float = 0.001
@@ -60,6 +61,8 @@ class LCWConfig:
                                  f"{', '.join(backbone_names('utterances'))}")
         check_numbers(self, integers=("epochs", "warmup", "batch_size"), counts=("patience",),
                       numbers=("lr", "label_lr"))
+        if not isinstance(self.speaker_norm, bool):
+            raise EmorefineError(f"Received: speaker_norm={self.speaker_norm!r}; expected true or false")
         if not 0 < self.label_confidence < 1:
             raise EmorefineError(f"Received: label_confidence={self.label_confidence!r}; expected a number "
                                  "in (0, 1), the initial learned probability of the given class")
@@ -102,7 +105,12 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     row_of[[u["index"] for u in train_utts]] = np.arange(len(train_utts))
     seed = (config.seed * 1_000_003 + k) % (2**31 - 1)
     keras.utils.set_random_seed(seed)
-    classifier = fold_model(manifest, train_folds, config)
+    normalize = None
+    if config.speaker_norm:
+        from emotion_refinery.speaker_norm import sequence_tables
+
+        normalize = sequence_tables(manifest)  # one pass over the sequences, no labels
+    classifier = fold_model(manifest, train_folds, config, normalize=normalize)
     k_classes = len(manifest.classes)
     # The given class starts at label_confidence, never below a uniform label.
     correction = LabelCorrection([u["label_index"] for u in train_utts], row_of, k_classes,
@@ -114,12 +122,12 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
                                                                        len(manifest.classes), seed)
     # Batches of similar lengths (buckets): about half the time of random batches.
     train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
-                             buckets=4, repeats=repeats)
-    val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size)
+                             buckets=4, repeats=repeats, normalize=normalize)
+    val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size, normalize=normalize)
     result = fit_lcw(classifier, correction, train, val, epochs=config.epochs, warmup=config.warmup,
                      patience=config.patience,
                      lr=config.lr, label_lr=config.label_lr, update=config.update)
-    test = sequence_dataset(manifest, folds=[k], batch_size=config.batch_size)
+    test = sequence_dataset(manifest, folds=[k], batch_size=config.batch_size, normalize=normalize)
     probs = classifier.predict(test.map(lambda x, y: {"frames": x["frames"], "mask": x["mask"]}), verbose=0)
     with atomic_path(_lcw_path(run, k)) as tmp, open(tmp, "wb") as f:
         np.savez(f, utterances=np.array([u["index"] for u in train_utts]), labels=result.labels,
@@ -135,21 +143,22 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     return info
 
 
-def fold_model(manifest: RecordsManifest, train_folds: list[int], config: LCWConfig):
+def fold_model(manifest: RecordsManifest, train_folds: list[int], config: LCWConfig, *, normalize=None):
     """``config.backbone`` for the records' frame features, normalised by the training folds' frame statistics."""
     from emotion_refinery.backbones import build_sequence_model
 
-    mean, variance = _frame_statistics(manifest, train_folds)
+    mean, variance = _frame_statistics(manifest, train_folds, normalize=normalize)
     return build_sequence_model(config.backbone, n_features=manifest.sequence_spec.n_features,
                                 n_classes=len(manifest.classes), mean=mean, variance=variance)
 
 
-def _frame_statistics(manifest: RecordsManifest, folds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _frame_statistics(manifest: RecordsManifest, folds: list[int], *, normalize=None
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and variance over every real (unpadded) frame of the sequences of ``folds``."""
     from emotion_refinery.datasets import sequence_dataset
 
     n, total, total_sq = 0, 0.0, 0.0
-    for x, _ in sequence_dataset(manifest, folds=folds, batch_size=64, cache="none"):
+    for x, _ in sequence_dataset(manifest, folds=folds, batch_size=64, cache="none", normalize=normalize):
         frames = x["frames"].numpy()[x["mask"].numpy()].astype(np.float64)
         n, total, total_sq = n + len(frames), total + frames.sum(axis=0), total_sq + (frames * frames).sum(axis=0)
     mean = total / n

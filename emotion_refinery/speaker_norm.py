@@ -1,4 +1,5 @@
-"""Per-speaker normalisation of the log-Mel bands (``refine --speaker-norm``).
+"""Per-speaker normalisation of the log-Mel bands (``refine --speaker-norm``) and of utterance
+frame sequences (``lcw --speaker-norm``).
 
 Every Mel band of a speaker's segments is z-normalised by that speaker's own mean and standard
 deviation over their frames. No labels are used, and a speaker's statistics come from that
@@ -8,7 +9,8 @@ group (normalised by its own frames).
 
 The statistics are read from the records: the segments at positions that tile each utterance
 without overlap (every ``segment_frames / segment_hop``-th segment), so each frame counts once,
-save the tail shorter than one segment.
+save the tail shorter than one segment. For sequence records (:func:`sequence_tables`) every frame
+of the stored sequences counts.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from emotion_refinery.features import segment
 from emotion_refinery.manifest import RecordsManifest
 from tf_records.schema import POSITION, SEGMENT, UTTERANCE
 
-__all__ = ["speaker_groups", "utterance_statistics", "speaker_tables", "tiled_sums", "shift_and_scale", "EPSILON"]
+__all__ = ["speaker_groups", "utterance_statistics", "speaker_tables", "sequence_tables", "tiled_sums",
+           "shift_and_scale", "EPSILON"]
 
 #: Added to a band's variance before the square root, so a near-constant band is not blown up.
 EPSILON = 1e-3
@@ -95,3 +98,19 @@ def speaker_tables(manifest: RecordsManifest, stats: dict[str, np.ndarray] | Non
             continue
         shift[rows], scale[rows] = shift_and_scale(n, stats["sum"][rows].sum(axis=0), stats["sum_sq"][rows].sum(axis=0))
     return shift.astype(np.float32), scale.astype(np.float32)
+
+
+def sequence_tables(manifest: RecordsManifest) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`speaker_tables` for the frame features of the sequence records: ``(shift, scale)``, float32
+    ``(n_utterances, n_features)``, from every stored frame of each speaker's utterances."""
+    from emotion_refinery.datasets import sequence_dataset
+
+    n, width = len(manifest.utterances), manifest.sequence_spec.n_features
+    stats = {"count": np.zeros(n, np.int64), "sum": np.zeros((n, width)), "sum_sq": np.zeros((n, width))}
+    every_fold = sorted({u["fold"] for u in manifest.utterances})
+    for x, _ in sequence_dataset(manifest, folds=every_fold, batch_size=64, cache="none").as_numpy_iterator():
+        frames = np.where(x["mask"][..., None], x["frames"].astype(np.float64), 0.0)
+        stats["count"][x["utt"]] += x["mask"].sum(axis=1)
+        stats["sum"][x["utt"]] += frames.sum(axis=1)
+        stats["sum_sq"][x["utt"]] += (frames * frames).sum(axis=1)
+    return speaker_tables(manifest, stats)

@@ -147,6 +147,35 @@ def test_repeats_use_each_utterance_that_often(records):
         sequence_dataset(records, folds=folds, repeats=np.ones(2, np.int64))
 
 
+def test_speaker_normalised_sequences_are_standard_per_speaker_from_their_own_frames(records):
+    from emotion_refinery.speaker_norm import sequence_tables
+
+    shift, scale = sequence_tables(records)
+    seqs = _sequences(records)
+    speakers = {u["speaker"] for u in records.utterances}
+    assert len(speakers) > 1 and all(speakers)
+    every_fold = sorted({u["fold"] for u in records.utterances})
+    normalised = {}
+    for x, _ in sequence_dataset(records, folds=every_fold, batch_size=4, normalize=(shift, scale)):
+        for u, frames, mask in zip(x["utt"].numpy(), x["frames"].numpy(), x["mask"].numpy()):
+            normalised[int(u)] = frames[mask]
+    for speaker in speakers:
+        rows = [u["index"] for u in records.utterances if u["speaker"] == speaker]
+        # The table is the statistics of this speaker's own stored frames, and nobody else's.
+        own = np.concatenate([seqs[i] for i in rows]).astype(np.float64)
+        np.testing.assert_allclose(shift[rows], np.broadcast_to(own.mean(axis=0), shift[rows].shape), rtol=1e-4,
+                                   atol=1e-4)
+        z = np.concatenate([normalised[i] for i in rows]).astype(np.float64)
+        np.testing.assert_allclose(z.mean(axis=0), 0, atol=5e-3)
+        np.testing.assert_allclose(z.std(axis=0), np.sqrt(own.var(axis=0) / (own.var(axis=0) + 1e-3)), rtol=1e-2)
+    # The lcw model's own input normalisation is then fitted on the normalised frames (mean ≈ 0).
+    layer = fold_model(records, [0, 1], LCWConfig(speaker_norm=True), normalize=(shift, scale)).get_layer(
+        "feature_normalization")
+    assert np.abs(np.asarray(layer.mean)).max() < 0.2  # folds 0 and 1 hold part of each speaker
+    plain = fold_model(records, [0, 1], LCWConfig()).get_layer("feature_normalization")
+    assert np.abs(np.asarray(plain.mean)).max() > 1
+
+
 def test_low_level_descriptor_sequences(synthetic_corpus, tmp_path):
     """`--sequences lld`: the publication's 32 frame features from openSMILE (run in a worker process)."""
     pytest.importorskip("opensmile")
