@@ -18,7 +18,7 @@ workers = click.option("--workers", type=click.IntRange(min=1), default=None,
 corpus = click.option("--corpus", type=click.Choice(CORPUS_NAMES), default="auto", show_default=True,
                       help="Corpus layout; 'auto' detects it from file names.")
 manifest = click.option("--manifest", type=click.Path(dir_okay=False, exists=True), default=None,
-                        help="CSV with columns path,label[,speaker][,votes] (implies --corpus csv).")
+                        help="CSV with columns path,label[,speaker][,votes][,id][,text][,session] (implies --corpus csv).")
 preset = click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,
                       help="Named settings (see README).  [default: the corpus's own preset, else emodb]")
 segment_hop = click.option("--segment-hop", type=click.IntRange(min=1), default=None,
@@ -26,7 +26,8 @@ segment_hop = click.option("--segment-hop", type=click.IntRange(min=1), default=
 folds = click.option("--folds", type=click.IntRange(min=2), default=None,
                      help="Number of cross-validation folds.  [default: from the preset]")
 folds_by = click.option("--folds-by", type=click.Choice(FOLD_METHODS), default="label", show_default=True,
-                        help="'label': stratified utterance folds; 'speaker': speaker-independent folds.")
+                        help="'label': stratified utterance folds; 'speaker': speaker-independent folds; 'session': "
+                             "each recording session in one fold (IEMOCAP's leave-one-session-out with --folds 5).")
 dtype = click.option("--dtype", type=click.Choice(("float16", "float32")), default="float16", show_default=True,
                      help="Storage type of the segments.")
 strict = click.option("--strict", is_flag=True, help="Exit with status 1 if any input was skipped.")

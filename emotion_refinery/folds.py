@@ -3,7 +3,8 @@
 ``by="label"`` gives the papers' protocol: K folds stratified by label over
 utterances, shuffled with a seed. ``by="speaker"`` keeps every speaker in one fold
 (stratified where it can be); with K equal to the number of speakers that is
-leave-one-speaker-out.
+leave-one-speaker-out. ``by="session"`` does the same with recording sessions (IEMOCAP's
+leave-one-session-out: both speakers of a dialogue in the same fold).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from emotion_refinery.errors import EmorefineError
 
 __all__ = ["FOLD_METHODS", "FoldAssignment", "assign_folds", "split_folds"]
 
-FOLD_METHODS = ("label", "speaker")
+FOLD_METHODS = ("label", "speaker", "session")
 
 
 def split_folds(n_folds: int, k: int) -> tuple[list[int], int]:
@@ -63,6 +64,7 @@ def assign_folds(
     labels: Sequence[int],
     *,
     speakers: Sequence[str | None] | None = None,
+    sessions: Sequence[str | None] | None = None,
     n_folds: int = 10,
     by: str = "label",
     seed: int = 0,
@@ -72,8 +74,9 @@ def assign_folds(
     Args:
         labels: class index per utterance, shape ``(n_utterances,)``, in a stable order.
         speakers: speaker per utterance (required for ``by="speaker"``).
+        sessions: recording session per utterance (required for ``by="session"``).
         n_folds: number of folds K (≥ 2).
-        by: ``"label"`` (stratified) or ``"speaker"`` (grouped by speaker).
+        by: ``"label"`` (stratified), ``"speaker"`` or ``"session"`` (grouped by speaker or session).
         seed: shuffling seed.
     """
     labels = np.asarray(labels)
@@ -88,18 +91,19 @@ def assign_folds(
     folds = np.full(n, -1, dtype=np.int64)
     dummy = np.zeros((n, 1))
 
-    if by == "speaker":
-        if speakers is None or any(s is None for s in speakers):
-            raise EmorefineError("folds_by='speaker' needs a speaker for every utterance; "
+    if by in ("speaker", "session"):
+        of = speakers if by == "speaker" else sessions
+        if of is None or any(s is None for s in of):
+            raise EmorefineError(f"folds_by={by!r} needs a {by} for every utterance; "
                                  "this corpus does not give one for each")
-        names, groups = np.unique(np.asarray(speakers, dtype=str), return_inverse=True)
+        names, groups = np.unique(np.asarray(of, dtype=str), return_inverse=True)
         if n_folds > len(names):
             raise EmorefineError(
-                f"Received: folds={n_folds}; expected at most the number of speakers ({len(names)}) "
-                "with folds_by='speaker'"
+                f"Received: folds={n_folds}; expected at most the number of {by}s ({len(names)}) "
+                f"with folds_by={by!r}"
             )
         if n_folds == len(names):
-            folds = groups.astype(np.int64)  # leave-one-speaker-out, folds in speaker-name order
+            folds = groups.astype(np.int64)  # leave-one-group-out, folds in name order
         else:
             splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
             for k, (_, test) in enumerate(splitter.split(dummy, labels, groups)):

@@ -266,7 +266,8 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
     usable.sort(key=lambda r: r[0].id)
     class_index = {c: i for i, c in enumerate(scan.classes)}
     assignment = assign_folds([class_index[u.label] for u, *_ in usable],
-                              speakers=[u.speaker for u, *_ in usable], n_folds=n_folds, by=folds_by, seed=seed)
+                              speakers=[u.speaker for u, *_ in usable], sessions=[u.session for u, *_ in usable],
+                              n_folds=n_folds, by=folds_by, seed=seed)
     rows = []
     for (utt, n_samples, n_frames, *lld), fold in zip(usable, assignment.folds):
         rows.append({
@@ -275,6 +276,7 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
             "frames": n_frames, "segments": features.n_segments(n_frames),
             "sequence_frames": lld[0] if lld else n_frames,
             **({"votes": utt.votes} if utt.votes else {}),
+            **({"session": utt.session} if utt.session else {}),
         })
     rows.sort(key=lambda r: (r["fold"], r["id"]))
     first = 0
@@ -313,7 +315,8 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
         "utterances": [{k: r[k] for k in ("index", "id", "path", "label", "label_index", "speaker", "text",
                                           "fold", "duration", "segments", "first_segment") } |
                        ({"sequence_frames": r["sequence_frames"]} if sequences else {}) |
-                       ({"votes": r["votes"]} if "votes" in r else {}) for r in rows],
+                       ({"votes": r["votes"]} if "votes" in r else {}) |
+                       ({"session": r["session"]} if "session" in r else {}) for r in rows],
         "shards": shards,
         "normalization": normalization,
         "skipped": sorted(skipped, key=lambda s: s["path"]),

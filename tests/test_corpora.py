@@ -32,7 +32,8 @@ def check(corpus: str, relpath: str, expected) -> None:
 # --- registry ------------------------------------------------------------------------------------
 
 def test_registry_names_and_classes():
-    assert CORPUS_NAMES == ("auto", "casia", "csv", "emodb", "ravdess", "savee", "tess")
+    assert CORPUS_NAMES == ("auto", "casia", "csv", "emodb", "iemocap", "iemocap-impro", "iemocap-no-excited",
+                            "ravdess", "savee", "tess")
     for name, corpus in CORPORA.items():
         assert isinstance(corpus, Corpus) and corpus.name == name and corpus.description
         assert get_corpus(name) is corpus
@@ -41,7 +42,7 @@ def test_registry_names_and_classes():
 
 
 def test_get_corpus_unknown_name():
-    with pytest.raises(CorpusError, match=r"Received: corpus='xyz'; expected one of auto, casia, csv, emodb, ravdess, savee, tess"):
+    with pytest.raises(CorpusError, match=r"Received: corpus='xyz'; expected one of auto, casia, csv, emodb, iemocap, iemocap-impro, iemocap-no-excited, ravdess, savee, tess"):
         get_corpus("xyz")
     assert issubclass(CorpusError, EmorefineError)
 
@@ -330,10 +331,11 @@ def test_csv_manifest_id_column_and_auto(tmp_path):
 
 def test_csv_text_column(tmp_path):
     touch(tmp_path, "1.wav", "2.wav", "3.wav")
-    manifest = write_manifest(tmp_path / "m.csv", "path,label,speaker,text\n1.wav,anger,s1,kids\n"
-                                                  "2.wav,sad,s2, kids \n3.wav,sad,s1,\n")
+    manifest = write_manifest(tmp_path / "m.csv", "path,label,speaker,text,session\n1.wav,anger,s1,kids,A\n"
+                                                  "2.wav,sad,s2, kids ,A\n3.wav,sad,s1,,\n")
     scan = CORPORA["csv"].scan(tmp_path, manifest=manifest)
-    assert [(u.id, u.text) for u in scan.utterances] == [("1", "kids"), ("2", "kids"), ("3", None)]
+    assert [(u.id, u.text, u.session) for u in scan.utterances] == [("1", "kids", "A"), ("2", "kids", "A"),
+                                                                    ("3", None, None)]
 
 
 def test_csv_votes_for_unknown_class_are_skipped(tmp_path):
@@ -363,7 +365,7 @@ def test_parse_votes(cell, expected):
 def test_csv_missing_column(tmp_path):
     touch(tmp_path, "1.wav")
     manifest = write_manifest(tmp_path / "m.csv", "file,label\n1.wav,anger\n")
-    with pytest.raises(CorpusError, match=r"expected a CSV file with columns path,label\[,speaker\]\[,votes\]\[,id\]\[,text\] "
+    with pytest.raises(CorpusError, match=r"expected a CSV file with columns path,label\[,speaker\]\[,votes\]\[,id\]\[,text\]\[,session\] "
                                           r"\(missing: path\)"):
         scan_corpus(tmp_path, corpus="csv", manifest=manifest)
     empty = write_manifest(tmp_path / "empty.csv", "")

@@ -15,6 +15,7 @@ from emotion_refinery.corpora.base import Corpus, Scan, Skipped, Utterance, audi
 from emotion_refinery.corpora.casia import Casia
 from emotion_refinery.corpora.csv_manifest import CsvManifest
 from emotion_refinery.corpora.emodb import EmoDB
+from emotion_refinery.corpora.iemocap import Iemocap
 from emotion_refinery.corpora.ravdess import Ravdess
 from emotion_refinery.corpora.savee import Savee
 from emotion_refinery.corpora.tess import Tess
@@ -26,7 +27,10 @@ __all__ = [
 ]
 
 #: Adapter instances keyed by name.
-CORPORA: dict[str, Corpus] = {c.name: c for c in (Casia(), CsvManifest(), EmoDB(), Ravdess(), Savee(), Tess())}
+CORPORA: dict[str, Corpus] = {c.name: c for c in (
+    Casia(), CsvManifest(), EmoDB(), Ravdess(), Savee(), Tess(),
+    Iemocap(), Iemocap("iemocap-impro", improvised_only=True), Iemocap("iemocap-no-excited", merge_excited=False),
+)}
 
 #: Accepted ``--corpus`` values.
 CORPUS_NAMES: tuple[str, ...] = ("auto", *sorted(CORPORA))

@@ -24,6 +24,8 @@ class Utterance:
         votes: annotator votes per class name (CSV manifests only), or ``None``.
         text: id of the sentence (word, statement) spoken, equal for every utterance of the same
             text, or ``None`` when the corpus does not say; the leakage audit compares it across folds.
+        session: recording session (e.g. IEMOCAP's ``Ses01``, two speakers in dialogue), or ``None``;
+            ``--folds-by session`` keeps each session in one fold.
     """
 
     id: str
@@ -32,6 +34,7 @@ class Utterance:
     speaker: str | None = None
     votes: dict[str, float] | None = None
     text: str | None = None
+    session: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

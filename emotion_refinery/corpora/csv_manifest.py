@@ -1,6 +1,7 @@
 """Any corpus described by a CSV manifest (``--corpus csv --manifest FILE``).
 
-Columns: ``path`` and ``label`` (required), ``speaker``, ``votes``, ``id`` and ``text`` (optional)::
+Columns: ``path`` and ``label`` (required), ``speaker``, ``votes``, ``id``, ``text`` and ``session``
+(optional)::
 
     path,label,speaker,votes
     s01/happy_001.wav,happiness,s01,happiness:3;neutral:1
@@ -8,7 +9,7 @@ Columns: ``path`` and ``label`` (required), ``speaker``, ``votes``, ``id`` and `
 ``path`` is relative to the corpus root, or absolute. Without an ``id`` column the id is the
 path relative to the root, without extension (POSIX). ``votes`` holds annotator votes:
 ``class:count`` pairs separated by ``;``, or one label per annotator separated by ``;``. ``text`` names the sentence spoken (any string; equal for
-utterances of the same text). The classes are the sorted labels of the usable rows.
+utterances of the same text); ``session`` the recording session (for ``--folds-by session``). The classes are the sorted labels of the usable rows.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from emotion_refinery.errors import CorpusError
 
 __all__ = ["CsvManifest", "parse_votes"]
 
-EXPECTED = "a CSV file with columns path,label[,speaker][,votes][,id][,text]"
+EXPECTED = "a CSV file with columns path,label[,speaker][,votes][,id][,text][,session]"
 REQUIRED = ("path", "label")
 
 
@@ -58,7 +59,7 @@ class CsvManifest(Corpus):
     """Utterances listed in a CSV manifest; file names carry no meaning."""
 
     name = "csv"
-    description = "any corpus listed in a CSV manifest (--manifest FILE) with columns path,label[,speaker][,votes]"
+    description = "any corpus listed in a CSV manifest (--manifest FILE) with columns path,label[,speaker][,votes][,id][,text][,session]"
 
     def parse(self, relpath: str) -> str:
         return "the csv corpus reads labels from --manifest, not from file names"
@@ -72,7 +73,8 @@ class CsvManifest(Corpus):
         skipped: list[Skipped] = []
         seen: dict[str, str] = {}
         for line, row in rows:
-            cell = {k: (row.get(k) or "").strip() for k in ("path", "label", "speaker", "votes", "id", "text")}
+            cell = {k: (row.get(k) or "").strip() for k in ("path", "label", "speaker", "votes", "id", "text",
+                                                                "session")}
             if not cell["path"]:
                 skipped.append(Skipped(f"{manifest}:{line}", "empty path"))
                 continue
@@ -98,7 +100,7 @@ class CsvManifest(Corpus):
                 continue
             seen[uid] = str(path)
             utterances.append(Utterance(uid, str(path), cell["label"], cell["speaker"] or None, votes,
-                                        text=cell["text"] or None))
+                                        text=cell["text"] or None, session=cell["session"] or None))
         utterances = _drop_unknown_votes(utterances, skipped)
         return Scan(sorted({u.label for u in utterances}), utterances, skipped)
 

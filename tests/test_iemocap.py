@@ -1,0 +1,105 @@
+"""The IEMOCAP adapter on a small tree in the release's own layout: labels, votes, speakers, sessions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotion_refinery.corpora import CORPORA, scan_corpus
+from emotion_refinery.manifest import RecordsManifest
+from emotion_refinery.records import build_records
+from tests.conftest import tone, write_wav
+
+HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+
+#: dialog → [(turn suffix, summary code, [categorical lines]), …]; "-" as suffix prefix: no audio file.
+DIALOGS = {
+    "Ses01F_impro01": [("F000", "neu", ["Neutral;", "Neutral;", "Frustration;"]),
+                       ("M000", "ang", ["Anger;", "Frustration; Anger;", "Anger;"]),
+                       ("F001", "fru", ["Frustration;", "Anger;", "Frustration;"]),
+                       ("M001", "exc", ["Excited;", "Happiness;", "Excited;"]),
+                       ("F002", "xxx", ["Sadness;", "Neutral;", "Anger;"]),
+                       ("-M002", "sad", ["Sadness;", "Sadness;", "Sadness;"])],
+    "Ses01M_script01_1": [("F000", "hap", ["Happiness;", "Happiness;", "Other:amused;"]),
+                          ("M000", "sad", ["Sadness;", "Neutral;", "Sadness;"])],
+    "Ses02F_impro03": [("M000", "sad", ["Sadness;", "Sadness;"]),
+                       ("F000", "hap", ["Happiness;", "Excited;", "Happiness;"]),
+                       ("M001", "ang", ["Anger;", "Anger;", "Anger;"]),
+                       ("F001", "neu", ["Neutral;", "Neutral;", "Neutral;"])],
+}
+
+
+@pytest.fixture
+def release(tmp_path):
+    root = tmp_path / "IEMOCAP_full_release"
+    rng = np.random.default_rng(0)
+    for dialog, turns in DIALOGS.items():
+        session = root / f"Session{int(dialog[3:5])}"
+        lines = [HEADER]
+        for i, (suffix, code, votes) in enumerate(turns):
+            turn = f"{dialog}_{suffix.lstrip('-')}"
+            lines.append(f"[{i * 3.0:.4f} - {i * 3.0 + 1.5:.4f}]\t{turn}\t{code}\t[2.5000, 3.0000, 3.0000]\n")
+            lines += [f"C-E{j + 1}:\t{v}\t()\n" for j, v in enumerate(votes)]
+            lines += ["A-E1:\tval 3; act 2; dom  2;\t()\n", "\n"]
+            if not suffix.startswith("-"):
+                write_wav(session / "sentences" / "wav" / dialog / f"{turn}.wav", tone(200 + 40 * i, 0.5 + 0.1 * rng.random()))
+        evaluation = session / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
+        evaluation.parent.mkdir(parents=True, exist_ok=True)
+        evaluation.write_text("".join(lines))
+        (evaluation.parent / f"._{dialog}.txt").write_bytes(b"\x00\x05\x16\x07")  # macOS AppleDouble: ignored
+    return root
+
+
+def test_labels_votes_speakers_sessions_and_texts(release):
+    _, scan = scan_corpus(release, corpus="iemocap")
+    assert scan.classes == ["neutral", "happy", "sad", "angry"]
+    got = {u.id: u for u in scan.utterances}
+    assert sorted(got) == sorted(["Ses01F_impro01_F000", "Ses01F_impro01_M000", "Ses01F_impro01_M001",
+                                  "Ses01M_script01_1_F000", "Ses01M_script01_1_M000", "Ses02F_impro03_M000",
+                                  "Ses02F_impro03_F000", "Ses02F_impro03_M001", "Ses02F_impro03_F001"])
+    u = got["Ses01F_impro01_M000"]
+    # The speaker is the turn's own letter (M), not the dialog's (F); "Frustration; Anger;" is two votes,
+    # and frustration is no class.
+    assert (u.label, u.speaker, u.session, u.text) == ("angry", "Ses01M", "Ses01", None)
+    assert u.votes == {"angry": 3.0}
+    assert got["Ses01F_impro01_M001"].label == "happy"  # excited merged into happy
+    assert got["Ses01F_impro01_M001"].votes == {"happy": 3.0}
+    assert got["Ses01F_impro01_F000"].votes == {"neutral": 2.0}
+    assert got["Ses01M_script01_1_F000"].text == "script01_1"
+    assert got["Ses01M_script01_1_F000"].votes == {"happy": 2.0}  # "Other:amused" is dropped
+    assert got["Ses01F_impro01_F000"].path.endswith("Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav")
+    reasons = {s.path.rsplit("/", 1)[-1]: s.reason for s in scan.skipped}
+    assert "IEMOCAP label 'fru' is not one of the classes" in reasons["Ses01F_impro01_F001.wav"]
+    assert "'xxx'" in reasons["Ses01F_impro01_F002.wav"]
+    assert "no audio file" in reasons["Ses01F_impro01_M002.wav"]
+    assert len(scan.skipped) == 3
+
+
+def test_variants_improvised_only_and_excited_kept_apart(release):
+    impro = CORPORA["iemocap-impro"].scan(release)
+    assert all("impro" in u.id for u in impro.utterances) and len(impro.utterances) == 7
+    assert sum("scripted turn" in s.reason for s in impro.skipped) == 2
+    strict = CORPORA["iemocap-no-excited"].scan(release)
+    assert "Ses01F_impro01_M001" not in {u.id for u in strict.utterances}
+    assert strict.utterances[0].votes is not None
+    assert {u.id: u.votes for u in strict.utterances}["Ses02F_impro03_F000"] == {"happy": 2.0}
+
+
+def test_a_folder_that_is_not_the_release_says_what_it_expects(tmp_path):
+    write_wav(tmp_path / "a.wav", tone(200, 0.5))
+    scan = CORPORA["iemocap"].scan(tmp_path)
+    assert scan.utterances == [] and "expected the IEMOCAP release folder" in scan.skipped[0].reason
+
+
+def test_leave_one_session_out_records_keep_votes_and_sessions(release, tmp_path):
+    from emotion_refinery.config import FeatureConfig
+
+    build_records(release, tmp_path / "rec", corpus="iemocap", features=FeatureConfig(segment_hop=8), n_folds=2,
+                  folds_by="session", workers=1)
+    manifest = RecordsManifest.load(tmp_path / "rec")
+    by_fold = {}
+    for u in manifest.utterances:
+        by_fold.setdefault(u["fold"], set()).add(u["session"])
+        assert u["votes"] and u["speaker"].startswith(u["session"])
+    assert by_fold == {0: {"Ses01"}, 1: {"Ses02"}}
+    assert manifest.data["folds"]["by"] == "session"
