@@ -32,7 +32,7 @@ def check(corpus: str, relpath: str, expected) -> None:
 # --- registry ------------------------------------------------------------------------------------
 
 def test_registry_names_and_classes():
-    assert CORPUS_NAMES == ("auto", "casia", "csv", "emodb", "iemocap", "iemocap-impro", "iemocap-no-excited",
+    assert CORPUS_NAMES == ("auto", "casia", "cremad", "csv", "emodb", "iemocap", "iemocap-impro", "iemocap-no-excited",
                             "ravdess", "savee", "tess")
     for name, corpus in CORPORA.items():
         assert isinstance(corpus, Corpus) and corpus.name == name and corpus.description
@@ -42,7 +42,7 @@ def test_registry_names_and_classes():
 
 
 def test_get_corpus_unknown_name():
-    with pytest.raises(CorpusError, match=r"Received: corpus='xyz'; expected one of auto, casia, csv, emodb, iemocap, iemocap-impro, iemocap-no-excited, ravdess, savee, tess"):
+    with pytest.raises(CorpusError, match=r"Received: corpus='xyz'; expected one of auto, casia, cremad, csv, emodb, iemocap, iemocap-impro, iemocap-no-excited, ravdess, savee, tess"):
         get_corpus("xyz")
     assert issubclass(CorpusError, EmorefineError)
 
@@ -136,11 +136,45 @@ def test_tess_names(relpath, expected):
     check("tess", relpath, expected)
 
 
-@pytest.mark.parametrize("corpus", ["emodb", "casia", "savee", "ravdess", "tess"])
+@pytest.mark.parametrize("relpath, expected", [
+    ("AudioWAV/1001_DFA_ANG_XX.wav", ("1001_DFA_ANG_XX", "anger", "1001", "DFA")),
+    ("1076_MTI_SAD_XX.wav", ("1076_MTI_SAD_XX", "sad", "1076", "MTI")),
+    ("1001_IEO_NEU_LO.wav", ("1001_IEO_NEU_LO", "neutral", "1001", "IEO")),
+    ("1001_DFA_CAL_XX.wav", "unknown cremad emotion code 'CAL'"),
+    ("1001_XYZ_ANG_XX.wav", "unknown cremad sentence code 'XYZ'"),
+    ("101_DFA_ANG_XX.wav", "does not match the cremad pattern"),
+])
+def test_cremad_names(relpath, expected):
+    check("cremad", relpath, expected)
+
+
+def test_cremad_votes_from_voice_only_ratings_or_the_tabulated_table(tmp_path):
+    touch(tmp_path, "AudioWAV/1001_DFA_ANG_XX.wav", "AudioWAV/1002_IEO_HAP_HI.wav")
+    (tmp_path / "processedResults").mkdir()
+    (tmp_path / "processedResults" / "tabulatedVotes.csv").write_text(
+        '"","A","D","F","H","N","S","fileName","numResponses","agreement","emoVote"\n'
+        '"1",7,0,1,0,2,0,"1001_DFA_ANG_XX",10,0.7,"A"\n')
+    scan = CORPORA["cremad"].scan(tmp_path / "AudioWAV")  # the tables sit beside AudioWAV
+    votes = {u.id: u.votes for u in scan.utterances}
+    assert votes == {"1001_DFA_ANG_XX": {"anger": 7.0, "fear": 1.0, "neutral": 2.0}, "1002_IEO_HAP_HI": None}
+    # The per-rating table wins, and only its voice-only (queryType 1) ratings count.
+    (tmp_path / "finishedResponses.csv").write_text(
+        "localid,pos,ans,ttr,queryType,numTries,clipNum,questNum,subType,clipName,sessionNums,respEmo\n"
+        "a,1,A_50,900,1,0,1,1,4,1001_DFA_ANG_XX,1,A\n"
+        "b,1,N_50,900,1,0,1,1,4,1001_DFA_ANG_XX,2,N\n"
+        "c,1,H_50,900,3,0,1,1,4,1001_DFA_ANG_XX,3,H\n"
+        "d,1,H_80,900,1,0,2,1,4,1002_IEO_HAP_HI,4,H\n")
+    scan = CORPORA["cremad"].scan(tmp_path)
+    assert {u.id: u.votes for u in scan.utterances} == {"1001_DFA_ANG_XX": {"anger": 1.0, "neutral": 1.0},
+                                                        "1002_IEO_HAP_HI": {"happy": 1.0}}
+
+
+@pytest.mark.parametrize("corpus", ["emodb", "casia", "savee", "ravdess", "tess", "cremad"])
 def test_adapters_reject_other_corpora(corpus):
     samples = {
         "emodb": "03a01Fa.wav", "casia": "liuchang/angry/201.wav", "savee": "DC/a01.wav",
         "ravdess": "Actor_01/03-01-05-01-02-01-01.wav", "tess": "OAF_angry/OAF_back_angry.wav",
+        "cremad": "AudioWAV/1001_DFA_ANG_XX.wav",
     }
     for other, relpath in samples.items():
         parsed = CORPORA[corpus].parse(relpath)
@@ -213,6 +247,7 @@ LAYOUTS = {
     "ravdess": ["Actor_01/03-01-01-01-01-01-01.wav", "Actor_02/03-01-05-02-01-01-02.wav",
                 "Actor_02/03-01-08-02-02-01-02.wav"],
     "tess": ["OAF_angry/OAF_back_angry.wav", "YAF_sad/YAF_bar_sad.wav", "OAF_Pleasant_surprise/OAF_bite_ps.wav"],
+    "cremad": ["AudioWAV/1001_DFA_ANG_XX.wav", "AudioWAV/1002_IEO_HAP_HI.wav", "AudioWAV/1091_WSI_SAD_LO.wav"],
 }
 
 
@@ -239,7 +274,7 @@ def test_detect_no_majority(tmp_path):
     with pytest.raises(CorpusError) as e:
         detect(tmp_path)
     message = str(e.value)
-    assert "casia, emodb, ravdess, savee, tess" in message and "--corpus csv --manifest FILE" in message
+    assert "casia, cremad, emodb, ravdess, savee, tess" in message and "--corpus csv --manifest FILE" in message
     assert "emodb, 33%" in message
 
 

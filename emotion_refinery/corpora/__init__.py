@@ -13,6 +13,7 @@ from pathlib import Path
 from emotion_refinery.audio import AUDIO_EXTENSIONS
 from emotion_refinery.corpora.base import Corpus, Scan, Skipped, Utterance, audio_files
 from emotion_refinery.corpora.casia import Casia
+from emotion_refinery.corpora.cremad import CremaD
 from emotion_refinery.corpora.csv_manifest import CsvManifest
 from emotion_refinery.corpora.emodb import EmoDB
 from emotion_refinery.corpora.iemocap import Iemocap
@@ -28,7 +29,7 @@ __all__ = [
 
 #: Adapter instances keyed by name.
 CORPORA: dict[str, Corpus] = {c.name: c for c in (
-    Casia(), CsvManifest(), EmoDB(), Ravdess(), Savee(), Tess(),
+    Casia(), CremaD(), CsvManifest(), EmoDB(), Ravdess(), Savee(), Tess(),
     Iemocap(), Iemocap("iemocap-impro", improvised_only=True), Iemocap("iemocap-no-excited", merge_excited=False),
 )}
 
@@ -53,7 +54,7 @@ def detect(root: str | os.PathLike, *, manifest: str | os.PathLike | None = None
     if manifest is not None:
         return CORPORA["csv"]
     relpaths = [p.relative_to(Path(root)).as_posix() for p in _audio_files(root)]
-    name_based = [c for c in CORPORA.values() if type(c).scan is Corpus.scan]
+    name_based = [c for c in CORPORA.values() if type(c).parse is not Corpus.parse]
     fraction, best = max(((c.match_fraction(relpaths), c) for c in name_based), key=lambda t: t[0])
     if fraction < MIN_MATCH:
         raise CorpusError(
