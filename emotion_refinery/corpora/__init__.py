@@ -54,7 +54,7 @@ def detect(root: str | os.PathLike, *, manifest: str | os.PathLike | None = None
     if manifest is not None:
         return CORPORA["csv"]
     relpaths = [p.relative_to(Path(root)).as_posix() for p in _audio_files(root)]
-    name_based = [c for c in CORPORA.values() if type(c).parse is not Corpus.parse]
+    name_based = [c for c in CORPORA.values() if c.name_based]
     fraction, best = max(((c.match_fraction(relpaths), c) for c in name_based), key=lambda t: t[0])
     if fraction < MIN_MATCH:
         raise CorpusError(

@@ -64,6 +64,8 @@ class Corpus:
     name: str = ""
     description: str = ""
     classes: tuple[str, ...] = ()
+    #: labels come from file names (so ``--corpus auto`` can recognise the layout)
+    name_based: bool = True
 
     def parse(self, relpath: str) -> tuple[str, str, str | None, str | None] | str:
         """Map a POSIX relative path to ``(id, label, speaker, text)``, or return the reason it is not usable."""

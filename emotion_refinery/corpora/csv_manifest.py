@@ -59,6 +59,7 @@ class CsvManifest(Corpus):
     """Utterances listed in a CSV manifest; file names carry no meaning."""
 
     name = "csv"
+    name_based = False
     description = "any corpus listed in a CSV manifest (--manifest FILE) with columns path,label[,speaker][,votes][,id][,text][,session]"
 
     def parse(self, relpath: str) -> str:

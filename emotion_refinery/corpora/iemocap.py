@@ -55,6 +55,7 @@ class Iemocap(Corpus):
     """
 
     classes = tuple(CATEGORIES)
+    name_based = False
 
     def __init__(self, name: str = "iemocap", *, merge_excited: bool = True, improvised_only: bool = False):
         self.name = name
