@@ -11,6 +11,7 @@ from emotion_refinery.backbones import backbone_names
 from emotion_refinery.config import PRESETS
 from emotion_refinery.refine_config import RefineConfig, resolve_config
 from emotion_refinery.rules import RULES
+from emotion_refinery.votes import LABEL_SOURCES
 from emotion_refinery.errors import EmorefineError
 
 
@@ -62,6 +63,11 @@ def _default(name: str) -> str:
               help="Refined rounds' targets: oof, the previous round's out-of-fold predictions (the papers'; "
                    "split k learns from models that saw fold k), or cross-fit, per split from two teachers on "
                    "halves of its training folds (no leak; about twice the training).  " + _default("targets"))
+@click.option("--label-source", type=click.Choice(LABEL_SOURCES), default=None,
+              help="What round 0 trains on and the rules mix in: labels, the one-hot utterance labels; votes, soft "
+                   "targets (α + v_c) / (α K + Σ v) from the annotators' votes, α = 0.75 (utterances without "
+                   "votes keep their label). The test folds are always scored on the labels.  "
+                   + _default("label_source"))
 @click.option("--bn-momentum", type=float, default=None,
               help="BatchNormalization momentum of every layer.  " + _default("bn_momentum"))
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,

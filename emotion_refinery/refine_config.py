@@ -16,6 +16,7 @@ from emotion_refinery.backbones import BACKBONES, backbone_names
 from emotion_refinery.config import PRESETS, get_preset
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.rules import RULES, alpha_schedule
+from emotion_refinery.votes import LABEL_SOURCES
 
 __all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES"]
 
@@ -52,6 +53,7 @@ class RefineConfig:
     mixup: float = 0.0
     speaker_norm: bool = False
     targets: str = "oof"
+    label_source: str = "labels"
     seed: int = 0
     cache: str = "memory"
     mixed_precision: bool = False
@@ -73,6 +75,9 @@ class RefineConfig:
             raise EmorefineError(f"Received: rule={self.rule!r}; expected one of {', '.join(RULES)}")
         if self.targets not in TARGETS:
             raise EmorefineError(f"Received: targets={self.targets!r}; expected one of {', '.join(TARGETS)}")
+        if self.label_source not in LABEL_SOURCES:
+            raise EmorefineError(f"Received: label_source={self.label_source!r}; expected one of "
+                                 f"{', '.join(LABEL_SOURCES)}")
         if self.cache not in CACHE_MODES:
             raise EmorefineError(f"Received: cache={self.cache!r}; expected one of {', '.join(CACHE_MODES)}")
         if not 0 <= self.bn_momentum < 1:

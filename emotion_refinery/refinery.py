@@ -54,6 +54,10 @@ def check_records(manifest: RecordsManifest, config: RefineConfig | None = None,
         raise RecordsError(f"Received: targets='cross-fit' with records of folds={manifest.n_folds}; cross-fit "
                            "targets need at least 4 folds (two training folds per split, one per teacher); "
                            "use targets='oof' or rebuild the records with more folds")
+    if config is not None and config.label_source == "votes" and not any(u.get("votes") for u in manifest.utterances):
+        raise RecordsError("Received: label_source='votes' with records whose utterances carry no votes; expected "
+                           "records built from a corpus with votes (iemocap, cremad, or a CSV manifest's votes "
+                           "column), or label_source='labels'")
     classes = manifest.classes
     per_fold = [{u["label_index"] for u in manifest.utterances if u["fold"] == f} for f in range(manifest.n_folds)]
     splits = []
@@ -152,14 +156,13 @@ def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     """Round ``t``'s label shards of fold ``k``: hard labels for round 0, else from round t−1's saved predictions."""
     if config.cross_fit_round(t) or run.labels_complete(t, manifest, k):
         return  # cross-fit targets come from each split's teachers
-    if t == 0:
-        lo, hi = manifest.fold_segments(k)
-        targets = np.eye(len(manifest.classes), dtype=np.float32)[manifest.segment_table()["label"][lo:hi]]
-    else:  # a run extended with more rounds: its former last round wrote no next labels
-        from emotion_refinery.training import next_targets
+    from emotion_refinery.training import given_targets, next_targets
 
+    if t == 0:
+        targets = given_targets(manifest, k, config.label_source)
+    else:  # a run extended with more rounds: its former last round wrote no next labels
         targets = next_targets(manifest, k, np.load(run.predictions_path(t - 1, k)), rule=config.rule,
-                               alpha=config.alphas()[t])
+                               alpha=config.alphas()[t], source=config.label_source)
     run.write_labels(t, manifest, k, targets)
 
 

@@ -128,6 +128,7 @@ def refine_labels(
     labels: np.ndarray,
     utterance_index: np.ndarray,
     alpha: float = 0.2,
+    given: np.ndarray | None = None,
 ) -> np.ndarray:
     """Training targets of the next round from the out-of-fold predictions of this one.
 
@@ -141,6 +142,9 @@ def refine_labels(
             ids, in any order (segments of one utterance need not be contiguous).
         alpha: weight of the hard label in ``wdsl``, in ``[0, 1]``. Validated for every rule,
             used only by ``wdsl`` (``pepr`` always uses 0.5).
+        given: the reference targets ``y`` the rules mix in (``hard``, ``wdsl``, ``pepr``), shape
+            ``(n_segments, K)``, rows summing to 1, e.g. soft targets from annotator votes; default the
+            one-hot ``labels``.
 
     Returns:
         float32 targets, shape ``(n_segments, K)``, rows renormalised to sum to 1.
@@ -191,8 +195,15 @@ def refine_labels(
                 f"labels must be constant within an utterance. Received: labels {int(lo[group])} and "
                 f"{int(hi[group])} for utterance_index={uid}"
             )
-    y = np.zeros((n, k), dtype=np.float64)
-    y[np.arange(n), labels] = 1.0
+    if given is None:
+        y = np.zeros((n, k), dtype=np.float64)
+        y[np.arange(n), labels] = 1.0
+    else:
+        y = np.asarray(given, dtype=np.float64)
+        if y.shape != (n, k) or not np.all(np.isfinite(y)) or np.any(y < 0) or \
+                np.any(np.abs(y.sum(axis=1) - 1.0) > SUM_TOLERANCE):
+            raise EmorefineError(f"given must hold non-negative rows summing to 1, shape ({n}, {k}). "
+                                 f"Received: given of shape {y.shape}")
     targets = RULES[rule].apply(q, y, utt, alpha)
     targets = targets / targets.sum(axis=1, keepdims=True)
     return targets.astype(np.float32)

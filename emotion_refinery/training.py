@@ -27,10 +27,11 @@ from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.rules import refine_labels
 from emotion_refinery.run_dir import RunDir
+from emotion_refinery.votes import soft_targets
 from tf_records.atomic import atomic_path, write_json
 
 __all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fold", "train_teacher", "teacher_halves",
-           "predict_fold", "next_targets", "fold_seed", "split_folds"]
+           "predict_fold", "next_targets", "given_targets", "fold_seed", "split_folds"]
 
 
 def fold_seed(seed: int, t: int, k: int) -> int:
@@ -57,12 +58,26 @@ def predict_fold(model, manifest: RecordsManifest, fold: int, *, batch_size: int
     return q / q.sum(axis=1, keepdims=True)
 
 
-def next_targets(manifest: RecordsManifest, fold: int, q: np.ndarray, *, rule: str, alpha: float | None) -> np.ndarray:
-    """The next round's targets of ``fold``'s segments from predictions ``q`` of them, by ``rule``."""
+def given_targets(manifest: RecordsManifest, fold: int, source: str = "labels") -> np.ndarray:
+    """What round 0 trains on for ``fold``'s segments, float32 ``(fold's segments, K)``: the one-hot
+    utterance labels, or (``source="votes"``) the soft targets of :func:`emotion_refinery.votes.soft_targets`."""
     lo, hi = manifest.fold_segments(fold)
     table = manifest.segment_table()
+    if source == "labels":
+        return np.eye(len(manifest.classes), dtype=np.float32)[table["label"][lo:hi]]
+    per_utterance = soft_targets(manifest.utterances, manifest.classes)
+    return per_utterance[table["utterance"][lo:hi]].astype(np.float32)
+
+
+def next_targets(manifest: RecordsManifest, fold: int, q: np.ndarray, *, rule: str, alpha: float | None,
+                 source: str = "labels") -> np.ndarray:
+    """The next round's targets of ``fold``'s segments from predictions ``q`` of them, by ``rule``; the rules
+    mix in round 0's targets (:func:`given_targets` of ``source``)."""
+    lo, hi = manifest.fold_segments(fold)
+    table = manifest.segment_table()
+    given = None if source == "labels" else given_targets(manifest, fold, source).astype(np.float64)
     return refine_labels(rule, predictions=q, labels=table["label"][lo:hi], utterance_index=table["utterance"][lo:hi],
-                         alpha=alpha if alpha is not None else 0.0)
+                         alpha=alpha if alpha is not None else 0.0, given=given)
 
 
 class OutOfFoldLabels(keras.callbacks.Callback):
@@ -77,10 +92,11 @@ class OutOfFoldLabels(keras.callbacks.Callback):
     """
 
     def __init__(self, manifest: RecordsManifest, run: RunDir, *, t: int, k: int, rule: str | None,
-                 alpha: float | None, batch_size: int = 512, normalize=None):
+                 alpha: float | None, batch_size: int = 512, normalize=None, source: str = "labels"):
         super().__init__()
         self.manifest, self.run, self.t, self.k = manifest, run, t, k
         self.rule, self.alpha, self.batch_size, self.normalize = rule, alpha, batch_size, normalize
+        self.source = source
         self.seconds = 0.0
 
     def on_train_end(self, logs=None):
@@ -89,7 +105,7 @@ class OutOfFoldLabels(keras.callbacks.Callback):
                          what=f"round {self.t}, fold {self.k}")
         self.run.save_predictions(self.t, self.k, q)
         if self.rule is not None:
-            targets = next_targets(self.manifest, self.k, q, rule=self.rule, alpha=self.alpha)
+            targets = next_targets(self.manifest, self.k, q, rule=self.rule, alpha=self.alpha, source=self.source)
             self.run.write_labels(self.t + 1, self.manifest, self.k, targets)
         self.seconds = time.perf_counter() - start
 
@@ -250,7 +266,7 @@ def train_fold(
     rule = None if last or config.targets == "cross-fit" else config.rule
     normalize = run.load_speaker_norm() if config.speaker_norm else None
     oof = OutOfFoldLabels(manifest, run, t=t, k=k, rule=rule, alpha=None if rule is None else config.alphas()[t + 1],
-                          normalize=normalize)
+                          normalize=normalize, source=config.label_source)
     decisions = ValidationDecisions(manifest, fold=val_fold, normalize=normalize)
     model, history, best, n_train = _fit(
         manifest, run, config, seed=seed, train_folds=train_folds, val_fold=val_fold,
@@ -275,15 +291,16 @@ class _TeacherTargets(keras.callbacks.Callback):
     """At the end of a teacher's training: its predictions of the other half → split ``k``'s next targets."""
 
     def __init__(self, manifest: RecordsManifest, run: RunDir, *, t: int, k: int, folds: list[int], rule: str,
-                 alpha: float | None, name: str, normalize=None):
+                 alpha: float | None, name: str, normalize=None, source: str = "labels"):
         super().__init__()
         self.manifest, self.run, self.t, self.k, self.folds = manifest, run, t, k, folds
         self.rule, self.alpha, self.name, self.normalize = rule, alpha, name, normalize
+        self.source = source
 
     def on_train_end(self, logs=None):
         for fold in self.folds:
             q = predict_fold(self.model, self.manifest, fold, normalize=self.normalize, what=self.name)
-            targets = next_targets(self.manifest, fold, q, rule=self.rule, alpha=self.alpha)
+            targets = next_targets(self.manifest, fold, q, rule=self.rule, alpha=self.alpha, source=self.source)
             self.run.write_labels(self.t + 1, self.manifest, fold, targets, split=self.k)
 
 
@@ -314,7 +331,8 @@ def train_teacher(
     name = f"round {t}, split {k}, teacher {h}"
     normalize = run.load_speaker_norm() if config.speaker_norm else None
     targets = _TeacherTargets(manifest, run, t=t, k=k, folds=halves[1 - h], rule=config.rule,
-                              alpha=config.alphas()[t + 1], name=name, normalize=normalize)
+                              alpha=config.alphas()[t + 1], name=name, normalize=normalize,
+                              source=config.label_source)
     _, history, best, n_train = _fit(
         manifest, run, config, seed=seed, train_folds=halves[h], val_fold=val_fold,
         train_labels=run.labels_dir(t, k if config.cross_fit_round(t) else None), val_labels=run.labels_dir(0),

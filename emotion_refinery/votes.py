@@ -1,4 +1,8 @@
-"""Annotator agreement of the utterances that carry votes (CSV ``votes`` column): what `inspect` reports."""
+"""Annotator votes: agreement statistics (what `inspect` reports) and soft targets from the votes.
+
+Soft targets follow the multi-label emotion existence (MLEE) literature: with ``v_c`` the votes for
+class ``c`` of an utterance, ``q(c) = (α + v_c) / (α K + Σ_c' v_c')``, α = 0.75.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["vote_statistics"]
+__all__ = ["vote_statistics", "soft_targets", "SOFT_ALPHA", "LABEL_SOURCES"]
+
+#: The smoothing α of :func:`soft_targets`.
+SOFT_ALPHA = 0.75
+#: What round 0 trains on: the one-hot utterance labels, or soft targets from the votes.
+LABEL_SOURCES = ("labels", "votes")
 
 
 def vote_statistics(utterances: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> dict[str, Any] | None:
@@ -39,3 +48,21 @@ def vote_statistics(utterances: Sequence[Mapping[str, Any]], classes: Sequence[s
         "label_is_plurality": float(np.mean(counts[np.arange(len(voted)), labels] == top)),
         "cooccurrence": (present.T @ present).tolist(),
     }
+
+
+def soft_targets(utterances: Sequence[Mapping[str, Any]], classes: Sequence[str], *,
+                 alpha: float = SOFT_ALPHA) -> np.ndarray:
+    """``(n_utterances, K)`` float64 rows summing to 1: ``(α + v_c) / (α K + Σ v)`` from each utterance's
+    ``votes`` (``{class: count}``); an utterance without votes keeps its one-hot ``label``."""
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    out = np.zeros((len(utterances), k))
+    for row, u in zip(out, utterances):
+        if u.get("votes"):
+            for name, n in u["votes"].items():
+                row[index[name]] += n
+            row += alpha
+            row /= row.sum()
+        else:
+            row[index[u["label"]]] = 1.0
+    return out

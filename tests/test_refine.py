@@ -442,6 +442,7 @@ def _assert_nothing_trained(out):
     ({"alpha": 1.5}, "Received: alpha=1.5; expected a value in [0, 1]"),
     ({"alpha": "0.5:2"}, "Received: alpha='0.5:2'"),
     ({"alpha": -0.1}, "Received: alpha=-0.1"),
+    ({"label_source": "annotators"}, "Received: label_source='annotators'; expected one of labels, votes"),
 ])
 def test_bad_settings_are_refused(settings, message):
     with pytest.raises(EmorefineError, match=re.escape(message)):
@@ -456,6 +457,12 @@ def test_backbone_error_lists_every_segment_backbone():
     assert all(name in str(info.value) for name in backbone_names("segments"))
     with pytest.raises(EmorefineError, match="'blstm_attention' \\(it reads whole utterances"):
         resolve_config(backbone="blstm_attention")
+
+
+def test_vote_targets_on_records_without_votes_are_refused(records, tmp_path):
+    with pytest.raises(RecordsError, match="label_source='votes' with records whose utterances carry no votes"):
+        _run(records, tmp_path / "run", dataclasses.replace(QUICK, label_source="votes"))
+    _assert_nothing_trained(tmp_path / "run")
 
 
 def test_records_of_another_schema_version_are_refused(records, tmp_path):

@@ -59,6 +59,17 @@ def test_wdsl_alpha_and_pepr_is_wdsl_half():
     np.testing.assert_array_equal(_refine("pepr", alpha=0.9), _refine("pepr"))  # pepr ignores alpha
 
 
+def test_given_soft_targets_replace_the_one_hot_label_in_the_rules():
+    given = np.array([[0.1, 0.1, 0.8], [0.6, 0.4, 0.0], [0.1, 0.1, 0.8], [0.6, 0.4, 0.0]])
+    np.testing.assert_allclose(_refine("wdsl", alpha=0.5, given=given), 0.5 * Q + 0.5 * given, rtol=1e-6)
+    np.testing.assert_allclose(_refine("hard", given=given), given, rtol=1e-6)
+    np.testing.assert_allclose(_refine("dhl", given=given), EXPECTED["dhl"])  # dhl does not use y
+    with pytest.raises(EmorefineError, match=r"given must hold non-negative rows summing to 1, shape \(4, 3\)"):
+        _refine("wdsl", given=given[:, :2])
+    with pytest.raises(EmorefineError, match="given must hold non-negative rows summing to 1"):
+        _refine("wdsl", given=given * 2)
+
+
 def test_gsl_is_the_utterance_mean_for_unsorted_ids():
     rng = np.random.default_rng(0)
     n, k = 200, 4

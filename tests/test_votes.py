@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery.votes import vote_statistics
+from emotion_refinery.votes import soft_targets, vote_statistics
 from tests.conftest import tone, write_wav
 
 ROWS = [  # path, label, votes
@@ -31,7 +31,13 @@ def test_vote_statistics_by_hand():
     assert vote_statistics([{"label": "anger"}], ["anger", "neutral"]) is None
 
 
-def test_inspect_prints_the_agreement_of_a_votes_column(tmp_path):
+def test_soft_targets_by_hand():
+    utterances = [{"label": "a", "votes": {"a": 3, "b": 1}}, {"label": "c", "votes": None}]
+    q = soft_targets(utterances, ["a", "b", "c"])
+    np.testing.assert_allclose(q, [[3.75 / 6.25, 1.75 / 6.25, 0.75 / 6.25], [0, 0, 1]])  # α = 0.75, K = 3
+
+
+def _voted_records(tmp_path):
     root = tmp_path / "corpus"
     for i, (path, label, _) in enumerate(ROWS):
         write_wav(root / path, (tone(200 + 150 * i, 0.8) + 0.01 * np.random.default_rng(i).standard_normal(12800))
@@ -42,6 +48,30 @@ def test_inspect_prints_the_agreement_of_a_votes_column(tmp_path):
                                  "--manifest", str(root / "m.csv"), "--folds", "3", "--segment-hop", "16",
                                  "--workers", "1"])
     assert built.exit_code == 0, built.output
+    return built
+
+
+def test_inspect_prints_the_agreement_of_a_votes_column(tmp_path):
+    built, runner = _voted_records(tmp_path), CliRunner()
     assert "votes       4 utterances, 2.8 votes each (min 2, max 4); clear majority 75 %" in built.output
     shown = json.loads(runner.invoke(main, ["inspect", str(tmp_path / "rec"), "--json"]).output)
     assert shown["votes"] == EXPECTED
+
+
+def test_round_zero_targets_from_votes_and_the_rules_mix_them_in(tmp_path):
+    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.training import given_targets, next_targets
+
+    _voted_records(tmp_path)
+    manifest = RecordsManifest.load(tmp_path / "rec")
+    table = manifest.segment_table()
+    expected = soft_targets(manifest.utterances, manifest.classes)
+    for fold in range(manifest.n_folds):
+        lo, hi = manifest.fold_segments(fold)
+        votes = given_targets(manifest, fold, "votes")
+        np.testing.assert_allclose(votes, expected[table["utterance"][lo:hi]], rtol=1e-6)
+        np.testing.assert_array_equal(given_targets(manifest, fold, "labels").argmax(axis=1), table["label"][lo:hi])
+        q = np.full((hi - lo, 2), 0.5)
+        wdsl = next_targets(manifest, fold, q, rule="wdsl", alpha=0.2, source="votes")
+        np.testing.assert_allclose(wdsl, 0.8 * q + 0.2 * votes, rtol=1e-5)
+    assert any(not np.isin(row, (0.0, 1.0)).all() for row in expected)  # some rows really are soft
