@@ -148,6 +148,20 @@ def test_cremad_names(relpath, expected):
     check("cremad", relpath, expected)
 
 
+def test_emodb_votes_derived_from_the_perception_test(tmp_path):
+    touch(tmp_path, "wav/03a01Fa.wav", "wav/03a01Wa.wav", "wav/16b10Tb.wav")
+    nbsp = "\xa0"
+    rows = [("03a01Fa.wav", "90,00"), ("03a01Wa.wav", "100,00"), ("99x99Xx.wav", "50,00")]
+    (tmp_path / "erkennung.txt").write_bytes(("Nr.\tSatz\terkannt\tnatuerlich\n" + "".join(
+        f"{i}{nbsp * 2}\t{name}\t{rate}{nbsp * 5}\t35,00{nbsp * 5}\n" for i, (name, rate) in enumerate(rows))
+    ).encode("latin-1"))
+    votes = {u.id: u.votes for u in CORPORA["emodb"].scan(tmp_path / "wav").utterances}
+    assert votes["03a01Wa"] == {"anger": 20.0}  # recognised by all 20 listeners
+    assert votes["03a01Fa"]["happiness"] == pytest.approx(18.0)
+    assert sum(votes["03a01Fa"].values()) == pytest.approx(20.0) and len(votes["03a01Fa"]) == 7
+    assert votes["16b10Tb"] is None  # not in the test's table
+
+
 def test_cremad_votes_from_voice_only_ratings_or_the_tabulated_table(tmp_path):
     touch(tmp_path, "AudioWAV/1001_DFA_ANG_XX.wav", "AudioWAV/1002_IEO_HAP_HI.wav")
     (tmp_path / "processedResults").mkdir()
