@@ -216,12 +216,18 @@ def verify(path, quiet):
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--per-class", type=click.IntRange(min=2), default=12, show_default=True,
               help="Utterances per class.")
+@click.option("--annotators", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Simulated annotators per utterance: each votes for one of the emotions present (by the share "
+                   "of the utterance it covers) into the manifest's votes column; 0: no votes.")
+@click.option("--annotator-noise", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of votes given to a class drawn at random instead.")
 @options.seed
-def synth_corpus(out_dir, per_class, seed):
+def synth_corpus(out_dir, per_class, seed, annotators, annotator_noise):
     """Write a small synthetic corpus (4 classes, 4 speakers) with manifest.csv and truth.json."""
     from emotion_refinery.synthetic import CLASSES, make_corpus
 
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
         raise click.BadParameter(f"expected a new or empty folder. Received: {out_dir!r}", param_hint="OUT_DIR")
-    manifest = make_corpus(out_dir, per_class=per_class, seed=seed)
+    manifest = make_corpus(out_dir, per_class=per_class, seed=seed, annotators=annotators,
+                           annotator_noise=annotator_noise)
     click.echo(f"Wrote {per_class * len(CLASSES)} utterances and {manifest}")

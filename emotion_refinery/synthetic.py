@@ -14,6 +14,12 @@ segment truth differs from the utterance label; ``truth.json`` keeps the regions
 tests (and ``emorefine inspect RUN_DIR --truth truth.json``, through :func:`truth_agreement`)
 can check that refined labels move toward the segment truth.
 The corpus is a ``csv`` corpus: ``manifest.csv`` with columns path, label, speaker.
+
+With ``annotators`` > 0 every utterance also gets that many simulated annotators' votes (the
+``votes`` column, one label per annotator): each hears the emotions present — the label over its
+region and neutral over the rest — and votes for one of them with probability equal to the share of
+the utterance it covers, or, with probability ``annotator_noise``, for a class drawn at random.
+``truth.json`` then lists each utterance's ``present`` emotions (its emotion existence).
 """
 
 from __future__ import annotations
@@ -70,12 +76,20 @@ def make_corpus(
     per_class: int = 12,
     seed: int = 0,
     sr: int = 16000,
+    annotators: int = 0,
+    annotator_noise: float = 0.1,
 ) -> Path:
     """Write the synthetic corpus to ``out_dir`` and return the path of its ``manifest.csv``.
 
     ``per_class`` utterances per class (spread over the four speakers), 1.2–2.4 s each.
-    Every fifth file is stereo at 22.05 kHz, to exercise downmixing and resampling.
+    Every fifth file is stereo at 22.05 kHz, to exercise downmixing and resampling. The audio does
+    not depend on ``annotators`` (their votes are drawn from a generator of their own).
     """
+    if isinstance(annotators, bool) or not isinstance(annotators, int) or annotators < 0:
+        raise EmorefineError(f"Received: annotators={annotators!r}; expected a non-negative integer")
+    if not 0 <= annotator_noise <= 1:
+        raise EmorefineError(f"Received: annotator_noise={annotator_noise!r}; expected a share in [0, 1]")
+    voter = np.random.default_rng([seed, 1])
     out = Path(out_dir)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -104,11 +118,21 @@ def make_corpus(
                 soundfile.write(out / rel, np.stack([y2, 0.8 * y2], axis=1), 22050, subtype="PCM_16")
             else:
                 soundfile.write(out / rel, y.astype(np.float32), sr, subtype="PCM_16")
-            rows.append({"path": rel, "label": label, "speaker": speaker})
-            truth[Path(rel).with_suffix("").as_posix()] = {"label": label, "region": list(region)}
+            row = {"path": rel, "label": label, "speaker": speaker}
+            entry = {"label": label, "region": list(region)}
+            if annotators:
+                share = (region[1] - region[0]) / duration if label != "neutral" else 0.0
+                present = {label: share, "neutral": 1.0 - share} if label != "neutral" else {"neutral": 1.0}
+                names, p = list(present), np.array(list(present.values()))
+                votes = [str(voter.choice(CLASSES)) if voter.random() < annotator_noise
+                         else str(names[voter.choice(len(names), p=p / p.sum())]) for _ in range(annotators)]
+                row["votes"] = ";".join(votes)
+                entry["present"] = sorted(c for c, v in present.items() if v > 0)
+            rows.append(row)
+            truth[Path(rel).with_suffix("").as_posix()] = entry
             k += 1
     with open(out / "manifest.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "label", "speaker"])
+        w = csv.DictWriter(f, fieldnames=["path", "label", "speaker"] + (["votes"] if annotators else []))
         w.writeheader()
         w.writerows(rows)
     (out / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True))

@@ -170,3 +170,31 @@ def test_agreement_of_a_trained_run(finished_run, synthetic_corpus, truth):
         assert r["label_agreement"] == pytest.approx(np.mean(classes[run.load_targets(t, manifest).argmax(1)] == true))
         assert r["prediction_agreement"] == pytest.approx(
             np.mean(classes[run.load_predictions(t, manifest).argmax(1)] == true))
+
+
+def test_simulated_annotators_vote_for_the_emotions_present(tmp_path):
+    import csv
+
+    from emotion_refinery.corpora.csv_manifest import parse_votes
+    from emotion_refinery.synthetic import make_corpus
+
+    plain = make_corpus(tmp_path / "plain", per_class=4, seed=2)
+    voted = make_corpus(tmp_path / "voted", per_class=4, seed=2, annotators=7, annotator_noise=0.0)
+    # The audio does not depend on the annotators.
+    for name in ("s1_anger_00", "s2_sadness_01", "s4_neutral_03"):
+        assert (tmp_path / "plain" / "wav" / f"{name}.wav").read_bytes() == (tmp_path / "voted" / "wav" /
+                                                                            f"{name}.wav").read_bytes()
+    assert "votes" not in open(plain).readline()
+    truth = json.loads((tmp_path / "voted" / "truth.json").read_text())
+    rows = list(csv.DictReader(open(voted)))
+    assert len(rows) == 16
+    for row in rows:
+        entry = truth[row["path"][:-4]]
+        votes = parse_votes(row["votes"])
+        assert sum(votes.values()) == 7
+        # Without noise, every vote names an emotion that is present.
+        assert set(votes) <= set(entry["present"])
+        assert entry["present"] == (["neutral"] if row["label"] == "neutral" else sorted([row["label"], "neutral"]))
+    noisy = make_corpus(tmp_path / "noisy", per_class=4, seed=2, annotators=7, annotator_noise=1.0)
+    counts = [parse_votes(r["votes"]) for r in csv.DictReader(open(noisy))]
+    assert len(set().union(*counts)) == 4  # random votes reach every class
