@@ -14,7 +14,8 @@ from typing import Any
 
 from emotion_refinery.errors import EmorefineError
 
-__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset", "SEQUENCE_FEATURES", "LLD_COLUMNS", "sequence_layout",
+__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset", "SEQUENCE_FEATURES", "LLD_COLUMNS", "SPECTROGRAM",
+           "sequence_layout",
            "LCW_UPDATES"]
 
 DTYPES = ("float16", "float32")
@@ -165,7 +166,12 @@ SEQUENCE_FEATURES: Mapping[str, str] = types.MappingProxyType({
     "log-mel": "the log-Mel frames the segments are cut from (n_mels features, the segments' dtype)",
     "lld": f"{len(LLD_COLUMNS)} openSMILE emobase low-level descriptors and deltas per 10 ms (float32; "
            "needs the [baseline] extra)",
+    "spectrogram": "the MLEE input: log power spectrum, 400 bins of 10 Hz from 0 to 3990 Hz per 10 ms "
+                   "(40 ms Hamming window, 1600-point DFT; float16)",
 })
+
+#: ``--sequences spectrogram``: window and DFT length in samples at 16 kHz, and the bins kept.
+SPECTROGRAM = types.MappingProxyType({"win_length": 640, "n_fft": 1600, "hop_length": 160, "bins": 400})
 
 
 def sequence_layout(kind: str, features: FeatureConfig) -> tuple[int, str]:
@@ -174,6 +180,8 @@ def sequence_layout(kind: str, features: FeatureConfig) -> tuple[int, str]:
         return features.n_mels, features.dtype
     if kind == "lld":
         return len(LLD_COLUMNS), "float32"
+    if kind == "spectrogram":
+        return SPECTROGRAM["bins"], "float16"
     raise EmorefineError(f"Received: sequences={kind!r}; expected one of {', '.join(SEQUENCE_FEATURES)}")
 
 

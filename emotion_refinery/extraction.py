@@ -15,14 +15,14 @@ import google_crc32c
 import numpy as np
 
 from emotion_refinery.audio import load
-from emotion_refinery.config import LLD_COLUMNS, FeatureConfig, sequence_layout
+from emotion_refinery.config import LLD_COLUMNS, SPECTROGRAM, FeatureConfig, sequence_layout
 from emotion_refinery.errors import AudioError
 from emotion_refinery.features import frames_of, segment
 from tf_records.atomic import atomic_path
 from tf_records.schema import SegmentSpec, SequenceSpec
 from tf_records.writer import ShardWriter, sha256_file
 
-__all__ = ["extract_frames", "extract_llds", "read_frames", "cached_frames", "write_feature_shard"]
+__all__ = ["extract_frames", "extract_llds", "extract_spectrogram", "read_frames", "cached_frames", "write_feature_shard"]
 
 
 def extract_frames(path: str, cache: str, features: dict[str, Any]) -> tuple[int, int] | str:
@@ -80,6 +80,29 @@ def extract_llds(path: str, cache: str, features: dict[str, Any]) -> int | str:
     return len(frames)
 
 
+def extract_spectrogram(path: str, cache: str, features: dict[str, Any]) -> int | str:
+    """Decode ``path`` and cache its ``--sequences spectrogram`` frames: the log power spectrum
+    (:data:`~emotion_refinery.config.SPECTROGRAM`: 40 ms periodic Hamming window, 10 ms hop, 1600-point
+    DFT, the 400 bins below 4 kHz), float16; return their number, or the reason the file is unusable."""
+    import librosa
+
+    config = FeatureConfig.from_dict(features)
+    try:
+        y = load(path, sr=config.sr)
+    except AudioError as e:
+        return str(e)
+    spec = SPECTROGRAM
+    if config.sr != 16000:
+        return f"the spectrogram's bins are set for 16 kHz; the records' rate is {config.sr} Hz"
+    if len(y) < spec["win_length"]:
+        return f"too short: one spectrogram frame needs {spec['win_length'] / config.sr:.3f} s"
+    frames = librosa.util.frame(y, frame_length=spec["win_length"], hop_length=spec["hop_length"], axis=0)
+    window = librosa.filters.get_window("hamming", spec["win_length"], fftbins=True)
+    power = np.abs(np.fft.rfft(frames * window, n=spec["n_fft"], axis=1)[:, :spec["bins"]]) ** 2
+    _write_cache(cache, np.log(power + 1e-10).astype(np.float16), len(y))
+    return len(power)
+
+
 def read_frames(cache: str | Path) -> tuple[np.ndarray, int]:
     """Cached frames ``(n_frames, n_mels)`` in the storage dtype, and the utterance's sample count.
 
@@ -134,7 +157,7 @@ def write_feature_shard(path: str, members: list[dict[str, Any]], features: dict
             into place after writing) and is kept.
         sequences_path: also write the members' whole frame sequences there, one example per
             utterance (kept the same way when already in place): their log-Mel frames, or with
-            ``sequences="lld"`` the frames cached at each member's ``sequence_cache``.
+            another ``sequences`` kind the frames cached at each member's ``sequence_cache``.
         members: the shard's utterances in order, each with ``index``, ``first_segment``,
             ``label_index`` and ``cache`` (its frames file).
         features: :class:`FeatureConfig` as a dict.

@@ -38,7 +38,8 @@ from emotion_refinery import __version__
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.corpora import Utterance, scan_corpus
 from emotion_refinery.errors import NothingUsableError, RecordsError
-from emotion_refinery.extraction import cached_frames, extract_frames, extract_llds, read_frames, write_feature_shard
+from emotion_refinery.extraction import (cached_frames, extract_frames, extract_llds, extract_spectrogram, read_frames,
+                                         write_feature_shard)
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
 from emotion_refinery.processes import cpu_count, exit_with_parent
@@ -257,10 +258,10 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
         raise NothingUsableError(f"No usable utterance in {root}: all {len(skipped)} inputs were skipped{first}")
 
     sequences = settings.get("sequences")
-    if sequences == "lld":
-        usable = _lld_frames(usable, partial, features, skipped, progress, workers=workers)
+    if sequences in ("lld", "spectrogram"):
+        usable = _sequence_frames(sequences, usable, partial, features, skipped, progress, workers=workers)
         if not usable:
-            raise NothingUsableError(f"No usable utterance in {root}: no file gave low-level descriptors")
+            raise NothingUsableError(f"No usable utterance in {root}: no file gave {sequences} frames")
 
     # Folds over usable utterances in id order, then storage order: fold-major, id within fold.
     usable.sort(key=lambda r: r[0].id)
@@ -269,12 +270,12 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
                               speakers=[u.speaker for u, *_ in usable], sessions=[u.session for u, *_ in usable],
                               n_folds=n_folds, by=folds_by, seed=seed)
     rows = []
-    for (utt, n_samples, n_frames, *lld), fold in zip(usable, assignment.folds):
+    for (utt, n_samples, n_frames, *own), fold in zip(usable, assignment.folds):
         rows.append({
             "id": utt.id, "path": utt.path, "label": utt.label, "label_index": class_index[utt.label],
             "speaker": utt.speaker, "text": utt.text, "fold": int(fold), "duration": n_samples / features.sr,
             "frames": n_frames, "segments": features.n_segments(n_frames),
-            "sequence_frames": lld[0] if lld else n_frames,
+            "sequence_frames": own[0] if own else n_frames,
             **({"votes": utt.votes} if utt.votes else {}),
             **({"session": utt.session} if utt.session else {}),
         })
@@ -289,7 +290,7 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
     plan = _plan_shards(rows, n_folds, shard_segments, sequences=sequences is not None)
     _reconcile_plan(out, partial / "plan.json", plan)
     jobs = [(str(out / p["path"]),
-             [{**r, "cache": str(cache_of[r["id"]]), "sequence_cache": str(cache_of[r["id"]]) + ".lld"}
+             [{**r, "cache": str(cache_of[r["id"]]), "sequence_cache": f"{cache_of[r['id']]}.{sequences}"}
               for r in rows[p["utterances"][0]:p["utterances"][1]]],
              features.to_dict(), str(out / p["sequences"]["path"]) if sequences else None, sequences or "log-mel")
             for p in plan]
@@ -327,20 +328,21 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
     return BuildResult(status, data, time.perf_counter() - start)
 
 
-def _lld_frames(usable: list[tuple], partial: Path, features: FeatureConfig, skipped: list[dict], progress, *,
-                workers: int) -> list[tuple]:
-    """``--sequences lld``: cache every usable utterance's low-level descriptors (openSMILE, in worker
-    processes); return the usable entries with their descriptor frame count appended, and add the
-    utterances that gave none to ``skipped``."""
+def _sequence_frames(kind: str, usable: list[tuple], partial: Path, features: FeatureConfig, skipped: list[dict],
+                     progress, *, workers: int) -> list[tuple]:
+    """``--sequences lld`` or ``spectrogram``: cache every usable utterance's frames of that kind (in worker
+    processes: openSMILE aborts a process that has loaded TensorFlow); return the usable entries with
+    their frame count appended, and add the utterances that gave none to ``skipped``."""
     import importlib.util
 
-    if importlib.util.find_spec("opensmile") is None:
+    if kind == "lld" and importlib.util.find_spec("opensmile") is None:
         raise RecordsError("Received: sequences='lld'; it needs the opensmile package, which is not installed. "
                            "Install it with: pip install 'emorefine[baseline]'")
+    extract = extract_llds if kind == "lld" else extract_spectrogram
     counts: list[Any] = [None] * len(usable)
     jobs, slots = [], []
     for i, (utt, *_) in enumerate(usable):
-        cache = partial / "frames" / (_cache_name(utt) + ".lld")
+        cache = partial / "frames" / f"{_cache_name(utt)}.{kind}"
         try:
             counts[i] = len(read_frames(cache)[0]) if cache.is_file() else None
         except (OSError, ValueError, EOFError):
@@ -348,8 +350,8 @@ def _lld_frames(usable: list[tuple], partial: Path, features: FeatureConfig, ski
         if counts[i] is None:
             jobs.append((utt.path, str(cache), features.to_dict()))
             slots.append(i)
-    with _pool(workers, processes=True) as pool:  # openSMILE aborts a process that has loaded TensorFlow
-        for i, r in zip(slots, _run(pool, extract_llds, jobs, "descriptors", progress, done=len(usable) - len(jobs),
+    with _pool(workers, processes=True) as pool:
+        for i, r in zip(slots, _run(pool, extract, jobs, kind, progress, done=len(usable) - len(jobs),
                                     total=len(usable))):
             counts[i] = r
     kept = []

@@ -208,3 +208,29 @@ def test_low_level_descriptor_sequences(synthetic_corpus, tmp_path):
     probs = model.predict({"frames": inputs["frames"], "mask": inputs["mask"]}, verbose=0)
     assert probs.shape == (len(inputs["utt"]), len(manifest.classes))
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_spectrogram_sequences_are_400_log_power_bins_of_10_hz(tmp_path):
+    """`--sequences spectrogram`: MLEE's input, 40 ms Hamming frames every 10 ms, 1600-point DFT, 0-3990 Hz."""
+    import csv
+
+    from tests.conftest import tone, write_wav
+
+    root = tmp_path / "corpus"
+    freqs = {"a.wav": 440.0, "b.wav": 1230.0, "c.wav": 3000.0, "d.wav": 700.0}
+    for i, (name, f) in enumerate(freqs.items()):
+        write_wav(root / name, tone(f, 0.5 + 0.1 * i))
+    with open(root / "m.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([("path", "label"), ("a.wav", "x"), ("b.wav", "y"), ("c.wav", "x"), ("d.wav", "y")])
+    build_records(root, tmp_path / "rec", corpus="csv", manifest=root / "m.csv", features=FEATURES, n_folds=2,
+                  workers=1, sequences="spectrogram")
+    manifest = RecordsManifest.load(tmp_path / "rec")
+    assert (manifest.sequence_spec.n_features, manifest.sequence_spec.dtype) == (400, "float16")
+    seqs = _sequences(manifest)
+    for u in manifest.utterances:
+        x = seqs[u["index"]]
+        n_samples = round(u["duration"] * 16000)
+        assert x.shape == (1 + (n_samples - 640) // 160, 400) == (u["sequence_frames"], 400)
+        peak = np.bincount(x.astype(np.float32).argmax(axis=1)).argmax()
+        assert peak == round(freqs[u["id"] + ".wav"] / 10)
+    assert manifest.verify() == {}
