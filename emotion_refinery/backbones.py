@@ -229,6 +229,44 @@ def _blstm_attention(n_features: int) -> keras.Model:
     return keras.Model([frames, mask], x, name="blstm_attention")
 
 
+#: MLEE's convolution stack: (filters, kernel (time, frequency), stride), each followed by BN, ReLU and 2×2 max-pooling.
+MLEE_CONVS = ((16, (12, 16), 2), (24, (8, 12), 1), (32, (5, 7), 1))
+
+
+def _mlee_crnn(n_features: int) -> keras.Model:
+    """MLEE's encoder: 3 × (Conv2D-BN-ReLU-MaxPool 2×2) over (time, frequency) → BLSTM 128 → one-head
+    self-attention → mean over time → Dense 64 (ReLU). Time shrinks 16-fold (stride 2, three pools);
+    the mask follows it (:class:`~emotion_refinery.layers.StridedMask`), and padded steps are zeroed after every
+    block, so a padded utterance gives what it gives alone."""
+    import keras
+
+    from emotion_refinery.layers import MaskedMeanPooling, StridedMask
+
+    frames = keras.Input((None, n_features), name="frames")
+    mask = keras.Input((None,), dtype="bool", name="mask")
+    x = frames * keras.ops.cast(mask, frames.dtype)[..., None]
+    x = keras.layers.Reshape((-1, n_features, 1), name="as_image")(x)
+    width, stride = n_features, 1
+    for i, (filters, kernel, step) in enumerate(MLEE_CONVS):
+        x = keras.layers.Conv2D(filters, kernel, strides=step, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+        x = keras.layers.BatchNormalization(name=f"conv{i + 1}_bn")(x)
+        x = keras.layers.ReLU(name=f"conv{i + 1}_relu")(x)
+        # Zero the steps past the utterance's end (BN made them non-zero), as "same" padding would be for
+        # the utterance alone; after the ReLU a zero never wins the max-pool over a real step.
+        keep = StridedMask(stride * step, name=f"conv{i + 1}_mask")(mask)
+        x = x * keras.ops.cast(keep, x.dtype)[:, :, None, None]
+        x = keras.layers.MaxPooling2D(2, padding="same", name=f"conv{i + 1}_pool")(x)
+        width, stride = -(-(-(-width // step)) // 2), stride * step * 2
+    x = keras.layers.Reshape((-1, width * MLEE_CONVS[-1][0]), name="as_sequence")(x)
+    m = StridedMask(stride, name="strided_mask")(mask)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(128, return_sequences=True), name="blstm")(x, mask=m)
+    x = keras.layers.MultiHeadAttention(num_heads=1, key_dim=128, name="self_attention")(x, x, query_mask=m,
+                                                                                        value_mask=m)
+    x = MaskedMeanPooling(name="mean_over_time")(x, mask=m)
+    x = keras.layers.Dense(64, activation="relu", name="embedding")(x)
+    return keras.Model([frames, mask], x, name="mlee_crnn")
+
+
 BACKBONES: Mapping[str, Backbone] = types.MappingProxyType(
     {
         entry.name: entry
@@ -247,6 +285,8 @@ BACKBONES: Mapping[str, Backbone] = types.MappingProxyType(
                      _tcnn, min_size=4, gpu_sized=False, cpu_segments_per_second=1400),
             Backbone("blstm_attention", "Dense 512 → BLSTM 128 → attention pooling over whole utterances (LC+W)",
                      _blstm_attention, min_size=1, gpu_sized=False, reads="utterances"),
+            Backbone("mlee_crnn", "3 × Conv2D → BLSTM 128 → self-attention → Dense 64 over whole utterances (MLEE)",
+                     _mlee_crnn, min_size=1, gpu_sized=False, reads="utterances"),
         )
     }
 )
@@ -393,6 +433,7 @@ def build_sequence_model(
     mean: np.ndarray | None = None,
     variance: np.ndarray | None = None,
     seed: int | None = None,
+    activation: str = "softmax",
 ) -> keras.Model:
     """Build a randomly initialised utterance classifier over whole frame sequences.
 
@@ -402,10 +443,13 @@ def build_sequence_model(
         n_classes: ``K`` (≥ 2).
         mean, variance: per-feature statistics of the training frames (``None``: identity).
         seed: as in :func:`build_model`.
+        activation: of the output layer: ``"softmax"`` (one class) or ``"sigmoid"`` (each class present
+            or not, as MLEE's existence outputs).
 
     Returns:
         An uncompiled model of ``{"frames": (batch, T, n_features) float, "mask": (batch, T) bool}``
-        to ``(batch, K)`` softmax probabilities; padded frames (mask False) do not count.
+        to ``(batch, K)`` probabilities; padded frames (mask False) do not count. Its layer named
+        ``name`` is the backbone (the encoder whose output the output layer reads).
     """
     import keras
 
@@ -424,5 +468,7 @@ def build_sequence_model(
     mask = keras.Input((None,), dtype="bool", name="mask")
     x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name="feature_normalization")(frames)
     x = entry.build(int(n_features))([x, mask])
-    outputs = keras.layers.Dense(int(n_classes), activation="softmax", name="predictions", dtype="float32")(x)
+    if activation not in ("softmax", "sigmoid"):
+        raise EmorefineError(f"Received: activation={activation!r}; expected softmax or sigmoid")
+    outputs = keras.layers.Dense(int(n_classes), activation=activation, name="predictions", dtype="float32")(x)
     return keras.Model({"frames": frames, "mask": mask}, outputs, name=name)

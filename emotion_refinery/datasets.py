@@ -20,7 +20,7 @@ from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.errors import RecordsError
 from tf_records.schema import FRAMES, INDEX, LABEL, N_FRAMES, POSITION, SEGMENT, TARGET, UTTERANCE, TargetSpec
 
-__all__ = ["training_dataset", "evaluation_dataset", "sequence_dataset", "shard_pairs", "count_segments",
+__all__ = ["training_dataset", "evaluation_dataset", "sequence_dataset", "sequence_statistics", "shard_pairs", "count_segments",
            "count_training_segments"]
 
 _PARSE_BATCH = 1024
@@ -217,6 +217,18 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
         return ds.prefetch(tf.data.AUTOTUNE)  # the number of batches depends on how the buckets fill
     ds = ds.padded_batch(batch_size).map(with_mask, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size))).prefetch(tf.data.AUTOTUNE)
+
+
+def sequence_statistics(manifest: RecordsManifest, folds: Sequence[int], *, normalize=None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and variance over every real (unpadded) frame of the sequences of ``folds``
+    (after ``normalize``, as :func:`sequence_dataset`)."""
+    n, total, total_sq = 0, 0.0, 0.0
+    for x, _ in sequence_dataset(manifest, folds=folds, batch_size=64, cache="none", normalize=normalize):
+        frames = x["frames"].numpy()[x["mask"].numpy()].astype(np.float64)
+        n, total, total_sq = n + len(frames), total + frames.sum(axis=0), total_sq + (frames * frames).sum(axis=0)
+    mean = total / n
+    return mean, np.maximum(total_sq / n - mean**2, 0.0)
 
 
 def stored_labels_one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["AttentionPooling", "LabelCorrection", "MeanOne"]
+__all__ = ["AttentionPooling", "LabelCorrection", "MaskedMeanPooling", "MeanOne", "StridedMask"]
 
 
 @keras.saving.register_keras_serializable(package="emorefine")
@@ -114,3 +114,43 @@ class LabelCorrection(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "labels": self.labels, "row_of": self.row_of, "n_classes": self.n_classes,
                 "confidence": self.confidence}
+
+
+@keras.saving.register_keras_serializable(package="emorefine")
+class MaskedMeanPooling(keras.layers.Layer):
+    """Mean over the unmasked time steps: ``(batch, T, d)`` with a boolean mask ``(batch, T)`` → ``(batch, d)``."""
+
+    def call(self, h, mask=None):
+        if mask is None:
+            return ops.mean(h, axis=1)
+        m = ops.cast(mask, h.dtype)[..., None]
+        return ops.sum(h * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="emorefine")
+class StridedMask(keras.layers.Layer):
+    """The time mask of a layer stack that halves time ``log2(stride)`` times with ``"same"`` padding.
+
+    A padding mask is a run of True then False, so a "same" stride-2 step keeps step ``i`` exactly
+    when input step ``2i`` was real: the mask becomes ``mask[:, ::stride]``.
+    """
+
+    def __init__(self, stride: int, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = int(stride)
+
+    def call(self, inputs):  # not named "mask": Keras passes an argument of that name as the layer's mask
+        return inputs[:, :: self.stride]
+
+    def compute_output_shape(self, input_shape):
+        t = input_shape[1]
+        return (input_shape[0], None if t is None else -(-t // self.stride))
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}

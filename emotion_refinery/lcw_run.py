@@ -13,7 +13,6 @@ weight per class, and the utterances whose learned label left their given label.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from emotion_refinery.backbones import backbone_names
 from emotion_refinery.config import LCW_UPDATES as UPDATES
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.folds import split_folds
-from emotion_refinery.manifest import RecordsManifest, settings_difference
+from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.refine_config import check_numbers
 from emotion_refinery.run_dir import RunDir
 from emotion_refinery.utterance import decision_scores
@@ -70,25 +69,6 @@ class LCWConfig:
 
 def _lcw_path(run: RunDir, k: int) -> Path:
     return run.round_dir(0) / "lcw" / f"fold-{k:02d}.npz"
-
-
-def _prepare(run: RunDir, manifest: RecordsManifest, config: LCWConfig) -> dict:
-    record = {"method": "lcw", "config": dataclasses.asdict(config), "records": run.records_entry(manifest),
-              "emorefine_version": __version__}
-    if run.config.is_file():
-        old = json.loads(run.config.read_text())
-        if old.get("method") != "lcw":
-            raise EmorefineError(f"{run.root} holds a refine run; use another run directory for lcw")
-        diff = settings_difference({"config": old["config"], "records": run.records_identity(old["records"])},
-                                   {"config": record["config"], "records": run.records_identity(record["records"])})
-        if diff:
-            raise EmorefineError(f"{run.root} holds a run with other settings ({'; '.join(diff)}). "
-                                 "Use another run directory, or the same settings to resume it.")
-    elif run.root.exists() and any(p.name != ".lock" for p in run.root.iterdir()):
-        raise EmorefineError(f"Received: output={str(run.root)!r}; expected a new or empty folder, "
-                             "or an lcw run directory to resume")
-    write_json(run.config, record)
-    return record
 
 
 def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: int, log) -> dict:
@@ -146,23 +126,11 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
 def fold_model(manifest: RecordsManifest, train_folds: list[int], config: LCWConfig, *, normalize=None):
     """``config.backbone`` for the records' frame features, normalised by the training folds' frame statistics."""
     from emotion_refinery.backbones import build_sequence_model
+    from emotion_refinery.datasets import sequence_statistics
 
-    mean, variance = _frame_statistics(manifest, train_folds, normalize=normalize)
+    mean, variance = sequence_statistics(manifest, train_folds, normalize=normalize)
     return build_sequence_model(config.backbone, n_features=manifest.sequence_spec.n_features,
                                 n_classes=len(manifest.classes), mean=mean, variance=variance)
-
-
-def _frame_statistics(manifest: RecordsManifest, folds: list[int], *, normalize=None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and variance over every real (unpadded) frame of the sequences of ``folds``."""
-    from emotion_refinery.datasets import sequence_dataset
-
-    n, total, total_sq = 0, 0.0, 0.0
-    for x, _ in sequence_dataset(manifest, folds=folds, batch_size=64, cache="none", normalize=normalize):
-        frames = x["frames"].numpy()[x["mask"].numpy()].astype(np.float64)
-        n, total, total_sq = n + len(frames), total + frames.sum(axis=0), total_sq + (frames * frames).sum(axis=0)
-    mean = total / n
-    return mean, np.maximum(total_sq / n - mean**2, 0.0)
 
 
 def changed_labels(manifest: RecordsManifest, run: RunDir) -> list[dict[str, Any]]:
@@ -231,7 +199,7 @@ def run_lcw(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config: 
     with run.lock("lcw"):
         import tensorflow as tf
 
-        record = _prepare(run, manifest, config)
+        record = run.prepare_utterance_run("lcw", dataclasses.asdict(config), manifest, __version__)
         if not tf.config.list_physical_devices("GPU"):
             tf.config.experimental.enable_op_determinism()
         for k in range(manifest.n_folds):

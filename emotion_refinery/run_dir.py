@@ -95,6 +95,29 @@ class RunDir:
                              "(with its manifest.json) at one of those paths: move it back, or beside the run "
                              "as it was")
 
+    def prepare_utterance_run(self, method: str, config: dict, manifest: RecordsManifest, version: str) -> dict:
+        """Create the config record of an utterance-level run (``lcw``, ``mlee``), or check that the run
+        directory holds one of the same method, settings and records (to resume it); return the record."""
+        from emotion_refinery.manifest import settings_difference
+
+        record = {"method": method, "config": config, "records": self.records_entry(manifest),
+                  "emorefine_version": version}
+        if self.config.is_file():
+            old = json.loads(self.config.read_text())
+            if old.get("method", "refine") != method:
+                raise EmorefineError(f"{self.root} holds a {old.get('method', 'refine')} run; use another run "
+                                     f"directory for {method}")
+            diff = settings_difference({"config": old["config"], "records": self.records_identity(old["records"])},
+                                       {"config": config, "records": self.records_identity(record["records"])})
+            if diff:
+                raise EmorefineError(f"{self.root} holds a run with other settings ({'; '.join(diff)}). "
+                                     "Use another run directory, or the same settings to resume it.")
+        elif self.root.exists() and any(p.name != ".lock" for p in self.root.iterdir()):
+            raise EmorefineError(f"Received: output={str(self.root)!r}; expected a new or empty folder, "
+                                 f"or an {method} run directory to resume")
+        write_json(self.config, record)
+        return record
+
     def round_dir(self, t: int) -> Path:
         return self.root / "rounds" / f"round-{t:02d}"
 

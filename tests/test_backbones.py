@@ -133,14 +133,18 @@ def test_unknown_name_lists_the_valid_names():
         build_sequence_model("tcnn", n_features=64, n_classes=7)
 
 
-def test_sequence_model_ignores_padded_frames_and_saves(tmp_path):
-    model = build_sequence_model("blstm_attention", n_features=8, n_classes=4, seed=0)
+@pytest.mark.parametrize("name, activation", [("blstm_attention", "softmax"), ("mlee_crnn", "sigmoid")])
+def test_sequence_model_ignores_padded_frames_and_saves(tmp_path, name, activation):
+    model = build_sequence_model(name, n_features=8, n_classes=4, seed=0, activation=activation)
     rng = np.random.default_rng(0)
-    frames = rng.normal(size=(2, 12, 8)).astype(np.float32)
-    mask = np.zeros((2, 12), bool)
-    mask[0, :12], mask[1, :5] = True, True
+    frames = rng.normal(size=(2, 37, 8)).astype(np.float32)
+    mask = np.zeros((2, 37), bool)
+    mask[0, :37], mask[1, :5] = True, True
     probs = np.asarray(model({"frames": frames, "mask": mask}, training=False))
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    if activation == "softmax":
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    else:  # MLEE: each class present or not
+        assert ((probs > 0) & (probs < 1)).all() and not np.allclose(probs.sum(axis=1), 1.0)
     garbage = frames.copy()
     garbage[1, 5:] = 1e3  # padding content must not matter
     np.testing.assert_allclose(np.asarray(model({"frames": garbage, "mask": mask}, training=False)), probs, atol=1e-6)
