@@ -14,7 +14,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 from cli import options, predict, records, refine
 from cli import report
 from cli import baseline
-from cli import lcw
+from cli import lcw, mlee
 from emotion_refinery import __version__
 from emotion_refinery.errors import EmorefineError
 
@@ -53,5 +53,6 @@ main.add_command(refine.refine)
 main.add_command(report.report)
 main.add_command(baseline.baseline)
 main.add_command(lcw.lcw)
+main.add_command(mlee.mlee)
 main.add_command(predict.predict)
 main.add_command(predict.export)

@@ -190,6 +190,11 @@ def _inspect_run(path, as_json, utterance_id, round_, dump):
 
         click.echo(lcw_markdown(report))
         return
+    if report.get("method") == "mlee":  # scores and emotion existence
+        from emotion_refinery.report import mlee_markdown
+
+        click.echo(mlee_markdown(report))
+        return
     from emotion_refinery.report import markdown
 
     click.echo(markdown(report))

@@ -24,7 +24,7 @@ from emotion_refinery.run_dir import RunDir
 from emotion_refinery.utterance import ep_entropy
 from tf_records.atomic import atomic_path, write_bytes, write_json
 
-__all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "last_round", "chosen_round", "best_by_test_ua",
+__all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "last_round", "chosen_round", "best_by_test_ua", "mlee_markdown",
            "PLOTS_DIR"]
 
 PLOTS_DIR = "plots"
@@ -243,6 +243,43 @@ def lcw_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mlee_markdown(report: dict) -> str:
+    """report.md of an MLEE run."""
+    c, classes, e = report["config"], report["classes"], report["existence"]
+    lines = [
+        "# emorefine mlee report", "",
+        f"Records: `{report['records']['path']}`; protocol: {report['protocol']['protocol']}; "
+        f"{report['protocol']['validation']}; {report['voted_utterances']} of {sum(map(sum, report['confusion']))} "
+        "utterances carry votes.",
+        f"Backbone `{c['backbone']}`, variant `{c['variant']}`, at most {c['epochs']} epochs per model, batch "
+        f"{c['batch_size']}, Adam lr {c['lr'] or 'as published'}, patience {c['patience']}, seed {c['seed']}.", "",
+        "| WA (%) | UA (%) | macro-F1 (%) | existence macro-F1 (%) | time (s) |", "|---:|---:|---:|---:|---:|",
+        f"| {100 * report['wa']:.2f} | {100 * report['ua']:.2f} | {100 * report['macro_f1']:.2f} | "
+        f"{100 * e['macro_f1']:.2f} | {report['seconds']:.0f} |", "",
+        "Emotion existence (truth: any annotator chose the class; predicted: "
+        + ("sigmoid output above 0.5" if c["variant"] == "mlee" else "probability at least 1/K") + "):", "",
+        "| class | precision (%) | recall (%) | F1 (%) | utterances present |", "|---|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {100 * v['precision']:.1f} | {100 * v['recall']:.1f} | {100 * v['f1']:.1f} | "
+              f"{v['support']} |" for name, v in e["per_class"].items()]
+    lines += ["", "Confusion matrix (rows: true, columns: decided):", "",
+              "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(classes, report["confusion"])]
+    return "\n".join(lines) + "\n"
+
+
+def _write_mlee_report(run, report: dict) -> list[Path]:
+    from emotion_refinery import plots
+
+    out = run.root / "plots"
+    out.mkdir(exist_ok=True)
+    written = [plots.confusion_matrix(np.array(report["confusion"]), report["classes"], out / "confusion.png",
+                                      title=f"Confusion matrix, MLEE {report['config']['variant']} (out-of-fold)")]
+    text = mlee_markdown(report) + "\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in written) + "\n"
+    write_bytes(run.report_md, text.encode())
+    return [*written, run.report_md]
+
+
 def _write_lcw_report(run, report: dict) -> list[Path]:
     """An LC+W run's figures (learned labels and weights; confusion matrix) and its report.md with them."""
     from emotion_refinery import plots
@@ -284,6 +321,8 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
     report = json.loads(run.report_json.read_text())
     if report.get("method") == "lcw":
         return _write_lcw_report(run, report)
+    if report.get("method") == "mlee":
+        return _write_mlee_report(run, report)
     report["baseline"] = load_baseline(manifest.root)  # a baseline run after refine counts too
     report.setdefault("audit", leakage_audit(manifest.utterances, manifest.n_folds))  # runs made before the audit
     chosen = _check_utterances(manifest, list(utterances)) if utterances else default_utterances(manifest)

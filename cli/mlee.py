@@ -1,0 +1,46 @@
+"""The mlee command: multi-label emotion existence (MLEE) and the dominant-emotion classifiers on whole utterances."""
+
+from __future__ import annotations
+
+import click
+
+from cli import options
+from emotion_refinery.backbones import backbone_names
+from emotion_refinery.mlee import LEARNING_RATES, VARIANTS
+from emotion_refinery.mlee_run import MLEEConfig
+
+_DEFAULTS = MLEEConfig()
+
+
+@click.command()
+@click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Run directory to create (or resume).")
+@click.option("--variant", type=click.Choice(VARIANTS), default=_DEFAULTS.variant, show_default=True,
+              help="hard / soft: the dominant-emotion classifier on one-hot labels / soft vote targets; mlee: "
+                   "sigmoid existence outputs; pretrain: a frozen MLEE encoder and a new classifier; fusion: "
+                   "frozen MLEE and soft encoders side by side and a new classifier.")
+@click.option("--backbone", type=click.Choice(tuple(backbone_names("utterances"))), default=_DEFAULTS.backbone,
+              show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,
+              help="Most epochs per model.")
+@click.option("--patience", type=click.IntRange(min=0), default=_DEFAULTS.patience, show_default=True,
+              help="Epochs without a lower validation loss before a model stops.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam learning rate of the variant's last stage.  [default: as published: "
+                   + ", ".join(f"{v} {r:g}" for v, r in LEARNING_RATES.items()) + "]")
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@options.quiet
+def mlee(records_dir, output, quiet, **settings):
+    """Train MLEE (or a dominant-emotion classifier) on RECORDS_DIR (built with --sequences) under its folds.
+
+    Targets come from the utterances' votes (records of iemocap, cremad, emodb with its perception test, or
+    a CSV votes column); report.md shows WA / UA and the per-class precision / recall / F1 of emotion
+    existence. Running the same command again resumes an interrupted run.
+    """
+    from emotion_refinery.mlee_run import run_mlee
+
+    config = MLEEConfig(**settings)
+    run_mlee(records_dir, output, config, log=(lambda s: None) if quiet else click.echo)
+    click.echo(f"Report: {output}/report.md")

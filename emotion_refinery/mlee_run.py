@@ -1,0 +1,253 @@
+"""`emorefine mlee`: MLEE and the dominant-emotion classifiers under the records' folds, resumable per fold.
+
+For held-out fold ``k`` (early stopping on fold ``(k + 1) mod K``, as in ``refine`` and ``lcw``), the
+variant's model (:mod:`emotion_refinery.mlee`) is trained on the other folds' sequence records, with
+targets from the utterances' votes, and decides fold ``k``'s utterances. ``pretrain`` and ``fusion``
+first train their component models on the same folds. The run directory uses ``refine``'s layout for
+one round (``rounds/round-00/models``, ``done``, ``predictions.csv``) plus the test-fold outputs of
+each fold model (``rounds/round-00/mlee/fold-KK.npz``); ``report.json`` / ``report.md`` give WA / UA /
+macro-F1, the confusion matrix, and the per-class precision / recall / F1 of emotion existence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from emotion_refinery import __version__
+from emotion_refinery.backbones import backbone_names
+from emotion_refinery.errors import EmorefineError
+from emotion_refinery.folds import split_folds
+from emotion_refinery.manifest import RecordsManifest
+from emotion_refinery.mlee import (LEARNING_RATES, VARIANTS, existence_scores, existence_targets, inverse_frequency,
+                                   predicted_existence, weighted_bce)
+from emotion_refinery.refine_config import check_numbers
+from emotion_refinery.run_dir import RunDir
+from emotion_refinery.utterance import decision_scores
+from emotion_refinery.votes import soft_targets
+from tf_records.atomic import atomic_path, write_bytes, write_json
+
+__all__ = ["MLEEConfig", "run_mlee"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MLEEConfig:
+    """Settings of an MLEE run. ``lr`` ``None``: the publication's rate for the variant
+    (:data:`~emotion_refinery.mlee.LEARNING_RATES`; component models of ``pretrain`` / ``fusion`` use theirs)."""
+
+    variant: str = "fusion"
+    backbone: str = "mlee_crnn"
+    epochs: int = 20
+    patience: int = 3
+    batch_size: int = 16
+    lr: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise EmorefineError(f"Received: variant={self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        if self.backbone not in backbone_names("utterances"):
+            raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
+                                 f"{', '.join(backbone_names('utterances'))}")
+        check_numbers(self, integers=("epochs", "batch_size"), counts=("patience",))
+        if self.lr is not None:
+            check_numbers(self, numbers=("lr",))
+
+
+def _fold_path(run: RunDir, k: int) -> Path:
+    return run.round_dir(0) / "mlee" / f"fold-{k:02d}.npz"
+
+
+class _Tables:
+    """Every utterance's targets (hard, soft, existence), indexed by utterance index."""
+
+    def __init__(self, manifest: RecordsManifest):
+        k = len(manifest.classes)
+        self.hard = np.eye(k, dtype=np.float32)[[u["label_index"] for u in manifest.utterances]]
+        self.soft = soft_targets(manifest.utterances, manifest.classes).astype(np.float32)
+        self.existence = existence_targets(manifest.utterances, manifest.classes)
+
+
+def _datasets(manifest, train_folds, val_fold, targets: np.ndarray, weights: np.ndarray, config, seed):
+    """Training and validation batches ``(inputs, target, sample weight)`` with ``targets`` / ``weights`` rows
+    looked up by utterance index."""
+    import tensorflow as tf
+
+    from emotion_refinery.datasets import sequence_dataset
+
+    table, w = tf.constant(targets), tf.constant(weights.astype(np.float32))
+
+    def attach(x, y):
+        return {"frames": x["frames"], "mask": x["mask"]}, tf.gather(table, x["utt"]), tf.gather(w, x["utt"])
+
+    train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
+                             buckets=4).map(attach)
+    val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size).map(attach)
+    return train, val
+
+
+def _fit(model, train, val, *, loss, lr: float, config: MLEEConfig, log, name: str) -> dict:
+    import warnings
+
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+    stop = keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        h = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=[stop, keras.callbacks.TerminateOnNaN()],
+                      verbose=0, shuffle=False)
+    losses = h.history["val_loss"]
+    if not np.all(np.isfinite(losses)):
+        raise EmorefineError(f"{name}: the validation loss became {losses[-1]} at epoch {len(losses)}; "
+                             "lower --lr, or check the records (`emorefine verify`)")
+    best = int(np.argmin(losses))
+    log(f"  {name}: {len(losses)} epochs (best {best + 1}), val_loss {losses[best]:.4f}")
+    return {"epochs": len(losses), "best_epoch": best + 1, "val_loss": float(losses[best])}
+
+
+def _encoder(model, name: str):
+    """``model``'s input normalisation and backbone, frozen: ``{"frames", "mask"}`` → the embedding its output
+    layer reads."""
+    import keras
+
+    encoder = keras.Model(model.input, model.get_layer("predictions").input, name=name)
+    encoder.trainable = False
+    return encoder
+
+
+def _head(encoders: list, n_classes: int, name: str):
+    import keras
+
+    frames = keras.Input(encoders[0].input["frames"].shape[1:], name="frames")
+    mask = keras.Input((None,), dtype="bool", name="mask")
+    parts = [e({"frames": frames, "mask": mask}, training=False) for e in encoders]
+    x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="fused")(parts)
+    out = keras.layers.Dense(n_classes, activation="softmax", name="predictions", dtype="float32")(x)
+    return keras.Model({"frames": frames, "mask": mask}, out, name=name)
+
+
+def _train_fold(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tables: _Tables, k: int, log) -> dict:
+    import keras
+
+    from emotion_refinery.backbones import build_sequence_model
+    from emotion_refinery.datasets import sequence_dataset, sequence_statistics
+
+    start = time.perf_counter()
+    train_folds, val_fold = split_folds(manifest.n_folds, k)
+    train_rows = np.array([u["index"] for u in manifest.utterances if u["fold"] in train_folds])
+    seed = (config.seed * 1_000_003 + k) % (2**31 - 1)
+    keras.utils.set_random_seed(seed)
+    mean, variance = sequence_statistics(manifest, train_folds)
+    n_classes = len(manifest.classes)
+    # Inverse class frequencies of the training folds: per utterance by its label for the classifiers,
+    # per class of presence for the existence loss.
+    label_weight = inverse_frequency(tables.hard[train_rows])[[u["label_index"] for u in manifest.utterances]]
+    exist_weight = inverse_frequency(tables.existence[train_rows])
+    ones = np.ones(len(manifest.utterances), np.float32)
+    stages: dict[str, dict] = {}
+
+    def model_of(activation):
+        return build_sequence_model(config.backbone, n_features=manifest.sequence_spec.n_features,
+                                    n_classes=n_classes, mean=mean, variance=variance, activation=activation)
+
+    def train(stage, model, targets, weights, loss, lr):
+        data = _datasets(manifest, train_folds, val_fold, targets, weights, config, seed)
+        stages[stage] = _fit(model, *data, loss=loss, lr=lr, config=config, log=log,
+                             name=f"fold {k + 1}/{manifest.n_folds} {stage}")
+        return model
+
+    def mlee_model():
+        return train("mlee", model_of("sigmoid"), tables.existence, ones, weighted_bce(exist_weight),
+                     config.lr if config.variant == "mlee" and config.lr else LEARNING_RATES["mlee"])
+
+    def classifier(stage, targets):
+        return train(stage, model_of("softmax"), targets, label_weight, "categorical_crossentropy",
+                     config.lr if config.variant == stage and config.lr else LEARNING_RATES[stage])
+
+    last_lr = config.lr or LEARNING_RATES[config.variant]
+    if config.variant in ("hard", "soft"):
+        final = classifier(config.variant, tables.hard if config.variant == "hard" else tables.soft)
+    elif config.variant == "mlee":
+        final = mlee_model()
+    else:
+        encoders = [_encoder(mlee_model(), "mlee_encoder")]
+        if config.variant == "fusion":
+            encoders.append(_encoder(classifier("soft", tables.soft), "soft_encoder"))
+        final = train(config.variant, _head(encoders, n_classes, config.variant), tables.soft, label_weight,
+                      "categorical_crossentropy", last_lr)
+    test = sequence_dataset(manifest, folds=[k], batch_size=config.batch_size)
+    probs = final.predict(test.map(lambda x, y: {"frames": x["frames"], "mask": x["mask"]}), verbose=0)
+    with atomic_path(_fold_path(run, k)) as tmp, open(tmp, "wb") as f:
+        np.savez(f, test_probabilities=probs.astype(np.float32))
+    with atomic_path(run.model_path(0, k), keep_suffix=True) as tmp:
+        final.save(tmp)
+    info = {"fold": k, "validation_fold": val_fold, "train_utterances": len(train_rows), "stages": stages,
+            **stages[config.variant], "seconds": time.perf_counter() - start, "seed": seed}
+    run.write_done(0, k, info)
+    log(f"fold {k + 1}/{manifest.n_folds}: {config.variant}, {info['seconds']:.1f} s")
+    return info
+
+
+def _evaluate(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tables: _Tables, record: dict) -> dict:
+    classes = manifest.classes
+    probs = np.zeros((len(manifest.utterances), len(classes)), np.float32)
+    for k in range(manifest.n_folds):
+        with np.load(_fold_path(run, k)) as z:
+            probs[[u["index"] for u in manifest.utterances if u["fold"] == k]] = z["test_probabilities"]
+    labels = np.array([u["label_index"] for u in manifest.utterances])
+    scores = decision_scores(labels, probs.argmax(axis=1), n_classes=len(classes))
+    present = predicted_existence(probs, sigmoid=config.variant == "mlee")
+    decided = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)  # sigmoid outputs, scaled to sum to 1
+    run.write_utterance_predictions(0, manifest, probs.argmax(axis=1), decided)
+    folds = [run.fold_info(0, k) for k in range(manifest.n_folds)]
+    return {
+        "method": "mlee",
+        "classes": classes,
+        "protocol": {**manifest.data["folds"], "validation": "fold (k + 1) mod K stops training early",
+                     "utterance_classifier": f"{config.backbone}, variant {config.variant}"},
+        "records": record["records"],
+        "config": dataclasses.asdict(config),
+        "wa": scores["wa"], "ua": scores["ua"], "macro_f1": scores["macro_f1"],
+        "confusion": scores["confusion"].tolist(),
+        "existence": existence_scores(tables.existence, present, classes),
+        "voted_utterances": sum(bool(u.get("votes")) for u in manifest.utterances),
+        "seconds": float(sum(f["seconds"] for f in folds)),
+        "folds": folds,
+    }
+
+
+def run_mlee(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config: MLEEConfig, *,
+             log: Callable[[str], None] = print) -> dict:
+    """Run (or resume, or confirm) an MLEE run; return its report (also in ``report.json``)."""
+    from emotion_refinery.refinery import check_records
+    from emotion_refinery.report import mlee_markdown
+
+    manifest = RecordsManifest.load(records_dir)
+    if manifest.sequence_spec is None:
+        raise EmorefineError(f"Received: records={str(records_dir)!r} without sequence shards; mlee reads whole "
+                             "utterances: build the records with `build-records --sequences spectrogram`")
+    check_records(manifest, verify=True)
+    run = RunDir(run_dir)
+    with run.lock("mlee"):
+        import tensorflow as tf
+
+        record = run.prepare_utterance_run("mlee", dataclasses.asdict(config), manifest, __version__)
+        if not tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.enable_op_determinism()
+        tables = _Tables(manifest)
+        for k in range(manifest.n_folds):
+            if not run.is_done(0, k):
+                _train_fold(manifest, run, config, tables, k, log)
+        report = _evaluate(manifest, run, config, tables, record)
+        write_json(run.report_json, report)
+        write_bytes(run.report_md, mlee_markdown(report).encode())
+        log(f"MLEE ({config.variant}): WA {100 * report['wa']:.2f} %, UA {100 * report['ua']:.2f} %, "
+            f"macro-F1 {100 * report['macro_f1']:.2f} %; existence macro-F1 "
+            f"{100 * report['existence']['macro_f1']:.2f} %")
+        return report

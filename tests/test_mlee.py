@@ -1,0 +1,123 @@
+"""MLEE: the existence targets, weights and loss by hand; frozen encoders; a voted synthetic run end to end."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from keras import ops
+
+from cli.main import main
+from emotion_refinery.config import FeatureConfig
+from emotion_refinery.errors import EmorefineError
+from emotion_refinery.mlee import (existence_scores, existence_targets, inverse_frequency, predicted_existence,
+                                   weighted_bce)
+from emotion_refinery.records import build_records
+from emotion_refinery.run_dir import RunDir
+
+UTTERANCES = [{"label": "a", "votes": {"a": 2, "b": 1}}, {"label": "b", "votes": None}, {"label": "c", "votes": {"c": 3}},
+              {"label": "a", "votes": {"a": 1, "c": 0}}]
+
+
+def test_existence_targets_and_inverse_frequency_by_hand():
+    e = existence_targets(UTTERANCES, ["a", "b", "c"])
+    np.testing.assert_array_equal(e, [[1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])  # a vote of 0 is no vote
+    np.testing.assert_allclose(inverse_frequency(e), [4 / (3 * 2), 4 / (3 * 2), 4 / (3 * 1)])
+    np.testing.assert_allclose(inverse_frequency(np.array([[1, 0], [1, 0]])), [0.5, 0.0])  # absent class: 0
+
+
+def test_weighted_bce_by_hand():
+    y = np.array([[1.0, 0.0]], np.float32)
+    p = np.array([[0.8, 0.4]], np.float32)
+    got = float(ops.convert_to_numpy(weighted_bce(np.array([2.0, 0.5]))(y, p))[0])
+    assert got == pytest.approx((2.0 * -math.log(0.8) + 0.5 * -math.log(0.6)) / 2, rel=1e-5)
+
+
+def test_predicted_existence_and_its_scores():
+    probs = np.array([[0.6, 0.7, 0.1], [0.2, 0.3, 0.9]])
+    np.testing.assert_array_equal(predicted_existence(probs, sigmoid=True), [[1, 1, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(predicted_existence(np.array([[0.5, 0.3, 0.2]]), sigmoid=False), [[1, 0, 0]])
+    truth = np.array([[1, 0, 0], [0, 0, 1]])
+    s = existence_scores(truth, predicted_existence(probs, sigmoid=True), ["a", "b", "c"])
+    assert s["per_class"]["a"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    assert s["per_class"]["b"]["precision"] == 0.0 and s["per_class"]["b"]["support"] == 0
+    assert s["macro_f1"] == pytest.approx(1.0)  # b is absent from the truth: not averaged
+
+
+def test_frozen_encoders_stay_frozen_while_the_new_head_learns():
+    from emotion_refinery.backbones import build_sequence_model
+    from emotion_refinery.mlee_run import _encoder, _head
+
+    a = build_sequence_model("mlee_crnn", n_features=8, n_classes=3, seed=0, activation="sigmoid")
+    b = build_sequence_model("blstm_attention", n_features=8, n_classes=3, seed=1)
+    head = _head([_encoder(a, "a"), _encoder(b, "b")], 3, "fusion")
+    before = [w.copy() for w in a.get_weights() + b.get_weights()]
+    head_before = [w.copy() for w in head.get_layer("predictions").get_weights()]
+    rng = np.random.default_rng(0)
+    x = {"frames": rng.normal(size=(8, 20, 8)).astype(np.float32), "mask": np.ones((8, 20), bool)}
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    head.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy")
+    head.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    for w0, w1 in zip(before, a.get_weights() + b.get_weights()):
+        np.testing.assert_array_equal(w0, w1)  # BN moving statistics included
+    assert not np.array_equal(head_before[0], head.get_layer("predictions").get_weights()[0])
+    assert len(head.trainable_weights) == 2
+
+
+def test_a_bad_variant_is_refused():
+    from emotion_refinery.mlee_run import MLEEConfig
+
+    with pytest.raises(EmorefineError, match="Received: variant='both'; expected one of hard, soft, mlee, pretrain, fusion"):
+        MLEEConfig(variant="both")
+
+
+@pytest.fixture(scope="module")
+def voted_records(tmp_path_factory):
+    from emotion_refinery.synthetic import make_corpus
+
+    base = tmp_path_factory.mktemp("mlee")
+    csv_path = make_corpus(base / "corpus", per_class=3, seed=5, annotators=5, annotator_noise=0.1)
+    out = base / "rec"
+    build_records(base / "corpus", out, corpus="csv", manifest=csv_path, features=FeatureConfig(segment_hop=16),
+                  n_folds=3, workers=1, sequences="spectrogram")
+    return out
+
+
+@pytest.mark.slow
+def test_fusion_run_reports_existence_resumes_and_shows_in_inspect(voted_records, tmp_path):
+    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.mlee_run import MLEEConfig, run_mlee
+
+    config = MLEEConfig(variant="fusion", epochs=1, batch_size=8, seed=1)
+    lines: list[str] = []
+    report = run_mlee(voted_records, tmp_path / "run", config, log=lines.append)
+    manifest = RecordsManifest.load(voted_records)
+    assert report["voted_utterances"] == 12 and sum(map(sum, report["confusion"])) == 12
+    # Every fold trained its MLEE and soft components, then the fused head.
+    assert all(set(f["stages"]) == {"mlee", "soft", "fusion"} for f in report["folds"])
+    # The existence scores are those of the saved test-fold outputs.
+    probs = np.zeros((12, len(manifest.classes)))
+    for k in range(3):
+        with np.load(RunDir(tmp_path / "run").round_dir(0) / "mlee" / f"fold-{k:02d}.npz") as z:
+            probs[[u["index"] for u in manifest.utterances if u["fold"] == k]] = z["test_probabilities"]
+    truth = existence_targets(manifest.utterances, manifest.classes)
+    expected = existence_scores(truth, predicted_existence(probs, sigmoid=False), manifest.classes)
+    assert report["existence"] == expected
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "existence macro-F1" in text and "| class | precision (%) |" in text
+    # Resume: a fold lost in a crash is trained again to the same outputs.
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "run", copy)
+    RunDir(copy).done_path(0, 2).unlink()
+    resumed = run_mlee(voted_records, copy, config, log=lambda s: None)
+    assert resumed["wa"] == report["wa"] and resumed["existence"] == report["existence"]
+    result = CliRunner().invoke(main, ["inspect", str(copy)])
+    assert result.exit_code == 0 and "Emotion existence" in result.output
+    result = CliRunner().invoke(main, ["report", str(copy)])
+    assert result.exit_code == 0 and (copy / "plots" / "confusion.png").is_file()
+    result = CliRunner().invoke(main, ["mlee", str(voted_records), "-o", str(copy), "--variant", "soft"])
+    assert result.exit_code != 0 and "config.variant: 'fusion' → 'soft'" in result.output
