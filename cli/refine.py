@@ -13,6 +13,7 @@ from emotion_refinery.refine_config import RefineConfig, resolve_config
 from emotion_refinery.rules import RULES
 from emotion_refinery.votes import LABEL_SOURCES
 from emotion_refinery.errors import EmorefineError
+from emotion_refinery.executors import EXECUTORS
 
 
 
@@ -80,8 +81,14 @@ def _default(name: str) -> str:
               help="Keep parsed segments in memory after the first epoch.  " + _default("cache"))
 @click.option("--mixed-precision/--no-mixed-precision", default=None, help="float16 compute (for GPUs).")
 @click.option("--jit-compile/--no-jit-compile", default=None, help="XLA-compile the training step (for GPUs).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="Where each (round, fold) training runs: local, in this process; process, each in a fresh "
+                   "process (its memory, e.g. a GPU's, returned when it ends). Not a setting of the run: "
+                   "a run may be resumed with another executor.")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Trainings at once with --executor process (e.g. several folds on one GPU).")
 @options.quiet
-def refine(records_dir, output, config_file, quiet, **flags):
+def refine(records_dir, output, config_file, quiet, executor, parallel, **flags):
     """Train on RECORDS_DIR with utterance-level k-fold CV and refine the segment labels round by round.
 
     Running the same command again resumes an interrupted run; on a finished run it only
@@ -91,7 +98,8 @@ def refine(records_dir, output, config_file, quiet, **flags):
     from emotion_refinery.refinery import refine as run_refine
 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-    report = run_refine(records_dir, output, config, verbose=verbose, log=click.echo)
+    report = run_refine(records_dir, output, config, verbose=verbose, log=click.echo, executor=executor,
+                        parallel=parallel)
     click.echo(f"Report: {output}/report.md")
     from emotion_refinery.report import markdown
 

@@ -24,6 +24,7 @@ import numpy as np
 from emotion_refinery import __version__
 from emotion_refinery.audit import leakage_audit
 from emotion_refinery.errors import EmorefineError, RecordsError
+from emotion_refinery.executors import Task, check_executor, run_stage
 from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest, settings_difference
 from emotion_refinery.processes import LOCK_NAME, cpu_count
@@ -262,26 +263,29 @@ def refine(
     verbose: int = 0,
     log: Callable[[str], None] = print,
     verify: bool = True,
+    executor: str = "local",
+    parallel: int = 1,
 ) -> dict[str, Any]:
     """Run (or resume, or confirm) a refine run; return the report (also in ``report.json``).
 
     One process at a time per run directory: a second one is refused while the first runs (the lock is
-    the kernel's, so a killed run leaves none behind).
+    the kernel's, so a killed run leaves none behind). ``executor`` and ``parallel``: where the trainings
+    run (:mod:`emotion_refinery.executors`); not part of the run's settings, so a run can be resumed with
+    another executor.
     """
+    check_executor(executor, parallel)
     manifest = RecordsManifest.load(records_dir)
     check_records(manifest, config, verify=verify)
     run = RunDir(run_dir)
     with run.lock("refine"):
-        return _refine_locked(run, manifest, config, verbose=verbose, log=log)
+        return _refine_locked(run, manifest, config, verbose=verbose, log=log, executor=executor, parallel=parallel)
 
 
 def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig, *, verbose: int,
-                   log: Callable[[str], None]) -> dict[str, Any]:
+                   log: Callable[[str], None], executor: str = "local", parallel: int = 1) -> dict[str, Any]:
     """The body of :func:`refine`, while this process holds the run directory's lock."""
     import keras
     import tensorflow as tf
-
-    from emotion_refinery.training import train_fold, train_teacher
 
     record = _prepare(run, manifest, config)
     if not tf.config.list_physical_devices("GPU"):
@@ -304,19 +308,17 @@ def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     for t in range(config.rounds):
         for k in range(manifest.n_folds):
             _ensure_labels(run, manifest, config, t, k)
+        stages = []
         if config.cross_fit_round(t):  # split k's targets for round t, from round t − 1's teachers of split k
-            for k in range(manifest.n_folds):
-                for h in (0, 1):
-                    if not run.teacher_done_path(t - 1, k, h).is_file():
-                        first = (t - 1, k, h) == todo[0]
-                        train_teacher(manifest, run, config, t=t - 1, k=k, h=h, verbose=verbose, log=log,
-                                      tasks_left=len(todo) - 1 if first else None)
-        for k in range(manifest.n_folds):
-            if run.is_done(t, k):
-                continue
-            first = (t, k) == todo[0]  # the first training of this process estimates the time left
-            train_fold(manifest, run, config, t=t, k=k, verbose=verbose, log=log,
-                       tasks_left=len(todo) - 1 if first else None)
+            stages.append([Task(t - 1, k, h) for k in range(manifest.n_folds) for h in (0, 1)
+                           if not run.teacher_done_path(t - 1, k, h).is_file()])
+        stages.append([Task(t, k) for k in range(manifest.n_folds) if not run.is_done(t, k)])
+        for stage in stages:  # a barrier after each: the next stage reads what this one wrote
+            # The first training of this process estimates the time left.
+            first = bool(stage) and stage[0].key == todo[0]
+            run_stage(stage, records_dir=str(manifest.root), run_dir=str(run.root), config=config.to_dict(),
+                      executor=executor, parallel=parallel, verbose=verbose, log=log,
+                      first_estimates=len(todo) - 1 if first else None)
         entry = (json.loads(run.round_report(t).read_text()) if run.round_report(t).is_file()
                  else evaluate_round(run, manifest, config, t))
         rounds.append(entry)

@@ -260,6 +260,32 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(quick_run, quick_recor
     _assert_same_results(quick_run[0], out, quick_manifest, QUICK.rounds)
 
 
+def test_process_executor_gives_the_same_run_and_resumes_a_local_one(quick_run, quick_records, quick_manifest,
+                                                                      tmp_path):
+    out = tmp_path / "run"
+    lines: list[str] = []
+
+    def crash_after_one_fold(line):
+        lines.append(line)
+        if len(_fold_lines(lines)) == 1:
+            raise Crash
+
+    with pytest.raises(Crash):  # started here …
+        refine(quick_records, out, QUICK, log=crash_after_one_fold)
+    # … finished in fresh processes, two at a time: the round barrier holds, the results are the same.
+    report, resumed = _run(quick_records, out, QUICK, executor="process", parallel=2)
+    ran = [line.split(": ran in process ") for line in resumed if ": ran in process " in line]
+    assert len(ran) == 2 * QUICK_FOLDS - 1 and len({pid for _, pid in ran}) == len(ran)  # a fresh process each
+    # The barrier: every remaining fold of round 0 finished before any of round 1 started.
+    assert {task for task, _ in ran[:QUICK_FOLDS - 1]} == {"round 0 fold 2", "round 0 fold 3"}
+    assert {task for task, _ in ran[QUICK_FOLDS - 1:]} == {f"round 1 fold {k}" for k in range(1, QUICK_FOLDS + 1)}
+    _assert_same_results(quick_run[0], out, quick_manifest, QUICK.rounds)
+    with pytest.raises(EmorefineError, match="Received: parallel=2 with executor='local'"):
+        refine(quick_records, out, QUICK, parallel=2)
+    with pytest.raises(EmorefineError, match="Received: executor='ray'; expected one of local, process"):
+        refine(quick_records, out, QUICK, executor="ray")
+
+
 def test_rerun_of_a_finished_run_trains_nothing(quick_run, quick_records):
     out, report, _ = quick_run
     before = _mtimes(out, "rounds/*/done/*.json") | _mtimes(out, "rounds/*/models/*.keras")
