@@ -9,7 +9,7 @@ import click
 from cli import options
 from emotion_refinery.backbones import backbone_names
 from emotion_refinery.config import PRESETS
-from emotion_refinery.refine_config import RefineConfig, resolve_config
+from emotion_refinery.refine_config import UTTERANCE_CLASSIFIERS, RefineConfig, resolve_config
 from emotion_refinery.rules import RULES
 from emotion_refinery.votes import LABEL_SOURCES
 from emotion_refinery.errors import EmorefineError
@@ -69,6 +69,11 @@ def _default(name: str) -> str:
                    "targets (α + v_c) / (α K + Σ v) from the annotators' votes, α = 0.75 (utterances without "
                    "votes keep their label). The test folds are always scored on the labels.  "
                    + _default("label_source"))
+@click.option("--utterance-classifier", type=click.Choice(UTTERANCE_CLASSIFIERS), default=None,
+              help="How an utterance is decided from its segments' profile: forest, the papers' random forest on "
+                   "8 statistics per class (trained on the other folds); mean-ep, the class of the highest mean "
+                   "segment probability (nothing trained: better for unseen speakers on Emo-DB).  "
+                   + _default("utterance_classifier"))
 @click.option("--bn-momentum", type=float, default=None,
               help="BatchNormalization momentum of every layer.  " + _default("bn_momentum"))
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,

@@ -115,12 +115,16 @@ class Predictor:
         #: whether the run z-normalised each speaker's bands (then :meth:`set_speaker` comes first)
         self.speaker_norm = bool(record["config"].get("speaker_norm", False))
         self.speaker: tuple[np.ndarray, np.ndarray] | None = None
-        # The forest of the report's evaluation, refit on every utterance of the run (same seed).
-        q = self.run.load_predictions(self.t, self.manifest)
-        table = self.manifest.segment_table()
-        x = utterance_features(q, table["utterance"], len(self.manifest.utterances))
-        y = np.array([u["label_index"] for u in self.manifest.utterances])
-        self.forest = fit_forest(x, y, seed=record["config"]["seed"])
+        #: how an utterance is decided from its profile: "forest" or "mean-ep" (the run's --utterance-classifier)
+        self.utterance_classifier = record["config"].get("utterance_classifier", "forest")
+        self.forest = None
+        if self.utterance_classifier == "forest":
+            # The forest of the report's evaluation, refit on every utterance of the run (same seed).
+            q = self.run.load_predictions(self.t, self.manifest)
+            table = self.manifest.segment_table()
+            x = utterance_features(q, table["utterance"], len(self.manifest.utterances))
+            y = np.array([u["label_index"] for u in self.manifest.utterances])
+            self.forest = fit_forest(x, y, seed=record["config"]["seed"])
 
     def set_speaker(self, paths: list[str | os.PathLike]) -> dict[str, str]:
         """Per-band statistics of one speaker from their audio ``paths``, for the files predicted next.
@@ -181,7 +185,10 @@ class Predictor:
         except AudioError as e:
             return Prediction(str(path), error=str(e))
         f = self.features
-        proba = forest_probabilities(self.forest, ep_statistics(ep)[None], len(self.classes))[0]
+        if self.forest is None:  # mean-ep
+            proba = ep.mean(axis=0) / ep.mean(axis=0).sum()
+        else:
+            proba = forest_probabilities(self.forest, ep_statistics(ep)[None], len(self.classes))[0]
         return Prediction(
             str(path),
             start_seconds=np.arange(len(ep)) * f.segment_hop * f.hop_length / f.sr,

@@ -18,7 +18,8 @@ from emotion_refinery.errors import EmorefineError
 from emotion_refinery.rules import RULES, alpha_schedule
 from emotion_refinery.votes import LABEL_SOURCES
 
-__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES"]
+__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES",
+           "UTTERANCE_CLASSIFIERS"]
 
 REFINE_PRESETS = tuple(PRESETS)
 
@@ -26,6 +27,11 @@ REFINE_PRESETS = tuple(PRESETS)
 #: every split (the papers'; split k's targets then come from models that trained on fold k). "cross-fit":
 #: per split, two teachers trained on halves of its training folds predict the other half (none saw fold k).
 TARGETS = ("oof", "cross-fit")
+
+#: How an utterance is decided from its segments' out-of-fold emotion profile: "forest", the papers' random
+#: forest on 8 statistics per class (trained on the other folds' utterances); "mean-ep", the class of the
+#: highest mean segment probability (nothing trained; on Emo-DB leave-one-speaker-out it beats the forest).
+UTTERANCE_CLASSIFIERS = ("forest", "mean-ep")
 
 #: "memory": parsed training segments stay in memory after the first epoch; "none": re-read every epoch.
 CACHE_MODES = ("memory", "none")
@@ -54,6 +60,7 @@ class RefineConfig:
     speaker_norm: bool = False
     targets: str = "oof"
     label_source: str = "labels"
+    utterance_classifier: str = "forest"
     seed: int = 0
     cache: str = "memory"
     mixed_precision: bool = False
@@ -78,6 +85,9 @@ class RefineConfig:
         if self.label_source not in LABEL_SOURCES:
             raise EmorefineError(f"Received: label_source={self.label_source!r}; expected one of "
                                  f"{', '.join(LABEL_SOURCES)}")
+        if self.utterance_classifier not in UTTERANCE_CLASSIFIERS:
+            raise EmorefineError(f"Received: utterance_classifier={self.utterance_classifier!r}; expected one of "
+                                 f"{', '.join(UTTERANCE_CLASSIFIERS)}")
         if self.cache not in CACHE_MODES:
             raise EmorefineError(f"Received: cache={self.cache!r}; expected one of {', '.join(CACHE_MODES)}")
         if not 0 <= self.bn_momentum < 1:

@@ -34,7 +34,8 @@ from emotion_refinery.report import write_reports
 from emotion_refinery.rules import PEPR_ALPHA
 from emotion_refinery.run_dir import RunDir, load_run
 from emotion_refinery.speaker_norm import speaker_groups, speaker_tables
-from emotion_refinery.utterance import decision_scores, ep_entropy, evaluate_forest, utterance_features
+from emotion_refinery.utterance import (ForestResult, decision_scores, ep_entropy, evaluate_forest, mean_ep_decisions,
+                                        utterance_features)
 from tf_records.atomic import remove_leftovers, write_json
 
 __all__ = ["refine", "check_records", "utterance_arrays"]
@@ -153,6 +154,12 @@ def _alpha_of(config: RefineConfig, t: int) -> float | None:
     return PEPR_ALPHA if config.rule == "pepr" else None
 
 
+UTTERANCE_CLASSIFIER_DESCRIPTIONS = {
+    "forest": "random forest on 8 EP statistics per class, same folds",
+    "mean-ep": "the class of the highest mean segment probability (mean EP)",
+}
+
+
 def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int, k: int) -> None:
     """Round ``t``'s label shards of fold ``k``: hard labels for round 0, else from round t−1's saved predictions."""
     if config.cross_fit_round(t) or run.labels_complete(t, manifest, k):
@@ -171,8 +178,7 @@ def mean_ep_scores(q: np.ndarray, utterance_index: np.ndarray, labels: np.ndarra
     """``mean_ep_wa`` and ``mean_ep_ua``: each utterance decided by the argmax of its mean out-of-fold segment
     probability, without the forest (which learns from the other folds' speakers, and loses when speakers are
     held out)."""
-    mean = np.zeros((len(labels), n_classes))
-    np.add.at(mean, utterance_index, q)
+    mean = mean_ep_decisions(q, utterance_index, len(labels))
     scores = decision_scores(labels, mean.argmax(axis=1), n_classes=n_classes)
     return {"mean_ep_wa": scores["wa"], "mean_ep_ua": scores["ua"]}
 
@@ -223,9 +229,16 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     q = run.load_predictions(t, manifest)
     table = manifest.segment_table()
     utts = manifest.utterances
-    feats = utterance_features(q, table["utterance"], len(utts))
-    forest = evaluate_forest(feats, np.array([u["label_index"] for u in utts]), np.array([u["fold"] for u in utts]),
-                             seed=config.seed, n_classes=k_classes)
+    labels = np.array([u["label_index"] for u in utts])
+    if config.utterance_classifier == "forest":
+        feats = utterance_features(q, table["utterance"], len(utts))
+        forest = evaluate_forest(feats, labels, np.array([u["fold"] for u in utts]), seed=config.seed,
+                                 n_classes=k_classes)
+    else:  # "mean-ep": nothing to train; each held-out utterance by its own mean profile
+        probabilities = mean_ep_decisions(q, table["utterance"], len(utts))
+        predictions = probabilities.argmax(axis=1)
+        forest = ForestResult(**decision_scores(labels, predictions, n_classes=k_classes), predictions=predictions,
+                              probabilities=probabilities)
     entropy = ep_entropy(q)
     targets = run.load_targets(t, manifest)
     drift = 0.0 if t == 0 else float(np.mean(targets.argmax(1) != run.load_targets(t - 1, manifest).argmax(1)))
@@ -332,7 +345,7 @@ def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
         report = {
             "classes": manifest.classes,
             "protocol": {**manifest.data["folds"], "validation": "fold (k + 1) mod K stops training early",
-                         "utterance_classifier": "random forest on 8 EP statistics per class, same folds",
+                         "utterance_classifier": UTTERANCE_CLASSIFIER_DESCRIPTIONS[config.utterance_classifier],
                          "targets": TARGET_DESCRIPTIONS[config.targets]},
             "records": record["records"],
             "baseline": load_baseline(manifest.root),  # `emorefine baseline` on these records, or None

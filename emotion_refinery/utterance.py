@@ -29,6 +29,7 @@ __all__ = [
     "feature_names",
     "evaluate_forest",
     "fit_forest",
+    "mean_ep_decisions",
     "forest_probabilities",
     "decision_scores",
     "ep_entropy",
@@ -164,6 +165,15 @@ class ForestResult:
     confusion: np.ndarray
     predictions: np.ndarray
     probabilities: np.ndarray
+
+
+def mean_ep_decisions(predictions: np.ndarray, utterance_index: np.ndarray, n_utterances: int) -> np.ndarray:
+    """Each utterance's mean segment probability, ``(n_utterances, K)`` rows summing to 1 (its decision: the
+    argmax). ``predictions``: segment probabilities ``(n_segments, K)``; ``utterance_index``: ``(n_segments,)``."""
+    q = np.asarray(predictions, np.float64)
+    total = np.zeros((n_utterances, q.shape[1]))
+    np.add.at(total, np.asarray(utterance_index), q)
+    return total / np.maximum(total.sum(axis=1, keepdims=True), 1e-12)
 
 
 def fit_forest(features: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> RandomForestClassifier:

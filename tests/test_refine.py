@@ -286,6 +286,33 @@ def test_process_executor_gives_the_same_run_and_resumes_a_local_one(quick_run, 
         refine(quick_records, out, QUICK, executor="ray")
 
 
+def test_mean_ep_utterance_classifier_decides_by_the_mean_profile(quick_run, quick_records, quick_manifest,
+                                                                   tmp_path):
+    from emotion_refinery.inference import Predictor
+    from emotion_refinery.refinery import evaluate_round
+
+    out = tmp_path / "run"
+    shutil.copytree(quick_run[0], out)
+    config = dataclasses.replace(QUICK, utterance_classifier="mean-ep")
+    entry = evaluate_round(RunDir(out), quick_manifest, config, 0)
+    forest_round = quick_run[1]["rounds"][0]
+    assert (entry["wa"], entry["ua"]) == (forest_round["mean_ep_wa"], forest_round["mean_ep_ua"])
+    rows = RunDir(out).utterance_predictions(0).read_text().splitlines()[1:]
+    q = RunDir(out).load_predictions(0, quick_manifest)
+    table = quick_manifest.segment_table()
+    first = quick_manifest.utterances[0]
+    mean = q[table["utterance"] == first["index"]].mean(axis=0)
+    np.testing.assert_allclose([float(v) for v in rows[0].split(",")[5:]], mean / mean.sum(), rtol=1e-5)
+    # predict decides new audio the same way when the run was made with mean-ep.
+    record = json.loads((out / "config.json").read_text())
+    record["config"]["utterance_classifier"] = "mean-ep"
+    (out / "config.json").write_text(json.dumps(record))
+    predictor = Predictor(out, t=0)
+    assert predictor.forest is None
+    p = predictor.predict(first["path"])
+    np.testing.assert_allclose(p.probabilities, p.profile.mean(axis=0) / p.profile.mean(axis=0).sum(), rtol=1e-6)
+
+
 def test_rerun_of_a_finished_run_trains_nothing(quick_run, quick_records):
     out, report, _ = quick_run
     before = _mtimes(out, "rounds/*/done/*.json") | _mtimes(out, "rounds/*/models/*.keras")
@@ -469,6 +496,7 @@ def _assert_nothing_trained(out):
     ({"alpha": "0.5:2"}, "Received: alpha='0.5:2'"),
     ({"alpha": -0.1}, "Received: alpha=-0.1"),
     ({"label_source": "annotators"}, "Received: label_source='annotators'; expected one of labels, votes"),
+    ({"utterance_classifier": "svm"}, "Received: utterance_classifier='svm'; expected one of forest, mean-ep"),
 ])
 def test_bad_settings_are_refused(settings, message):
     with pytest.raises(EmorefineError, match=re.escape(message)):
