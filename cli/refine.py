@@ -88,12 +88,17 @@ def _default(name: str) -> str:
 @click.option("--jit-compile/--no-jit-compile", default=None, help="XLA-compile the training step (for GPUs).")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="Where each (round, fold) training runs: local, in this process; process, each in a fresh "
-                   "process (its memory, e.g. a GPU's, returned when it ends). Not a setting of the run: "
-                   "a run may be resumed with another executor.")
+                   "process (its memory, e.g. a GPU's, returned when it ends); ray, each a Ray task (the [ray] "
+                   "extra). Not a setting of the run: a run may be resumed with another executor.")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Trainings at once with --executor process (e.g. several folds on one GPU).")
+              help="Trainings at once with --executor process (e.g. several folds on one GPU); with --executor "
+                   "ray and no --ray-address, the CPUs of the local Ray cluster.")
+@click.option("--ray-address", default=None,
+              help="Ray cluster to run the trainings on (e.g. auto); default: a local one.")
+@click.option("--task-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="GPUs each training asks Ray for (fractions share a GPU).")
 @options.quiet
-def refine(records_dir, output, config_file, quiet, executor, parallel, **flags):
+def refine(records_dir, output, config_file, quiet, executor, parallel, ray_address, task_gpus, **flags):
     """Train on RECORDS_DIR with utterance-level k-fold CV and refine the segment labels round by round.
 
     Running the same command again resumes an interrupted run; on a finished run it only
@@ -104,7 +109,7 @@ def refine(records_dir, output, config_file, quiet, executor, parallel, **flags)
 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     report = run_refine(records_dir, output, config, verbose=verbose, log=click.echo, executor=executor,
-                        parallel=parallel)
+                        parallel=parallel, ray_address=ray_address, task_gpus=task_gpus)
     click.echo(f"Report: {output}/report.md")
     from emotion_refinery.report import markdown
 

@@ -24,7 +24,7 @@ import numpy as np
 from emotion_refinery import __version__
 from emotion_refinery.audit import leakage_audit
 from emotion_refinery.errors import EmorefineError, RecordsError
-from emotion_refinery.executors import Task, check_executor, run_stage
+from emotion_refinery.executors import Task, check_executor, run_stage, shutdown
 from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest, settings_difference
 from emotion_refinery.processes import LOCK_NAME, cpu_count
@@ -278,24 +278,31 @@ def refine(
     verify: bool = True,
     executor: str = "local",
     parallel: int = 1,
+    ray_address: str | None = None,
+    task_gpus: float = 0.0,
 ) -> dict[str, Any]:
     """Run (or resume, or confirm) a refine run; return the report (also in ``report.json``).
 
     One process at a time per run directory: a second one is refused while the first runs (the lock is
     the kernel's, so a killed run leaves none behind). ``executor`` and ``parallel``: where the trainings
-    run (:mod:`emotion_refinery.executors`); not part of the run's settings, so a run can be resumed with
-    another executor.
+    run (:mod:`emotion_refinery.executors`; ``ray_address`` and ``task_gpus`` for ``ray``); not part of the
+    run's settings, so a run can be resumed with another executor.
     """
     check_executor(executor, parallel)
     manifest = RecordsManifest.load(records_dir)
     check_records(manifest, config, verify=verify)
     run = RunDir(run_dir)
     with run.lock("refine"):
-        return _refine_locked(run, manifest, config, verbose=verbose, log=log, executor=executor, parallel=parallel)
+        try:
+            return _refine_locked(run, manifest, config, verbose=verbose, log=log,
+                                  executor={"executor": executor, "parallel": parallel, "ray_address": ray_address,
+                                            "gpus": task_gpus})
+        finally:
+            shutdown()
 
 
 def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig, *, verbose: int,
-                   log: Callable[[str], None], executor: str = "local", parallel: int = 1) -> dict[str, Any]:
+                   log: Callable[[str], None], executor: dict | None = None) -> dict[str, Any]:
     """The body of :func:`refine`, while this process holds the run directory's lock."""
     import keras
     import tensorflow as tf
@@ -330,8 +337,8 @@ def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
             # The first training of this process estimates the time left.
             first = bool(stage) and stage[0].key == todo[0]
             run_stage(stage, records_dir=str(manifest.root), run_dir=str(run.root), config=config.to_dict(),
-                      executor=executor, parallel=parallel, verbose=verbose, log=log,
-                      first_estimates=len(todo) - 1 if first else None)
+                      verbose=verbose, log=log, first_estimates=len(todo) - 1 if first else None,
+                      **(executor or {"executor": "local", "parallel": 1}))
         entry = (json.loads(run.round_report(t).read_text()) if run.round_report(t).is_file()
                  else evaluate_round(run, manifest, config, t))
         rounds.append(entry)

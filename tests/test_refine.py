@@ -226,7 +226,8 @@ def _assert_same_results(a, b, manifest, rounds):
         np.testing.assert_array_equal(ra.load_targets(t, manifest), rb.load_targets(t, manifest))
     rep_a, rep_b = (json.loads(RunDir(x).report_json.read_text()) for x in (a, b))
     keys = ("round", "rule", "alpha", "wa", "ua", "confusion", "segment_accuracy", "ep_entropy", "label_drift")
-    assert [{k: r[k] for k in keys} for r in rep_a["rounds"]] == [{k: r[k] for k in keys} for r in rep_b["rounds"]]
+    assert [{k: r[k] for k in keys} for r in rep_a["rounds"][:rounds]] == \
+        [{k: r[k] for k in keys} for r in rep_b["rounds"][:rounds]]
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(quick_run, quick_records, quick_manifest, tmp_path):
@@ -282,8 +283,19 @@ def test_process_executor_gives_the_same_run_and_resumes_a_local_one(quick_run, 
     _assert_same_results(quick_run[0], out, quick_manifest, QUICK.rounds)
     with pytest.raises(EmorefineError, match="Received: parallel=2 with executor='local'"):
         refine(quick_records, out, QUICK, parallel=2)
-    with pytest.raises(EmorefineError, match="Received: executor='ray'; expected one of local, process"):
-        refine(quick_records, out, QUICK, executor="ray")
+    with pytest.raises(EmorefineError, match="Received: executor='slurm'; expected one of local, process, ray"):
+        refine(quick_records, out, QUICK, executor="slurm")
+
+
+def test_ray_executor_gives_the_same_round(quick_run, quick_records, quick_manifest, tmp_path):
+    """Round 0 on a local Ray cluster of 2 CPUs, each fold a Ray task: the same files as the local run's round 0."""
+    pytest.importorskip("ray")
+    out = tmp_path / "run"
+    _, lines = _run(quick_records, out, dataclasses.replace(QUICK, rounds=1), executor="ray", parallel=2)
+    ran = [line.split(": ran on Ray, in process ") for line in lines if ": ran on Ray, in process " in line]
+    assert sorted(task for task, _ in ran) == [f"round 0 fold {k}" for k in range(1, QUICK_FOLDS + 1)]
+    assert len({pid for _, pid in ran}) == QUICK_FOLDS  # a fresh worker process per task
+    _assert_same_results(quick_run[0], out, quick_manifest, rounds=1)
 
 
 def test_mean_ep_utterance_classifier_decides_by_the_mean_profile(quick_run, quick_records, quick_manifest,
