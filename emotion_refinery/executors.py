@@ -132,7 +132,7 @@ def _run_ray(tasks: list[Task], *, records_dir: str, run_dir: str, config: dict,
             failed = failed or (task, e)
             continue
         for line in lines:
-            log(line.replace("ran in process", "ran on Ray, in process"))
+            log(line.replace(": ran on ", ": ran on Ray, on "))
     if failed is not None:
         task, error = failed
         raise EmorefineError(f"{task} failed on Ray ({type(error).__name__}: {error}); the tasks that finished "
@@ -191,5 +191,7 @@ def _train(records_dir: str, run_dir: str, config: dict, task: Task, verbose: in
         train_teacher(manifest, run, cfg, t=task.t, k=task.k, h=task.h, verbose=verbose, log=emit,
                       tasks_left=tasks_left)
     if log is None:
-        lines.append(f"{task}: ran in process {os.getpid()}")
+        import socket
+
+        lines.append(f"{task}: ran on {socket.gethostname()} in process {os.getpid()}")
     return lines

@@ -275,7 +275,7 @@ def test_process_executor_gives_the_same_run_and_resumes_a_local_one(quick_run, 
         refine(quick_records, out, QUICK, log=crash_after_one_fold)
     # … finished in fresh processes, two at a time: the round barrier holds, the results are the same.
     report, resumed = _run(quick_records, out, QUICK, executor="process", parallel=2)
-    ran = [line.split(": ran in process ") for line in resumed if ": ran in process " in line]
+    ran = [line.split(": ran on ") for line in resumed if ": ran on " in line]
     assert len(ran) == 2 * QUICK_FOLDS - 1 and len({pid for _, pid in ran}) == len(ran)  # a fresh process each
     # The barrier: every remaining fold of round 0 finished before any of round 1 started.
     assert {task for task, _ in ran[:QUICK_FOLDS - 1]} == {"round 0 fold 2", "round 0 fold 3"}
@@ -292,7 +292,7 @@ def test_ray_executor_gives_the_same_round(quick_run, quick_records, quick_manif
     pytest.importorskip("ray")
     out = tmp_path / "run"
     _, lines = _run(quick_records, out, dataclasses.replace(QUICK, rounds=1), executor="ray", parallel=2)
-    ran = [line.split(": ran on Ray, in process ") for line in lines if ": ran on Ray, in process " in line]
+    ran = [line.split(": ran on Ray, on ") for line in lines if ": ran on Ray, on " in line]
     assert sorted(task for task, _ in ran) == [f"round 0 fold {k}" for k in range(1, QUICK_FOLDS + 1)]
     assert len({pid for _, pid in ran}) == QUICK_FOLDS  # a fresh worker process per task
     _assert_same_results(quick_run[0], out, quick_manifest, rounds=1)
