@@ -48,7 +48,7 @@ def main() -> None:
               "--preset", "fast", "--folds", str(args.folds), "--sequences", "spectrogram", "-q"])
     rows = []
     for variant in args.variants.split(","):
-        out = args.out / f"run-{variant}"
+        out = args.out / f"run-{variant}-e{args.epochs}"
         _run([*cli, "mlee", str(records), "-o", str(out), "--variant", variant, "--epochs", str(args.epochs), "-q"])
         rows.append((variant, json.loads((out / "report.json").read_text())))
     lines = [
