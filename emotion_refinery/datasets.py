@@ -54,7 +54,8 @@ def _normalizer(normalize):
     return apply
 
 
-def _parse_pair(spec, target_spec: TargetSpec, *, with_position: bool = False, normalize=None):
+def _parse_pair(spec, target_spec: TargetSpec, *, with_position: bool = False, normalize=None,
+                with_index: bool = False):
     segments = _normalizer(normalize)
 
     def parse(features, labels):
@@ -63,9 +64,11 @@ def _parse_pair(spec, target_spec: TargetSpec, *, with_position: bool = False, n
         # Label shards align one-to-one with feature shards; a misaligned pair fails loudly.
         check = tf.debugging.assert_equal(x[INDEX], y[INDEX], message="label shard out of step with feature shard")
         with tf.control_dependencies([check]):
+            seg = tf.identity(segments(x))
+            inputs = (seg, x[INDEX]) if with_index else seg
             if with_position:
-                return tf.identity(segments(x)), y[TARGET], x[POSITION]
-            return tf.identity(segments(x)), y[TARGET]
+                return inputs, y[TARGET], x[POSITION]
+            return inputs, y[TARGET]
     return parse
 
 
@@ -83,6 +86,7 @@ def training_dataset(
     augment=None,
     shuffle: bool = True,
     normalize: tuple[np.ndarray, np.ndarray] | None = None,
+    with_index: bool = False,
 ) -> tf.data.Dataset:
     """Shuffled ``(x, y)`` batches of the segments of ``folds``: x float32 ``(b, frames, n_mels, 1)``, y ``(b, K)``.
 
@@ -99,7 +103,11 @@ def training_dataset(
             ``y (b, K)`` (see :mod:`emotion_refinery.augment`), or ``None``.
         normalize: ``(shift, scale)``, float32 ``(n_utterances, n_mels)``: a segment of utterance ``i``
             becomes ``(x - shift[i]) / scale[i]`` before caching (see :mod:`emotion_refinery.speaker_norm`).
+        with_index: batches ``({"segments": x, "row": index}, y)`` with each segment's global index (for
+            per-segment learned labels, :func:`emotion_refinery.lcw.fit_lcw`); ``augment`` must then be ``None``.
     """
+    if with_index and augment is not None:
+        raise ValueError("with_index=True takes no augment (mixup would mix targets the index no longer names)")
     pairs = shard_pairs(manifest, labels_dir, folds)
     spec, target_spec = manifest.spec, TargetSpec(len(manifest.classes))
     n_examples = count_training_segments(manifest, folds, stride)
@@ -108,7 +116,8 @@ def training_dataset(
     ds = files.interleave(
         lambda f, l: tf.data.Dataset.zip((tf.data.TFRecordDataset(f), tf.data.TFRecordDataset(l))),
         cycle_length=min(4, len(pairs)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(_PARSE_BATCH).map(_parse_pair(spec, target_spec, with_position=True, normalize=normalize),
+    ds = ds.batch(_PARSE_BATCH).map(_parse_pair(spec, target_spec, with_position=True, normalize=normalize,
+                                                 with_index=with_index),
                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
     if stride > 1:
         ds = ds.filter(lambda x, y, pos: tf.equal(pos % stride, 0))
@@ -122,11 +131,17 @@ def training_dataset(
         ds = ds.repeat()
     else:  # tell Keras the epoch length up front (unbatch and filter hide it)
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_examples // batch_size)))
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if with_index:
+        ds = ds.map(lambda x, y: ((tf.cast(x[0], tf.float32), x[1]), y), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:  # a stateless seed per batch, new every epoch, reproducible from ``seed``
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(lambda xy, s: augment(xy[0], xy[1], s),
                                                   num_parallel_calls=tf.data.AUTOTUNE)
+    if with_index:
+        return ds.map(lambda x, y: ({"segments": x[0][..., tf.newaxis], "row": x[1]}, y),
+                      num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     return ds.map(lambda x, y: (x[..., tf.newaxis], y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 

@@ -70,17 +70,21 @@ class LabelCorrection(keras.layers.Layer):
         labels: class index of every training row, ``(n,)``.
         row_of: training row of every corpus utterance index, ``(n_utterances,)``, −1 for none.
         n_classes: ``K``.
+        initial: starting labels ``(n, K)`` instead (e.g. a previous round's soft targets); then
+            ``confidence`` is not used.
         confidence: initial learned probability of the given class, in ``[1/K, 1)``. Logits set to
             the one-hot label itself give ``e / (e + K − 1)`` (0.31 for ``K = 7``), i.e. heavily
             smoothed targets from the first epoch on.
     """
 
-    def __init__(self, labels, row_of, n_classes: int, confidence: float = 0.9, **kwargs):
+    def __init__(self, labels, row_of, n_classes: int, confidence: float = 0.9, initial=None, **kwargs):
         super().__init__(**kwargs)
         self.labels = [int(c) for c in labels]
         self.row_of = [int(r) for r in row_of]
         self.n_classes = int(n_classes)
         self.confidence = float(confidence)
+        #: optional starting labels ``(n, K)`` (rows summing to 1), instead of the given class at ``confidence``
+        self.initial = initial
         if not (self.n_classes <= 1 or 1.0 / self.n_classes <= self.confidence < 1.0):
             raise ValueError(f"Received: confidence={confidence!r}; expected a number in "
                              f"[1/{self.n_classes}, 1) for {self.n_classes} classes")
@@ -91,11 +95,12 @@ class LabelCorrection(keras.layers.Layer):
         labels = np.asarray(self.labels, np.int64)
         n, k = len(labels), self.n_classes
         share = np.bincount(labels, minlength=k) / max(n, 1)
-        # softmax of (a on the given class, 0 elsewhere) gives the given class e^a / (e^a + K − 1).
-        a = np.log(self.confidence * (k - 1) / (1.0 - self.confidence)) if k > 1 else 0.0
-        self.logits = self.add_weight(shape=(n, k), name="label_logits",
-                                      initializer=keras.initializers.Constant(
-                                          (a * np.eye(k, dtype="float32")[labels]).astype("float32")))
+        if self.initial is not None:  # logits whose softmax is the given starting labels
+            start = np.log(np.clip(np.asarray(self.initial, np.float64), 1e-6, None)).astype("float32")
+        else:  # softmax of (a on the given class, 0 elsewhere) gives the given class e^a / (e^a + K − 1)
+            a = np.log(self.confidence * (k - 1) / (1.0 - self.confidence)) if k > 1 else 0.0
+            start = (a * np.eye(k, dtype="float32")[labels]).astype("float32")
+        self.logits = self.add_weight(shape=(n, k), name="label_logits", initializer=keras.initializers.Constant(start))
         self.contribution = self.add_weight(shape=(n,), name="contribution_weights", constraint=MeanOne(),
                                         initializer=keras.initializers.Constant((k * share[labels]).astype("float32")))
         self._row_of = ops.convert_to_tensor(np.asarray(self.row_of, np.int32))

@@ -68,14 +68,23 @@ def _accuracy(n_classes: int) -> Callable:
     return accuracy
 
 
-def lcw_model(classifier: keras.Model, correction: LabelCorrection) -> keras.Model:
-    """``{"frames", "mask", "utt"}`` → ``[classifier probabilities (K), s (K), w, has_row]``, ``(batch, 2K + 2)``."""
-    frames = keras.Input(classifier.inputs[0].shape[1:], name="frames")
-    mask = keras.Input((None,), dtype="bool", name="mask")
-    utt = keras.Input((), dtype="int64", name="utt")
-    y = classifier({"frames": frames, "mask": mask})
-    out = keras.layers.Concatenate(name="lcw_outputs")([y, correction(utt)])
-    return keras.Model({"frames": frames, "mask": mask, "utt": utt}, out, name="lcw")
+def lcw_model(classifier: keras.Model, correction: LabelCorrection, *, index: str = "utt") -> keras.Model:
+    """The classifier's inputs plus a row index ``index`` → ``[classifier probabilities (K), s (K), w, has_row]``,
+    ``(batch, 2K + 2)``.
+
+    An utterance model takes ``{"frames", "mask", index}``; a segment model (one input tensor) takes
+    ``{"segments", index}``. ``index`` is what ``correction.row_of`` maps to training rows: the utterance
+    index (``"utt"``) or the global segment index (``"row"``).
+    """
+    if isinstance(classifier.input, dict):
+        inputs = {name: keras.Input(t.shape[1:], dtype=t.dtype, name=name) for name, t in classifier.input.items()}
+        y = classifier(inputs)
+    else:
+        inputs = {"segments": keras.Input(classifier.input.shape[1:], name="segments")}
+        y = classifier(inputs["segments"])
+    inputs[index] = keras.Input((), dtype="int64", name=index)
+    out = keras.layers.Concatenate(name="lcw_outputs")([y, correction(inputs[index])])
+    return keras.Model(inputs, out, name="lcw")
 
 
 @dataclasses.dataclass
@@ -115,7 +124,7 @@ def _set_phase(classifier: keras.Model, correction: LabelCorrection, phase: str,
 def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validation, *, epochs: int,
             warmup: int = 1, patience: int = 3, lr: float = 1e-3, label_lr: float = 0.05, update: str = "both",
             log: Callable[[str], None] = lambda s: None,
-            on_epoch: Callable[[int, str], None] | None = None) -> LCWResult:
+            on_epoch: Callable[[int, str], None] | None = None, index: str = "utt") -> LCWResult:
     """Train θ for at most ``epochs`` epochs, each followed by a label/weight epoch from the ``warmup``-th on
     (none after the last), early stopping on the θ epochs' validation loss; the best θ is restored.
 
@@ -132,13 +141,14 @@ def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validat
             pulls them towards its mistakes.
         patience: θ epochs without a lower validation loss before stopping.
         on_epoch: called as ``on_epoch(epoch, phase)`` after every epoch (e.g. to checkpoint).
+        index: the input key of the row index (see :func:`lcw_model`).
     """
     if update not in UPDATES:
         raise EmorefineError(f"Received: update={update!r}; expected one of {', '.join(UPDATES)}")
     if int(warmup) != warmup or warmup < 1:
         raise EmorefineError(f"Received: warmup={warmup!r}; expected an integer of at least 1")
     k = int(classifier.outputs[0].shape[-1])
-    model = lcw_model(classifier, correction)
+    model = lcw_model(classifier, correction, index=index)
     optimizers = {"theta": keras.optimizers.Adam(lr), "labels": keras.optimizers.Adam(label_lr)}
     history: list[dict] = []
     best, best_epoch, best_weights, waited = np.inf, -1, None, 0

@@ -82,6 +82,12 @@ class RefineConfig:
             raise EmorefineError(f"Received: rule={self.rule!r}; expected one of {', '.join(RULES)}")
         if self.targets not in TARGETS:
             raise EmorefineError(f"Received: targets={self.targets!r}; expected one of {', '.join(TARGETS)}")
+        if RULES[self.rule].learned and self.targets != "oof":
+            raise EmorefineError(f"Received: rule={self.rule!r} with targets={self.targets!r}; the lcw rule learns "
+                                 "each split's targets itself (no teachers): expected targets='oof'")
+        if RULES[self.rule].learned and self.mixup:
+            raise EmorefineError(f"Received: rule={self.rule!r} with mixup={self.mixup!r}; mixup mixes the "
+                                 "targets that lcw learns per segment: expected mixup=0")
         if self.label_source not in LABEL_SOURCES:
             raise EmorefineError(f"Received: label_source={self.label_source!r}; expected one of "
                                  f"{', '.join(LABEL_SOURCES)}")
@@ -101,6 +107,11 @@ class RefineConfig:
     def alphas(self) -> list[float | None]:
         """α of every round (entry 0, the hard-label round, is None)."""
         return alpha_schedule(self.alpha, self.rounds - 1)
+
+    def split_targets_round(self, t: int) -> bool:
+        """Whether round ``t`` trains every split on targets of its own: from its cross-fit teachers, or (rule
+        ``lcw``) learned by that split's model in round ``t − 1``."""
+        return t > 0 and (self.targets == "cross-fit" or RULES[self.rule].learned)
 
     def cross_fit_round(self, t: int) -> bool:
         """Whether round ``t`` trains on per-split targets from teachers (cross-fit targets, rounds after the first)."""

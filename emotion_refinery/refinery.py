@@ -31,7 +31,7 @@ from emotion_refinery.processes import LOCK_NAME, cpu_count
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
-from emotion_refinery.rules import PEPR_ALPHA
+from emotion_refinery.rules import PEPR_ALPHA, RULES
 from emotion_refinery.run_dir import RunDir, load_run
 from emotion_refinery.speaker_norm import speaker_groups, speaker_tables
 from emotion_refinery.utterance import (ForestResult, decision_scores, ep_entropy, evaluate_forest, mean_ep_decisions,
@@ -112,6 +112,10 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
         old = json.loads(run.config.read_text())
         # Settings added to emorefine after a run was made compare as their defaults.
         old_cfg, new_cfg = {**RefineConfig().to_dict(), **old["config"]}, dict(record["config"])
+        if RULES[config.rule].learned and new_cfg["rounds"] != old_cfg["rounds"]:
+            raise EmorefineError(f"Received: rounds={config.rounds} for {run.root}, an lcw run of "
+                                 f"{old_cfg['rounds']} rounds; its last round learned no labels for a next one: "
+                                 f"expected rounds={old_cfg['rounds']}, or another run directory")
         if new_cfg["rounds"] >= old_cfg["rounds"]:  # more rounds extend a run
             old_cfg.pop("rounds"), new_cfg.pop("rounds")
         # The records are the same when their manifest is (they may have moved with the run).
@@ -162,8 +166,8 @@ UTTERANCE_CLASSIFIER_DESCRIPTIONS = {
 
 def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int, k: int) -> None:
     """Round ``t``'s label shards of fold ``k``: hard labels for round 0, else from round t−1's saved predictions."""
-    if config.cross_fit_round(t) or run.labels_complete(t, manifest, k):
-        return  # cross-fit targets come from each split's teachers
+    if config.split_targets_round(t) or run.labels_complete(t, manifest, k):
+        return  # per-split targets come from each split's teachers, or its own learned labels (lcw)
     from emotion_refinery.training import given_targets, next_targets
 
     if t == 0:

@@ -11,6 +11,9 @@ and ``n_segments`` segments:
 ``pepr``   ``wdsl`` with α = 0.5 fixed (pEPR: add ``q`` and ``y``, normalise)
 ``gsl``    mean of ``q`` over all segments of the utterance (soft static label)
 ``dhl``    one-hot ``argmax q`` (hard dynamic label; ties go to the lowest class index)
+``lcw``    learned during training, not from ``q``: each split's model learns a label and a weight
+           per training segment in alternate epochs (LC+W); the next round of that split trains on
+           its own learned labels (:mod:`emotion_refinery.lcw`)
 =========  ==========================================================================
 
 Adding a rule is adding one :class:`Rule` entry to :data:`RULES`.
@@ -49,7 +52,9 @@ class Rule:
 
     name: str
     description: str
-    apply: Callable[[np.ndarray, np.ndarray, np.ndarray, float], np.ndarray]
+    apply: Callable[[np.ndarray, np.ndarray, np.ndarray, float], np.ndarray] | None
+    #: the targets are learned while the model trains (``apply`` is None), per split
+    learned: bool = False
 
 
 def _hard(q, y, utt, alpha):
@@ -92,6 +97,8 @@ RULES: Mapping[str, Rule] = types.MappingProxyType(
             Rule("pepr", "wdsl with alpha = 0.5 (add q and y, normalise)", _pepr),
             Rule("gsl", "mean of q over the segments of the utterance (soft static label)", _gsl),
             Rule("dhl", "one-hot argmax of q (hard dynamic label)", _dhl),
+            Rule("lcw", "labels and weights per segment learned in alternate epochs (LC+W), per split", None,
+                 learned=True),
         )
     }
 )
@@ -151,6 +158,10 @@ def refine_labels(
     """
     if not isinstance(rule, str) or rule not in RULES:
         raise EmorefineError(f"Received: rule={rule!r}; expected one of {', '.join(RULES)}")
+    if RULES[rule].learned:
+        raise EmorefineError(f"Received: rule={rule!r}, whose targets are learned while the model trains, not "
+                             f"computed from predictions; expected one of "
+                             f"{', '.join(n for n, r in RULES.items() if not r.learned)}")
     alpha = _check_alpha(alpha)
     q = np.asarray(predictions)
     if q.ndim != 2 or q.shape[1] < 2 or not np.issubdtype(q.dtype, np.number):

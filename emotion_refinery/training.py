@@ -25,7 +25,7 @@ from emotion_refinery.folds import split_folds
 from emotion_refinery.datasets import count_training_segments, evaluation_dataset, training_dataset
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.refine_config import RefineConfig
-from emotion_refinery.rules import refine_labels
+from emotion_refinery.rules import RULES, refine_labels
 from emotion_refinery.run_dir import RunDir
 from emotion_refinery.votes import soft_targets
 from tf_records.atomic import atomic_path, write_json
@@ -234,6 +234,78 @@ def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: 
     return model, history.history, best, n_train
 
 
+def _fit_lcw(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: int, train_folds: list[int],
+             val_fold: int, train_labels, val_labels, exclude_folds: tuple[int, ...], normalize, logs_dir,
+             end_callbacks: list, name: str, verbose: int, log: Callable[[str], None], tasks_left: int | None,
+             fold_targets: Callable[[int], np.ndarray]):
+    """:func:`_fit` for the ``lcw`` rule: the network alternates with epochs that learn a label and a weight
+    per training segment (:func:`emotion_refinery.lcw.fit_lcw`), starting from the targets it is given.
+
+    Returns ``(model, history, best_epoch_index, n_train)`` as :func:`_fit`; ``history`` also holds
+    ``"learned"`` (the learned labels, one row per training segment) and ``"rows"`` (their global segment
+    indices). ``fold_targets(fold)``: the targets this round trains on, of one training fold.
+    """
+    from emotion_refinery.layers import LabelCorrection
+    from emotion_refinery.lcw import fit_lcw
+
+    keras.utils.set_random_seed(seed)
+    f = manifest.features
+    if normalize is not None:
+        mean, variance = np.zeros(f.n_mels), np.ones(f.n_mels)
+    else:
+        mean, variance = manifest.normalization(exclude_folds=exclude_folds)
+    model = build_model(config.backbone, input_shape=(f.segment_frames, f.n_mels, 1),
+                        n_classes=len(manifest.classes), mean=mean, variance=variance,
+                        bn_momentum=config.bn_momentum)
+    augment = make_augment(spec_augment_masks=config.spec_augment, mixup_alpha=0.0)
+    if augment is not None:
+        raise TrainingError("the lcw rule trains without --spec-augment (its batches carry segment indices)")
+    train = training_dataset(manifest, labels_dir=train_labels, folds=train_folds, batch_size=config.batch_size,
+                             seed=seed, cache=config.cache, stride=config.train_stride, normalize=normalize,
+                             with_index=True)
+    val = training_dataset(manifest, labels_dir=val_labels, folds=[val_fold], batch_size=512, cache=config.cache,
+                           stride=config.train_stride, shuffle=False, normalize=normalize, with_index=True)
+    # The training rows: every training segment the stride keeps, in global index order, with the targets
+    # this round trains on as their starting labels.
+    table = manifest.segment_table()
+    counts = [u["segments"] for u in manifest.utterances]
+    position = np.arange(manifest.n_segments) - np.repeat([u["first_segment"] for u in manifest.utterances], counts)
+    rows = np.flatnonzero(np.isin(table["fold"], train_folds) & (position % config.train_stride == 0))
+    targets = np.zeros((manifest.n_segments, len(manifest.classes)), np.float32)
+    for fold in train_folds:
+        targets[slice(*manifest.fold_segments(fold))] = fold_targets(fold)
+    initial = targets[rows]
+    # Hard starting targets (round 0) start at the given class with probability 0.9, so the labels can move.
+    initial = np.where(initial.max(axis=1, keepdims=True) > 0.999,
+                       0.9 * initial + 0.1 * (1 - initial) / max(len(manifest.classes) - 1, 1), initial)
+    row_of = -np.ones(manifest.n_segments, np.int64)
+    row_of[rows] = np.arange(len(rows))
+    correction = LabelCorrection(table["label"][rows], row_of, len(manifest.classes), initial=initial)
+    result = fit_lcw(model, correction, train, val, epochs=config.epochs, patience=config.patience, lr=config.lr,
+                     index="row", log=log if verbose else (lambda s: None))
+    for callback in end_callbacks:  # as after Keras' fit: the classifier with its best weights
+        callback.set_model(model)
+        callback.on_train_end()
+    theta = [h for h in result.history if h["phase"] == "theta"]
+    history = {"loss": [h["loss"] for h in theta], "val_loss": [h["val_loss"] for h in theta],
+               "learned": result.labels, "rows": rows}
+    best = [h["epoch"] for h in theta].index(result.best_epoch) if result.best_epoch > 0 else len(theta) - 1
+    _check_losses({"loss": history["loss"], "val_loss": history["val_loss"]}, name)
+    return model, history, best, len(rows)
+
+
+def _write_learned_labels(manifest: RecordsManifest, run: RunDir, *, t: int, k: int, train_folds: list[int],
+                          labels: np.ndarray, rows: np.ndarray, fold_targets: Callable[[int], np.ndarray]) -> None:
+    """Split ``k``'s targets of round ``t + 1`` for its training folds: the labels its model learned (segments
+    the stride left out keep their round-``t`` targets). Fold ``k`` gets none from its own split."""
+    for fold in train_folds:
+        lo, hi = manifest.fold_segments(fold)
+        targets = np.array(fold_targets(fold), np.float32)
+        inside = (rows >= lo) & (rows < hi)
+        targets[rows[inside] - lo] = labels[inside]
+        run.write_labels(t + 1, manifest, fold, targets, split=k)
+
+
 def train_fold(
     manifest: RecordsManifest,
     run: RunDir,
@@ -262,17 +334,25 @@ def train_fold(
     train_folds, val_fold = split_folds(manifest.n_folds, k)
     seed = fold_seed(config.seed, t, k)
     last = t == config.rounds - 1
-    cross_fit = config.cross_fit_round(t)
-    rule = None if last or config.targets == "cross-fit" else config.rule
+    cross_fit = config.split_targets_round(t)  # split k trains on its own targets
+    learned = RULES[config.rule].learned
+    rule = None if last or config.targets == "cross-fit" or learned else config.rule
     normalize = run.load_speaker_norm() if config.speaker_norm else None
     oof = OutOfFoldLabels(manifest, run, t=t, k=k, rule=rule, alpha=None if rule is None else config.alphas()[t + 1],
                           normalize=normalize, source=config.label_source)
     decisions = ValidationDecisions(manifest, fold=val_fold, normalize=normalize)
-    model, history, best, n_train = _fit(
+    def fold_targets(fold):  # the targets of a training fold this round trains on
+        return run.load_fold_targets(t, manifest, fold, split=k if cross_fit else None)
+
+    fit, extra = (_fit_lcw, {"fold_targets": fold_targets}) if learned else (_fit, {})
+    model, history, best, n_train = fit(
         manifest, run, config, seed=seed, train_folds=train_folds, val_fold=val_fold,
         train_labels=run.labels_dir(t, k if cross_fit else None), val_labels=run.labels_dir(0 if cross_fit else t),
         exclude_folds=(k, val_fold), normalize=normalize, logs_dir=run.logs_dir(t, k), end_callbacks=[decisions, oof],
-        name=f"round {t}, fold {k}", verbose=verbose, log=log, tasks_left=tasks_left)
+        name=f"round {t}, fold {k}", verbose=verbose, log=log, tasks_left=tasks_left, **extra)
+    if learned and not last:  # split k's own targets for round t + 1: its learned labels
+        _write_learned_labels(manifest, run, t=t, k=k, train_folds=train_folds, labels=history.pop("learned"),
+                              rows=history.pop("rows"), fold_targets=fold_targets)
     val_losses = [float(v) for v in history["val_loss"]]
     with atomic_path(run.model_path(t, k), keep_suffix=True) as tmp:
         model.save(tmp)

@@ -20,6 +20,7 @@ import pytest
 
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import EmorefineError, RecordsError
+from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.records import build_records
 from emotion_refinery.refine_config import RefineConfig, resolve_config
@@ -298,6 +299,31 @@ def test_ray_executor_gives_the_same_round(quick_run, quick_records, quick_manif
     _assert_same_results(quick_run[0], out, quick_manifest, rounds=1)
 
 
+def test_lcw_rule_learns_each_splits_labels_and_never_relabels_its_held_out_fold(quick_records, quick_manifest,
+                                                                                  tmp_path):
+    config = dataclasses.replace(QUICK, rule="lcw", epochs=3)
+    out = tmp_path / "run"
+    report, _ = _run(quick_records, out, config)
+    run = RunDir(out)
+    assert [r["rule"] for r in report["rounds"]] == ["hard", "lcw"]
+    assert not run.labels_dir(1).exists()  # no shared labels: every split has its own
+    moved = 0
+    for k in range(QUICK_FOLDS):
+        train_folds, val_fold = split_folds(QUICK_FOLDS, k)
+        written = sorted(p.name for p in run.labels_dir(1, k).iterdir())
+        # Only split k's training folds: its held-out and early-stopping folds are never relabelled by it.
+        assert written == sorted(Path(s["path"]).name for s in quick_manifest.shards if s["fold"] in train_folds)
+        for fold in train_folds:
+            learned = run.load_fold_targets(1, quick_manifest, fold, split=k)
+            np.testing.assert_allclose(learned.sum(axis=1), 1.0, atol=1e-5)
+            lo, hi = quick_manifest.fold_segments(fold)
+            given = quick_manifest.segment_table()["label"][lo:hi]
+            moved += int(np.sum(np.abs(learned[np.arange(hi - lo), given] - 0.9) > 1e-3))
+    assert moved > 0  # the label epochs moved labels away from their 0.9 start
+    with pytest.raises(EmorefineError, match="an lcw run of 2 rounds"):
+        _run(quick_records, out, dataclasses.replace(config, rounds=3))
+
+
 def test_mean_ep_utterance_classifier_decides_by_the_mean_profile(quick_run, quick_records, quick_manifest,
                                                                    tmp_path):
     from emotion_refinery.inference import Predictor
@@ -503,12 +529,14 @@ def _assert_nothing_trained(out):
 
 @pytest.mark.parametrize("settings, message", [
     ({"backbone": "resnet"}, "Received: backbone='resnet'; expected one of vgg19, mobilenetv2, "),
-    ({"rule": "soft"}, "Received: rule='soft'; expected one of hard, bdsl, wdsl, pepr, gsl, dhl"),
+    ({"rule": "soft"}, "Received: rule='soft'; expected one of hard, bdsl, wdsl, pepr, gsl, dhl, lcw"),
     ({"alpha": 1.5}, "Received: alpha=1.5; expected a value in [0, 1]"),
     ({"alpha": "0.5:2"}, "Received: alpha='0.5:2'"),
     ({"alpha": -0.1}, "Received: alpha=-0.1"),
     ({"label_source": "annotators"}, "Received: label_source='annotators'; expected one of labels, votes"),
     ({"utterance_classifier": "svm"}, "Received: utterance_classifier='svm'; expected one of forest, mean-ep"),
+    ({"rule": "lcw", "targets": "cross-fit"}, "Received: rule='lcw' with targets='cross-fit'"),
+    ({"rule": "lcw", "mixup": 0.2}, "Received: rule='lcw' with mixup=0.2"),
 ])
 def test_bad_settings_are_refused(settings, message):
     with pytest.raises(EmorefineError, match=re.escape(message)):
