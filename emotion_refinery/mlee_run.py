@@ -241,6 +241,10 @@ def run_mlee(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config:
         if not tf.config.list_physical_devices("GPU"):
             tf.config.experimental.enable_op_determinism()
         tables = _Tables(manifest)
+        if not any(u.get("votes") for u in manifest.utterances):
+            log("note: no utterance of these records carries votes, so the soft targets are the one-hot labels "
+                "and every utterance holds its label alone (records of iemocap, cremad, emodb with erkennung.txt, "
+                "or a CSV votes column carry votes)")
         for k in range(manifest.n_folds):
             if not run.is_done(0, k):
                 _train_fold(manifest, run, config, tables, k, log)
