@@ -26,6 +26,7 @@ from emotion_refinery.datasets import count_training_segments, evaluation_datase
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.rules import RULES, refine_labels
+from emotion_refinery.processes import available_memory
 from emotion_refinery.run_dir import RunDir
 from emotion_refinery.votes import soft_targets
 from tf_records.atomic import atomic_path, write_json
@@ -175,6 +176,28 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if minutes < 1 else (f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h")
 
 
+#: Share of the available memory the cached training set and its shuffle buffer may take.
+MEMORY_SHARE = 0.5
+
+
+def memory_plan(n_segments: int, segment_bytes: int, cache: str, available: int | None) -> tuple[str, int | None, str]:
+    """``(cache, shuffle_buffer, note)`` for a training set of ``n_segments`` segments of ``segment_bytes``.
+
+    In memory, the cache and a whole-set shuffle buffer hold the set about twice. When that would take more
+    than :data:`MEMORY_SHARE` of the ``available`` bytes, segments are re-read every epoch instead and shuffled
+    in a buffer that fits (the order then differs from a cached run's; ``note`` says so). ``shuffle_buffer``
+    ``None``: the whole set.
+    """
+    need = 2 * n_segments * segment_bytes
+    if available is None or need <= MEMORY_SHARE * available:
+        return cache, None, ""
+    buffer = max(1024, int(MEMORY_SHARE * available / segment_bytes))
+    return "none", min(buffer, n_segments), (
+        f"the training set ({n_segments:,} segments, {need / 2**30:.1f} GiB cached and shuffled) would not fit in "
+        f"{MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available: segments are re-read every epoch and "
+        f"shuffled in a buffer of {min(buffer, n_segments):,}")
+
+
 def teacher_halves(train_folds: list[int]) -> tuple[list[int], list[int]]:
     """The two halves of a split's training folds that its cross-fit teachers train on (alternate folds)."""
     return list(train_folds[0::2]), list(train_folds[1::2])
@@ -207,9 +230,13 @@ def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: 
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CategoricalCrossentropy(),
                   metrics=["accuracy"], jit_compile=config.jit_compile)
     augment = make_augment(spec_augment_masks=config.spec_augment, mixup_alpha=config.mixup)
+    cache, buffer, note = memory_plan(n_train, f.segment_frames * f.n_mels * np.dtype(f.dtype).itemsize,
+                                      config.cache, available_memory())
+    if note:
+        log(f"{name}: {note}")
     train = training_dataset(manifest, labels_dir=train_labels, folds=train_folds, batch_size=config.batch_size,
-                             seed=seed, cache=config.cache, stride=config.train_stride, augment=augment,
-                             normalize=normalize)
+                             seed=seed, cache=cache, stride=config.train_stride, augment=augment,
+                             normalize=normalize, shuffle_buffer=buffer)
     val = training_dataset(manifest, labels_dir=val_labels, folds=[val_fold], batch_size=512, cache=config.cache,
                            stride=config.train_stride, shuffle=False, normalize=normalize)
     callbacks = [

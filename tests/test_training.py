@@ -148,3 +148,14 @@ def test_every_preset_is_a_refine_preset_and_the_records_preset_is_the_default(t
 def test_bad_training_settings_are_refused(settings, message):
     with pytest.raises(EmorefineError, match=__import__("re").escape(message)):
         RefineConfig(**settings)
+
+
+def test_memory_plan_falls_back_to_rereading_when_the_training_set_would_not_fit():
+    from emotion_refinery.training import memory_plan
+
+    seg = 32 * 64 * 2  # one float16 segment
+    assert memory_plan(100_000, seg, "memory", available=2**34) == ("memory", None, "")  # 16 GiB: fits
+    assert memory_plan(100_000, seg, "memory", available=None) == ("memory", None, "")  # unknown: as asked
+    cache, buffer, note = memory_plan(10_000_000, seg, "memory", available=2**34)  # 82 GB would be needed
+    assert cache == "none" and buffer == int(0.5 * 2**34 / seg) and "would not fit" in note
+    assert memory_plan(10_000, seg, "memory", available=2**20)[1] == 1024  # never a buffer below 1024 segments
