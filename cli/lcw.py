@@ -32,6 +32,11 @@ _DEFAULTS = LCWConfig()
 @click.option("--speaker-norm/--no-speaker-norm", default=_DEFAULTS.speaker_norm, show_default=True,
               help="Z-normalise every frame feature of each speaker's utterances by that speaker's own "
                    "statistics (no labels; utterances without a speaker id by their own).")
+@click.option("--label-noise", type=click.FloatRange(0, 1, max_open=True), default=_DEFAULTS.label_noise,
+              show_default=True,
+              help="Share of utterances given another label at random (seeded by --seed) for training and early "
+                   "stopping; the held-out folds are scored on their true labels. report.md then says how many "
+                   "flipped labels the learned labels recovered.")
 @click.option("--patience", type=click.IntRange(min=0), default=_DEFAULTS.patience, show_default=True,
               help="Network epochs without a lower validation loss before a fold stops.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True)

@@ -46,6 +46,7 @@ class LCWConfig:
     warmup: int = 1
     label_confidence: float = 0.9
     speaker_norm: bool = False
+    label_noise: float = 0.0
     patience: int = 3
     batch_size: int = 32
     lr: float = 0.001
@@ -60,6 +61,9 @@ class LCWConfig:
                                  f"{', '.join(backbone_names('utterances'))}")
         check_numbers(self, integers=("epochs", "warmup", "batch_size"), counts=("patience",),
                       numbers=("lr", "label_lr"))
+        if isinstance(self.label_noise, bool) or not isinstance(self.label_noise, (int, float)) or \
+                not 0 <= self.label_noise < 1:
+            raise EmorefineError(f"Received: label_noise={self.label_noise!r}; expected a share in [0, 1)")
         if not isinstance(self.speaker_norm, bool):
             raise EmorefineError(f"Received: speaker_norm={self.speaker_norm!r}; expected true or false")
         if not 0 < self.label_confidence < 1:
@@ -92,18 +96,24 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
         normalize = sequence_tables(manifest)  # one pass over the sequences, no labels
     classifier = fold_model(manifest, train_folds, config, normalize=normalize)
     k_classes = len(manifest.classes)
+    given = given_labels(manifest, config)  # the labels training sees: with --label-noise, some flipped
     # The given class starts at label_confidence, never below a uniform label.
-    correction = LabelCorrection([u["label_index"] for u in train_utts], row_of, k_classes,
+    correction = LabelCorrection(given[[u["index"] for u in train_utts]], row_of, k_classes,
                                  confidence=max(config.label_confidence, 1.0 / k_classes))
     repeats = None
     if config.update == "oversample":
         repeats = np.zeros(len(manifest.utterances), np.int64)
-        repeats[[u["index"] for u in train_utts]] = oversample_repeats([u["label_index"] for u in train_utts],
+        repeats[[u["index"] for u in train_utts]] = oversample_repeats(given[[u["index"] for u in train_utts]],
                                                                        len(manifest.classes), seed)
     # Batches of similar lengths (buckets): about half the time of random batches.
     train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
                              buckets=4, repeats=repeats, normalize=normalize)
     val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size, normalize=normalize)
+    if config.label_noise:  # training and early stopping see the noisy labels; the test fold keeps its own
+        import tensorflow as tf
+
+        table = tf.constant(np.eye(k_classes, dtype=np.float32)[given])
+        train, val = (d.map(lambda x, y: (x, tf.gather(table, x["utt"]))) for d in (train, val))
     result = fit_lcw(classifier, correction, train, val, epochs=config.epochs, warmup=config.warmup,
                      patience=config.patience,
                      lr=config.lr, label_lr=config.label_lr, update=config.update)
@@ -123,6 +133,16 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     return info
 
 
+def given_labels(manifest: RecordsManifest, config: LCWConfig) -> np.ndarray:
+    """The class index training sees for every utterance: its label, or with ``label_noise`` the labels of
+    :func:`emotion_refinery.label_noise.flip_labels` (seeded by the run's seed)."""
+    from emotion_refinery.label_noise import flip_labels
+
+    labels = np.array([u["label_index"] for u in manifest.utterances])
+    return flip_labels(labels, len(manifest.classes), config.label_noise, config.seed) if config.label_noise \
+        else labels
+
+
 def fold_model(manifest: RecordsManifest, train_folds: list[int], config: LCWConfig, *, normalize=None):
     """``config.backbone`` for the records' frame features, normalised by the training folds' frame statistics."""
     from emotion_refinery.backbones import build_sequence_model
@@ -133,19 +153,23 @@ def fold_model(manifest: RecordsManifest, train_folds: list[int], config: LCWCon
                                 n_classes=len(manifest.classes), mean=mean, variance=variance)
 
 
-def changed_labels(manifest: RecordsManifest, run: RunDir) -> list[dict[str, Any]]:
-    """Training utterances whose learned label left their given label, from every fold's model, ranked by the
-    learned label's probability (one row per (utterance, fold) in which it was trained)."""
+def changed_labels(manifest: RecordsManifest, run: RunDir, given: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Training utterances whose learned label left their given label (``given``: the class index training saw
+    per utterance; default the records' labels), from every fold's model, ranked by the learned label's
+    probability (one row per (utterance, fold) in which it was trained)."""
     rows = []
     classes = manifest.classes
+    if given is None:
+        given = np.array([u["label_index"] for u in manifest.utterances])
     for k in range(manifest.n_folds):
         with np.load(_lcw_path(run, k)) as z:
             for i, s, w in zip(z["utterances"], z["labels"], z["weights"]):
                 u = manifest.utterances[int(i)]
                 learned = int(np.argmax(s))
-                if learned != u["label_index"]:
-                    rows.append({"id": u["id"], "fold_model": k, "given": u["label"], "learned": classes[learned],
-                                 "probability": float(s[learned]), "weight": float(w)})
+                if learned != given[int(i)]:
+                    rows.append({"id": u["id"], "fold_model": k, "given": classes[given[int(i)]],
+                                 "learned": classes[learned], "probability": float(s[learned]), "weight": float(w),
+                                 **({"true": u["label"]} if given[int(i)] != u["label_index"] else {})})
     return sorted(rows, key=lambda r: -r["probability"])
 
 
@@ -154,15 +178,21 @@ def _evaluate(manifest: RecordsManifest, run: RunDir, config: LCWConfig, record:
     probs = np.zeros((len(manifest.utterances), k_classes), np.float32)
     moved = np.zeros((k_classes, k_classes))
     weight_sum, weight_n = np.zeros(k_classes), np.zeros(k_classes)
+    labels = np.array([u["label_index"] for u in manifest.utterances])
+    given_all = given_labels(manifest, config)
+    recovered = flipped = kept = clean = 0
     for k in range(manifest.n_folds):
         with np.load(_lcw_path(run, k)) as z:
             test = [u["index"] for u in manifest.utterances if u["fold"] == k]
             probs[test] = z["test_probabilities"]
-            given = np.array([manifest.utterances[int(i)]["label_index"] for i in z["utterances"]])
-            np.add.at(moved, (given, z["labels"].argmax(axis=1)), 1)
+            rows = z["utterances"].astype(np.int64)
+            given, learned = given_all[rows], z["labels"].argmax(axis=1)
+            np.add.at(moved, (given, learned), 1)
             np.add.at(weight_sum, given, z["weights"])
             np.add.at(weight_n, given, 1)
-    labels = np.array([u["label_index"] for u in manifest.utterances])
+            wrong = given != labels[rows]
+            flipped, recovered = flipped + int(wrong.sum()), recovered + int((learned[wrong] == labels[rows][wrong]).sum())
+            clean, kept = clean + int((~wrong).sum()), kept + int((learned[~wrong] == labels[rows][~wrong]).sum())
     scores = decision_scores(labels, probs.argmax(axis=1), n_classes=k_classes)
     run.write_utterance_predictions(0, manifest, probs.argmax(axis=1), probs)
     folds = [run.fold_info(0, k) for k in range(manifest.n_folds)]
@@ -178,7 +208,12 @@ def _evaluate(manifest: RecordsManifest, run: RunDir, config: LCWConfig, record:
         # Row c: of the training labels given as c (pooled over the fold models), the share learned as each class.
         "label_change": (moved / np.maximum(moved.sum(axis=1, keepdims=True), 1)).tolist(),
         "mean_weight": (weight_sum / np.maximum(weight_n, 1)).tolist(),
-        "changed": changed_labels(manifest, run),
+        "changed": changed_labels(manifest, run, given_all),
+        # With --label-noise: of the (utterance, fold model) pairs trained on a flipped label, the share whose
+        # learned label is the true one; of those trained on their true label, the share that kept it.
+        "label_noise": None if not config.label_noise else {
+            "share": config.label_noise, "flipped_pairs": flipped,
+            "recovered": recovered / max(flipped, 1), "kept": kept / max(clean, 1)},
         "seconds": float(sum(f["seconds"] for f in folds)),
         "folds": folds,
     }

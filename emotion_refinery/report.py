@@ -230,6 +230,12 @@ def lcw_markdown(report: dict) -> str:
     ]
     for name, row, w in zip(classes, report["label_change"], report["mean_weight"]):
         lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f}" for v in row) + f" | {w:.3f} |")
+    noise = report.get("label_noise")
+    if noise:
+        lines += ["", f"Planted noise: {100 * noise['share']:.0f} % of the utterances trained on another label "
+                  f"({noise['flipped_pairs']} (utterance, fold model) pairs); the learned label is the true one for "
+                  f"{100 * noise['recovered']:.1f} % of those, and {100 * noise['kept']:.1f} % of the correctly "
+                  "labelled pairs kept their label."]
     changed = report["changed"]
     lines += ["", f"{len(changed)} (utterance, fold model) pairs whose learned label left the given one"
               + (", the 20 most confident:" if changed else "."), ""]

@@ -196,3 +196,16 @@ def test_a_warmup_below_one_epoch_is_refused(warmup):
 def test_unknown_update_is_refused():
     with pytest.raises(EmorefineError, match="update='all'; expected one of both, labels, weights, class-weights, none, oversample"):
         fit_lcw(None, None, None, None, epochs=1, update="all")
+
+
+def test_flip_labels_changes_exactly_the_share_to_other_classes_reproducibly():
+    from emotion_refinery.label_noise import flip_labels
+
+    labels = np.arange(40) % 4
+    noisy = flip_labels(labels, 4, 0.25, seed=3)
+    assert (noisy != labels).sum() == 10 and noisy.min() >= 0 and noisy.max() < 4
+    np.testing.assert_array_equal(noisy, flip_labels(labels, 4, 0.25, seed=3))
+    assert not np.array_equal(noisy, flip_labels(labels, 4, 0.25, seed=4))
+    np.testing.assert_array_equal(flip_labels(labels, 4, 0.0), labels)
+    with pytest.raises(EmorefineError, match=r"Received: label_noise=1.0; expected a share in \[0, 1\)"):
+        flip_labels(labels, 4, 1.0)

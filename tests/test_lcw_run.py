@@ -90,6 +90,24 @@ def test_other_settings_and_records_without_sequences_are_refused(run, records, 
     assert json.loads((out / "config.json").read_text())["method"] == "lcw"
 
 
+def test_planted_noise_trains_on_flipped_labels_and_scores_on_true_ones(records, tmp_path):
+    from emotion_refinery.label_noise import flip_labels
+    from emotion_refinery.manifest import RecordsManifest
+
+    config = LCWConfig(epochs=2, batch_size=8, seed=1, label_noise=0.25)
+    report = run_lcw(records, tmp_path / "run", config, log=lambda s: None)
+    manifest = RecordsManifest.load(records)
+    labels = np.array([u["label_index"] for u in manifest.utterances])
+    noisy = flip_labels(labels, len(manifest.classes), 0.25, seed=1)
+    folds = np.array([u["fold"] for u in manifest.utterances])
+    # Each utterance trains in the splits that neither hold it out nor stop early on it: K − 2 of them.
+    expected = sum(int(((noisy != labels) & (folds != k) & (folds != (k + 1) % 3)).sum()) for k in range(3))
+    assert report["label_noise"]["flipped_pairs"] == expected > 0
+    assert 0 <= report["label_noise"]["recovered"] <= 1
+    np.testing.assert_array_equal(np.array(report["confusion"]).sum(axis=1), np.bincount(labels, minlength=4))
+    assert "Planted noise: 25 % of the utterances" in (tmp_path / "run" / "report.md").read_text()
+
+
 def test_inspect_and_report_show_the_learned_labels(run):
     out, report, _ = run
     result = CliRunner().invoke(main, ["inspect", str(out)])
