@@ -239,7 +239,11 @@ def lcw_markdown(report: dict) -> str:
     changed = report["changed"]
     lines += ["", f"{len(changed)} (utterance, fold model) pairs whose learned label left the given one"
               + (", the 20 most confident:" if changed else "."), ""]
-    if changed:
+    if changed and noise:  # planted noise: the true label beside the one training saw
+        lines += ["| utterance | fold model | given | learned | true | p | weight |", "|---|---:|---|---|---|---:|---:|"]
+        lines += [f"| {r['id']} | {r['fold_model']} | {r['given']} | {r['learned']} | {r.get('true', r['given'])} | "
+                  f"{r['probability']:.3f} | {r['weight']:.3f} |" for r in changed[:20]]
+    elif changed:
         lines += ["| utterance | fold model | given | learned | p | weight |", "|---|---:|---|---|---:|---:|"]
         lines += [f"| {r['id']} | {r['fold_model']} | {r['given']} | {r['learned']} | {r['probability']:.3f} | "
                   f"{r['weight']:.3f} |" for r in changed[:20]]
