@@ -103,3 +103,31 @@ def test_leave_one_session_out_records_keep_votes_and_sessions(release, tmp_path
         assert u["votes"] and u["speaker"].startswith(u["session"])
     assert by_fold == {0: {"Ses01"}, 1: {"Ses02"}}
     assert manifest.data["folds"]["by"] == "session"
+
+
+@pytest.mark.slow
+def test_a_cremad_tree_with_votes_builds_records_that_mlee_trains_on(tmp_path):
+    """CREMA-D's own layout (AudioWAV/ and the tabulated votes beside it) → voted records → an MLEE run."""
+    from emotion_refinery.mlee_run import MLEEConfig, run_mlee
+
+    root = tmp_path / "CREMA-D"
+    rows = ['"","A","D","F","H","N","S","fileName","numResponses","agreement","emoVote"']
+    codes = {"ANG": "A", "DIS": "D", "FEA": "F", "HAP": "H", "NEU": "N", "SAD": "S"}
+    for a, actor in enumerate(("1001", "1002", "1003")):
+        for e, (code, letter) in enumerate(codes.items()):
+            name = f"{actor}_DFA_{code}_XX"
+            write_wav(root / "AudioWAV" / f"{name}.wav", tone(180 + 60 * e + 7 * a, 0.5))
+            counts = {k: 0 for k in "ADFHNS"} | {letter: 6, "N": 2 if letter != "N" else 8}
+            rows.append(f'"{len(rows)}",' + ",".join(str(counts[k]) for k in "ADFHNS") + f',"{name}",8,0.75,"{letter}"')
+    (root / "processedResults").mkdir()
+    (root / "processedResults" / "tabulatedVotes.csv").write_text("\n".join(rows) + "\n")
+    from emotion_refinery.config import FeatureConfig
+
+    build_records(root / "AudioWAV", tmp_path / "rec", corpus="cremad", features=FeatureConfig(segment_hop=16),
+                  n_folds=3, folds_by="speaker", workers=1, sequences="spectrogram")
+    manifest = RecordsManifest.load(tmp_path / "rec")
+    assert all(u["votes"] for u in manifest.utterances) and len(manifest.utterances) == 18
+    report = run_mlee(tmp_path / "rec", tmp_path / "run", MLEEConfig(variant="mlee", backbone="blstm_attention", epochs=1,
+                                                                   batch_size=8),
+                      log=lambda s: None)
+    assert report["voted_utterances"] == 18 and set(report["existence"]["per_class"]) == set(manifest.classes)
