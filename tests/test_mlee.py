@@ -88,17 +88,18 @@ def voted_records(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_fusion_run_reports_existence_resumes_and_shows_in_inspect(voted_records, tmp_path):
+def test_pretrain_run_reports_existence_resumes_and_shows_in_inspect(voted_records, tmp_path):
     from emotion_refinery.manifest import RecordsManifest
     from emotion_refinery.mlee_run import MLEEConfig, run_mlee
 
-    config = MLEEConfig(variant="fusion", epochs=1, batch_size=8, seed=1)
+    # pretrain: an MLEE stage, then a frozen-encoder stage (fusion adds a soft model; _head is tested above).
+    config = MLEEConfig(variant="pretrain", backbone="blstm_attention", epochs=1, batch_size=8, seed=1)
     lines: list[str] = []
     report = run_mlee(voted_records, tmp_path / "run", config, log=lines.append)
     manifest = RecordsManifest.load(voted_records)
     assert report["voted_utterances"] == 12 and sum(map(sum, report["confusion"])) == 12
-    # Every fold trained its MLEE and soft components, then the fused head.
-    assert all(set(f["stages"]) == {"mlee", "soft", "fusion"} for f in report["folds"])
+    # Every fold trained its MLEE component, then the new head on its frozen encoder.
+    assert all(set(f["stages"]) == {"mlee", "pretrain"} for f in report["folds"])
     # The existence scores are those of the saved test-fold outputs.
     probs = np.zeros((12, len(manifest.classes)))
     for k in range(3):
@@ -120,4 +121,4 @@ def test_fusion_run_reports_existence_resumes_and_shows_in_inspect(voted_records
     result = CliRunner().invoke(main, ["report", str(copy)])
     assert result.exit_code == 0 and (copy / "plots" / "confusion.png").is_file()
     result = CliRunner().invoke(main, ["mlee", str(voted_records), "-o", str(copy), "--variant", "soft"])
-    assert result.exit_code != 0 and "config.variant: 'fusion' → 'soft'" in result.output
+    assert result.exit_code != 0 and "config.variant: 'pretrain' → 'soft'" in result.output
