@@ -110,7 +110,7 @@ def test_empty_input():
 def test_unknown_rule_lists_names():
     with pytest.raises(EmorefineError) as info:
         _refine("xyz")
-    assert str(info.value) == "Received: rule='xyz'; expected one of hard, bdsl, wdsl, pepr, gsl, dhl"
+    assert str(info.value) == "Received: rule='xyz'; expected one of hard, bdsl, wdsl, pepr, gsl, dhl, lcw"
 
 
 @pytest.mark.parametrize("alpha", [1.5, -0.1, float("nan")])
