@@ -8,7 +8,7 @@ utterance accuracy by the mean segment probability, the validation accuracy per 
 Use it to choose what to run with `benchmarks/cpu_profile.py`; it is not a refine result.
 
     python benchmarks/segment_arrays.py RECORDS_DIR [--backbone tcnn] [--stride 4] [--epochs 8]
-                                        [--folds 0,1,2] [--spec-augment] [--mixup A] [--speaker-norm]
+                                        [--folds 0,1,2] [--spec-augment] [--freq-shift N] [--mixup A] [--speaker-norm]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--folds", default="0,1,2")
     parser.add_argument("--spec-augment", action="store_true")
+    parser.add_argument("--freq-shift", type=int, default=0, help="shift Mel bands by up to ±N bands")
     parser.add_argument("--mixup", type=float, default=0.0)
     parser.add_argument("--speaker-norm", action="store_true",
                         help="z-normalise every Mel band of each speaker's segments by that speaker's own statistics")
@@ -80,7 +81,8 @@ def main() -> None:
                                                                staircase=True)
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy", metrics=["accuracy"])
         ds = tf.data.Dataset.from_tensor_slices((x[train], y[train])).shuffle(int(train.sum()), seed=k).batch(128)
-        augment = make_augment(spec_augment_masks=args.spec_augment, mixup_alpha=args.mixup)
+        augment = make_augment(spec_augment_masks=args.spec_augment, freq_shift_bands=args.freq_shift,
+                               mixup_alpha=args.mixup)
         if augment is not None:
             seeds = tf.data.Dataset.random(seed=k, rerandomize_each_iteration=True).batch(2)
             ds = tf.data.Dataset.zip((ds, seeds)).map(lambda xy, s: augment(xy[0], xy[1], s))
@@ -93,7 +95,7 @@ def main() -> None:
                      "utterance_accuracy": float(np.mean(decided)), "seconds": time.perf_counter() - start,
                      "val_accuracy": [round(v, 3) for v in history.history["val_accuracy"]]})
         print(json.dumps(rows[-1]), flush=True)
-    print(f"{args.backbone} stride {args.stride}, {args.epochs} epochs, spec-augment {args.spec_augment}, mixup "
+    print(f"{args.backbone} stride {args.stride}, {args.epochs} epochs, spec-augment {args.spec_augment}, freq-shift {args.freq_shift}, mixup "
           f"{args.mixup}, speaker-norm {args.speaker_norm}: segment accuracy {100 * np.mean([r['segment_accuracy'] for r in rows]):.2f} %, utterance "
           f"accuracy (mean EP) {100 * np.mean([r['utterance_accuracy'] for r in rows]):.2f} % over folds {args.folds}, "
           f"{np.mean([r['seconds'] for r in rows]):.0f} s per fold")

@@ -55,6 +55,9 @@ def _default(name: str) -> str:
               help="Train on every N-th segment of each utterance; every segment is still predicted.  " + _default("train_stride"))
 @click.option("--spec-augment/--no-spec-augment", default=None,
               help="Mask 2 random frame spans (≤ 4 frames) and 2 Mel-band spans (≤ 8 bands) of every training segment.")
+@click.option("--freq-shift", type=click.IntRange(min=0), default=None,
+              help="Shift every training segment's Mel bands by a random whole number of bands in [-N, N] "
+                   "(a vocal-tract-length warp: 2 of 64 bands ≈ ±10 %); 0: off.  " + _default("freq_shift"))
 @click.option("--mixup", type=click.FloatRange(min=0), default=None,
               help="mixup of training segments and targets with λ ~ Beta(X, X); 0: off.  " + _default("mixup"))
 @click.option("--speaker-norm/--no-speaker-norm", default=None,

@@ -56,6 +56,7 @@ class RefineConfig:
     bn_momentum: float = 0.99
     train_stride: int = 1
     spec_augment: bool = False
+    freq_shift: int = 0
     mixup: float = 0.0
     speaker_norm: bool = False
     targets: str = "oof"
@@ -69,7 +70,7 @@ class RefineConfig:
 
     def __post_init__(self) -> None:
         check_numbers(self, integers=("rounds", "epochs", "batch_size", "decay_epochs", "train_stride"),
-                      counts=("min_epochs", "round_patience", "patience"))
+                      counts=("min_epochs", "round_patience", "patience", "freq_shift"))
         if isinstance(self.mixup, bool) or not isinstance(self.mixup, (int, float)) or self.mixup < 0:
             raise EmorefineError(f"Received: mixup={self.mixup!r}; expected a non-negative number "
                                  "(the Beta(α, α) parameter; 0 turns mixup off)")

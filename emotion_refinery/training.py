@@ -229,7 +229,8 @@ def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: 
         config.lr, decay_steps=config.decay_epochs * steps, decay_rate=config.decay_rate, staircase=True)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CategoricalCrossentropy(),
                   metrics=["accuracy"], jit_compile=config.jit_compile)
-    augment = make_augment(spec_augment_masks=config.spec_augment, mixup_alpha=config.mixup)
+    augment = make_augment(spec_augment_masks=config.spec_augment, freq_shift_bands=config.freq_shift,
+                           mixup_alpha=config.mixup)
     cache, buffer, note = memory_plan(n_train, f.segment_frames * f.n_mels * np.dtype(f.dtype).itemsize,
                                       config.cache, available_memory())
     if note:
@@ -284,7 +285,8 @@ def _fit_lcw(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, se
     model = build_model(config.backbone, input_shape=(f.segment_frames, f.n_mels, 1),
                         n_classes=len(manifest.classes), mean=mean, variance=variance,
                         bn_momentum=config.bn_momentum)
-    augment = make_augment(spec_augment_masks=config.spec_augment, mixup_alpha=0.0)
+    augment = make_augment(spec_augment_masks=config.spec_augment, freq_shift_bands=config.freq_shift,
+                           mixup_alpha=0.0)
     if augment is not None:
         raise TrainingError("the lcw rule trains without --spec-augment (its batches carry segment indices)")
     train = training_dataset(manifest, labels_dir=train_labels, folds=train_folds, batch_size=config.batch_size,

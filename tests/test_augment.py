@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emotion_refinery.augment import make_augment, mixup, spec_augment
+from emotion_refinery.augment import freq_shift, make_augment, mixup, spec_augment
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.datasets import count_training_segments, training_dataset
 from emotion_refinery.manifest import RecordsManifest
@@ -50,6 +50,23 @@ def test_spec_augment_is_reproducible_from_its_seed_and_varies_with_it():
     c = fn(x, y, tf.constant([5, 6], tf.int64))[0].numpy()
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_freq_shift_moves_each_segments_bands_by_one_whole_shift_within_the_bound():
+    x, y = _batch(n=64)
+    out, y2 = freq_shift(2)(x, y, tf.constant([9, 1], tf.int64))
+    out, x = out.numpy(), x.numpy()
+    assert np.array_equal(y2.numpy(), y.numpy())
+    bands = x.shape[2]
+    shifts = []
+    for i in range(len(x)):
+        fits = [s for s in range(-2, 3)
+                if np.array_equal(out[i], x[i][:, np.clip(np.arange(bands) - s, 0, bands - 1)])]
+        assert len(fits) == 1  # every segment is its own bands under exactly one shift in [-2, 2]
+        shifts.append(fits[0])
+    assert set(shifts) == {-2, -1, 0, 1, 2}  # 64 segments draw every shift
+    again = freq_shift(2)(tf.constant(x), y, tf.constant([9, 1], tf.int64))[0].numpy()
+    assert np.array_equal(again, out)
 
 
 def test_mixup_makes_convex_combinations_of_pairs_of_examples():
