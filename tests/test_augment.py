@@ -88,6 +88,7 @@ def test_mixup_makes_convex_combinations_of_pairs_of_examples():
 def test_no_augmentation_is_none():
     assert make_augment() is None
     assert make_augment(spec_augment_masks=True, mixup_alpha=0.2) is not None
+    assert make_augment(freq_shift_bands=2) is not None
 
 
 @pytest.fixture(scope="module")

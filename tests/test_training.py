@@ -144,6 +144,7 @@ def test_every_preset_is_a_refine_preset_and_the_records_preset_is_the_default(t
     ({"min_epochs": -1}, "Received: min_epochs=-1; expected a non-negative integer"),
     ({"round_patience": 1.5}, "Received: round_patience=1.5; expected a non-negative integer"),
     ({"mixup": -0.2}, "Received: mixup=-0.2; expected a non-negative number"),
+    ({"freq_shift": -2}, "Received: freq_shift=-2; expected a non-negative integer"),
 ])
 def test_bad_training_settings_are_refused(settings, message):
     with pytest.raises(EmorefineError, match=__import__("re").escape(message)):
