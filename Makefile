@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed
 # refined round (their default is the round with the best validation-fold UA).
 DEMO_REFINE := --backbone small --epochs 12 --rule dhl --rounds 3
 
+# Test processes (pytest-xdist); each module's tests stay in one process, so its fixtures are built once.
+TEST_WORKERS ?= 2
+
 .PHONY: install test test-fast demo lint clean
 
 $(STAMP): setup.py
@@ -21,11 +24,11 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The edit loop: every test but those marked slow (the ones that train Keras models).
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 demo: install
 	rm -rf demo
