@@ -104,10 +104,10 @@ def training_dataset(
         normalize: ``(shift, scale)``, float32 ``(n_utterances, n_mels)``: a segment of utterance ``i``
             becomes ``(x - shift[i]) / scale[i]`` before caching (see :mod:`emotion_refinery.speaker_norm`).
         with_index: batches ``({"segments": x, "row": index}, y)`` with each segment's global index (for
-            per-segment learned labels, :func:`emotion_refinery.lcw.fit_lcw`); ``augment`` must then be ``None``.
+            per-segment learned labels, :func:`emotion_refinery.lcw.fit_lcw`); ``augment`` then changes the
+            segments only (masks, frequency shift) and must not mix examples (mixup), whose targets the
+            index would no longer name.
     """
-    if with_index and augment is not None:
-        raise ValueError("with_index=True takes no augment (mixup would mix targets the index no longer names)")
     pairs = shard_pairs(manifest, labels_dir, folds)
     spec, target_spec = manifest.spec, TargetSpec(len(manifest.classes))
     n_examples = count_training_segments(manifest, folds, stride)
@@ -137,8 +137,11 @@ def training_dataset(
         ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:  # a stateless seed per batch, new every epoch, reproducible from ``seed``
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda xy, s: augment(xy[0], xy[1], s),
-                                                  num_parallel_calls=tf.data.AUTOTUNE)
+        if with_index:
+            step = lambda xy, s: ((augment(xy[0][0], xy[1], s)[0], xy[0][1]), xy[1])  # noqa: E731
+        else:
+            step = lambda xy, s: augment(xy[0], xy[1], s)  # noqa: E731
+        ds = tf.data.Dataset.zip((ds, seeds)).map(step, num_parallel_calls=tf.data.AUTOTUNE)
     if with_index:
         return ds.map(lambda x, y: ({"segments": x[0][..., tf.newaxis], "row": x[1]}, y),
                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -285,13 +285,11 @@ def _fit_lcw(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, se
     model = build_model(config.backbone, input_shape=(f.segment_frames, f.n_mels, 1),
                         n_classes=len(manifest.classes), mean=mean, variance=variance,
                         bn_momentum=config.bn_momentum)
-    augment = make_augment(spec_augment_masks=config.spec_augment, freq_shift_bands=config.freq_shift,
-                           mixup_alpha=0.0)
-    if augment is not None:
-        raise TrainingError("the lcw rule trains without --spec-augment (its batches carry segment indices)")
+    # mixup is refused for lcw (RefineConfig): it would mix the targets that the segment indices name.
+    augment = make_augment(spec_augment_masks=config.spec_augment, freq_shift_bands=config.freq_shift)
     train = training_dataset(manifest, labels_dir=train_labels, folds=train_folds, batch_size=config.batch_size,
                              seed=seed, cache=config.cache, stride=config.train_stride, normalize=normalize,
-                             with_index=True)
+                             augment=augment, with_index=True)
     val = training_dataset(manifest, labels_dir=val_labels, folds=[val_fold], batch_size=512, cache=config.cache,
                            stride=config.train_stride, shuffle=False, normalize=normalize, with_index=True)
     # The training rows: every training segment the stride keeps, in global index order, with the targets

@@ -117,3 +117,22 @@ def test_strided_training_set_holds_every_stride_th_segment_of_each_utterance_on
     # Same multiset of segments (the order is shuffled): compare sorted row digests.
     digest = lambda a: np.sort(a.reshape(len(a), -1).astype(np.float64) @ np.linspace(1, 2, a[0].size))
     assert np.allclose(digest(x), digest(expected.astype(np.float32)))
+
+
+def test_indexed_batches_augment_the_segments_and_keep_their_index_and_targets(records):
+    """lcw's batches carry each segment's index: an augmentation changes the segments only."""
+    manifest, run = records
+    kwargs = dict(labels_dir=run.labels_dir(0), folds=[0, 1], batch_size=5, shuffle=False, with_index=True)
+    plain = list(training_dataset(manifest, **kwargs))
+    shifted = list(training_dataset(manifest, augment=make_augment(freq_shift_bands=3), seed=4, **kwargs))
+    assert len(plain) == len(shifted)
+    changed = 0
+    for (a, ya), (b, yb) in zip(plain, shifted):
+        assert np.array_equal(a["row"].numpy(), b["row"].numpy()) and np.array_equal(ya.numpy(), yb.numpy())
+        xa, xb = a["segments"].numpy()[..., 0], b["segments"].numpy()[..., 0]
+        bands = xa.shape[2]
+        for i in range(len(xa)):  # each segment is its own bands under one shift in [-3, 3]
+            assert any(np.array_equal(xb[i], xa[i][:, np.clip(np.arange(bands) - s, 0, bands - 1)])
+                       for s in range(-3, 4))
+        changed += int(not np.array_equal(xa, xb))
+    assert changed > 0
