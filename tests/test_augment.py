@@ -52,16 +52,21 @@ def test_spec_augment_is_reproducible_from_its_seed_and_varies_with_it():
     assert not np.array_equal(a, c)
 
 
+def _shifts(shifted, segment, bound):
+    """The shifts in [-bound, bound] under which ``shifted`` is ``segment`` with its Mel bands moved."""
+    bands = segment.shape[1]
+    return [s for s in range(-bound, bound + 1)
+            if np.array_equal(shifted, segment[:, np.clip(np.arange(bands) - s, 0, bands - 1)])]
+
+
 def test_freq_shift_moves_each_segments_bands_by_one_whole_shift_within_the_bound():
     x, y = _batch(n=64)
     out, y2 = freq_shift(2)(x, y, tf.constant([9, 1], tf.int64))
     out, x = out.numpy(), x.numpy()
     assert np.array_equal(y2.numpy(), y.numpy())
-    bands = x.shape[2]
     shifts = []
     for i in range(len(x)):
-        fits = [s for s in range(-2, 3)
-                if np.array_equal(out[i], x[i][:, np.clip(np.arange(bands) - s, 0, bands - 1)])]
+        fits = _shifts(out[i], x[i], 2)
         assert len(fits) == 1  # every segment is its own bands under exactly one shift in [-2, 2]
         shifts.append(fits[0])
     assert set(shifts) == {-2, -1, 0, 1, 2}  # 64 segments draw every shift
@@ -130,9 +135,7 @@ def test_indexed_batches_augment_the_segments_and_keep_their_index_and_targets(r
     for (a, ya), (b, yb) in zip(plain, shifted):
         assert np.array_equal(a["row"].numpy(), b["row"].numpy()) and np.array_equal(ya.numpy(), yb.numpy())
         xa, xb = a["segments"].numpy()[..., 0], b["segments"].numpy()[..., 0]
-        bands = xa.shape[2]
         for i in range(len(xa)):  # each segment is its own bands under one shift in [-3, 3]
-            assert any(np.array_equal(xb[i], xa[i][:, np.clip(np.arange(bands) - s, 0, bands - 1)])
-                       for s in range(-3, 4))
+            assert _shifts(xb[i], xa[i], 3)
         changed += int(not np.array_equal(xa, xb))
     assert changed > 0
