@@ -23,12 +23,14 @@ from cli import options
 def predict(run_dir, audio, output, round_, fmt):
     """Emotion profile and utterance decision for each AUDIO file, with RUN_DIR's models.
 
-    For a run made with --speaker-norm, the AUDIO files of one call are one speaker's audio: their
-    log-Mel bands are normalised by the statistics of all of them (give a speaker's files together).
+    For a run made with --speaker-norm or --utterance-classifier speaker-forest (both in the cpu
+    preset), the AUDIO files of one call are one speaker's audio: their log-Mel bands and their
+    utterance statistics are normalised by those of all of them (give a speaker's files together;
+    a speaker-forest run decides a single file by its mean profile).
     Files that cannot be used are reported with their reason; the others are still
     predicted. Exit status 1 only when no file could be predicted.
     """
-    from emotion_refinery.inference import Predictor
+    from emotion_refinery.inference import MIN_SPEAKER_FILES, Predictor
 
     predictor = Predictor(run_dir, t=round_)
     if predictor.speaker_norm:
@@ -38,9 +40,13 @@ def predict(run_dir, audio, output, round_, fmt):
             predictor.set_speaker(audio)
         except AudioError as e:
             options.fail(f"no file could be predicted: {e}", 1)
+    if predictor.speaker_norm or predictor.utterance_classifier == "speaker-forest":
         click.echo(f"this run normalises per speaker: the {len(audio)} file(s) given are taken as one speaker's "
                    "audio (run predict once per speaker)", err=True)
-    results = [predictor.predict(path) for path in audio]
+    results = predictor.predict_all(audio)
+    if any(r.decided_by == "mean-ep" for r in results) and predictor.utterance_classifier == "speaker-forest":
+        click.echo(f"decided by the mean profile: this run's forest needs {MIN_SPEAKER_FILES}+ readable files of "
+                   "the speaker to normalise their statistics", err=True)
     classes = predictor.classes
     if fmt == "json":
         text = json.dumps([_as_json(r, classes, predictor.t) for r in results], indent=1) + "\n"
@@ -65,7 +71,7 @@ def _as_json(r, classes, t) -> dict:
     if r.error:
         return {"path": r.path, "ok": False, "error": r.error}
     return {
-        "path": r.path, "ok": True, "round": t, "label": r.label,
+        "path": r.path, "ok": True, "round": t, "label": r.label, "decided_by": r.decided_by,
         "probabilities": {c: round(float(p), 6) for c, p in zip(classes, r.probabilities)},
         "classes": classes,
         "segments": len(r.profile),

@@ -74,8 +74,9 @@ def _default(name: str) -> str:
                    + _default("label_source"))
 @click.option("--utterance-classifier", type=click.Choice(UTTERANCE_CLASSIFIERS), default=None,
               help="How an utterance is decided from its segments' profile: forest, the papers' random forest on "
-                   "8 statistics per class (trained on the other folds); mean-ep, the class of the highest mean "
-                   "segment probability (nothing trained: better for unseen speakers on Emo-DB).  "
+                   "8 statistics per class (trained on the other folds); speaker-forest, the same on statistics "
+                   "z-normalised within each speaker's utterances (no labels; for unseen speakers); mean-ep, the "
+                   "class of the highest mean segment probability (nothing trained).  "
                    + _default("utterance_classifier"))
 @click.option("--bn-momentum", type=float, default=None,
               help="BatchNormalization momentum of every layer.  " + _default("bn_momentum"))

@@ -30,7 +30,7 @@ import numpy as np
 from emotion_refinery.audio import load
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.manifest import MANIFEST_NAME, RecordsManifest
-from emotion_refinery.utterance import decision_scores
+from emotion_refinery.utterance import decision_scores, speaker_normalise
 from tf_records.atomic import atomic_path, write_json
 
 __all__ = ["RESULT_NAME", "FEATURES_NAME", "FEATURE_SET", "INSTALL_HINT", "BaselineUnavailable",
@@ -139,29 +139,6 @@ def _cached_features(manifest: RecordsManifest, digest: str, *, workers: int, pr
     with atomic_path(path, fsync=False, keep_suffix=True) as tmp:  # keep .npz: np.savez would append it
         np.savez(tmp, features=x, ids=np.array(ids, dtype=str), **{k: np.array(v) for k, v in key.items()})
     return x, False
-
-
-def speaker_normalise(features: np.ndarray, speakers: list) -> np.ndarray:
-    """Z-normalise each speaker's rows with that speaker's own mean and standard deviation (no labels).
-
-    Args:
-        features: ``(n_utterances, n_features)``.
-        speakers: ``n_utterances`` speaker names; ``None`` entries form one group, ``"unknown"``.
-
-    Returns:
-        float64 ``(n_utterances, n_features)``; a feature constant within a speaker becomes 0 there.
-    """
-    x = np.asarray(features, dtype=np.float64)
-    if x.ndim != 2 or len(speakers) != x.shape[0]:
-        raise EmorefineError(f"Received: features of shape {x.shape}, {len(speakers)} speakers; expected "
-                             "(n_utterances, n_features) and one speaker per row")
-    groups = np.array(["unknown" if s is None else str(s) for s in speakers])
-    out = np.empty_like(x)
-    for g in np.unique(groups):
-        rows = groups == g
-        std = x[rows].std(axis=0)
-        out[rows] = (x[rows] - x[rows].mean(axis=0)) / np.where(std > 0, std, 1.0)
-    return out
 
 
 def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, *, n_classes: int) -> dict[str, Any]:

@@ -24,9 +24,13 @@ from emotion_refinery.features import frames_of, segment
 from emotion_refinery.run_dir import RunDir, load_run
 from emotion_refinery.report import chosen_round
 from emotion_refinery.speaker_norm import shift_and_scale, tiled_sums
-from emotion_refinery.utterance import ep_statistics, fit_forest, forest_probabilities, utterance_features
+from emotion_refinery.utterance import (classifier_features, ep_statistics, fit_forest, forest_probabilities,
+                                        speaker_normalise)
 
-__all__ = ["Predictor", "Prediction", "default_round", "ensemble_model", "stream_frames"]
+__all__ = ["Predictor", "Prediction", "default_round", "ensemble_model", "stream_frames", "MIN_SPEAKER_FILES"]
+
+#: Readable files a ``speaker-forest`` run needs in one call to normalise their statistics as one speaker's.
+MIN_SPEAKER_FILES = 2
 
 
 def default_round(run_dir: str | os.PathLike) -> int:
@@ -94,6 +98,7 @@ class Prediction:
     profile: np.ndarray | None = None  # (n_segments, K)
     probabilities: np.ndarray | None = None  # (K,) utterance-level
     label: str | None = None
+    decided_by: str | None = None  # "forest", "speaker-forest" or "mean-ep"
 
 
 class Predictor:
@@ -115,16 +120,16 @@ class Predictor:
         #: whether the run z-normalised each speaker's bands (then :meth:`set_speaker` comes first)
         self.speaker_norm = bool(record["config"].get("speaker_norm", False))
         self.speaker: tuple[np.ndarray, np.ndarray] | None = None
-        #: how an utterance is decided from its profile: "forest" or "mean-ep" (the run's --utterance-classifier)
+        #: how an utterance is decided from its profile: the run's --utterance-classifier
         self.utterance_classifier = record["config"].get("utterance_classifier", "forest")
         self.forest = None
-        if self.utterance_classifier == "forest":
+        if self.utterance_classifier != "mean-ep":
             # The forest of the report's evaluation, refit on every utterance of the run (same seed).
-            q = self.run.load_predictions(self.t, self.manifest)
-            table = self.manifest.segment_table()
-            x = utterance_features(q, table["utterance"], len(self.manifest.utterances))
-            y = np.array([u["label_index"] for u in self.manifest.utterances])
-            self.forest = fit_forest(x, y, seed=record["config"]["seed"])
+            utts = self.manifest.utterances
+            speakers = [u.get("speaker") for u in utts] if self.utterance_classifier == "speaker-forest" else None
+            x = classifier_features(self.run.load_predictions(self.t, self.manifest),
+                                    self.manifest.segment_table()["utterance"], len(utts), speakers=speakers)
+            self.forest = fit_forest(x, np.array([u["label_index"] for u in utts]), seed=record["config"]["seed"])
 
     def set_speaker(self, paths: list[str | os.PathLike]) -> dict[str, str]:
         """Per-band statistics of one speaker from their audio ``paths``, for the files predicted next.
@@ -179,20 +184,41 @@ class Predictor:
         return np.concatenate(rows)
 
     def predict(self, path: str | os.PathLike) -> Prediction:
-        """Profile and utterance decision for ``path``; a failure is returned, not raised."""
-        try:
-            ep = self.profile(path)
-        except AudioError as e:
-            return Prediction(str(path), error=str(e))
+        """Profile and utterance decision for ``path``; a failure is returned, not raised. For a
+        ``speaker-forest`` run, one file alone is decided by its mean profile (see :meth:`predict_all`)."""
+        return self.predict_all([path])[0]
+
+    def predict_all(self, paths: list[str | os.PathLike]) -> list[Prediction]:
+        """:meth:`predict` of every path, failures returned in place.
+
+        For a run whose utterance classifier is ``speaker-forest``, the files are taken as one
+        speaker's utterances: each file's EP statistics are z-normalised by those of all the files
+        that could be read, as the run normalised each speaker's utterances. With fewer than
+        :data:`MIN_SPEAKER_FILES` readable files there are no such statistics, and each file is
+        decided by its mean profile instead (``decided_by`` says which).
+        """
         f = self.features
-        if self.forest is None:  # mean-ep
-            proba = ep.mean(axis=0) / ep.mean(axis=0).sum()
-        else:
-            proba = forest_probabilities(self.forest, ep_statistics(ep)[None], len(self.classes))[0]
-        return Prediction(
-            str(path),
-            start_seconds=np.arange(len(ep)) * f.segment_hop * f.hop_length / f.sr,
-            profile=ep,
-            probabilities=proba,
-            label=self.classes[int(np.argmax(proba))],
-        )
+        results = []
+        for path in paths:
+            try:
+                ep = self.profile(path)
+            except AudioError as e:
+                results.append(Prediction(str(path), error=str(e)))
+                continue
+            results.append(Prediction(str(path), start_seconds=np.arange(len(ep)) * f.segment_hop * f.hop_length / f.sr,
+                                      profile=ep))
+        done = [r for r in results if r.error is None]
+        by = self.utterance_classifier
+        if by == "speaker-forest" and len(done) < MIN_SPEAKER_FILES:
+            by = "mean-ep"
+        if done and by == "mean-ep":
+            means = np.stack([r.profile.mean(axis=0) for r in done])
+            probabilities = means / means.sum(axis=1, keepdims=True)
+        elif done:
+            x = np.stack([ep_statistics(r.profile) for r in done])
+            if by == "speaker-forest":
+                x = speaker_normalise(x, [None] * len(done))
+            probabilities = forest_probabilities(self.forest, x, len(self.classes))
+        for r, proba in zip(done, probabilities if done else []):
+            r.probabilities, r.label, r.decided_by = proba, self.classes[int(np.argmax(proba))], by
+        return results

@@ -34,8 +34,8 @@ from emotion_refinery.report import write_reports
 from emotion_refinery.rules import PEPR_ALPHA, RULES
 from emotion_refinery.run_dir import RunDir, load_run
 from emotion_refinery.speaker_norm import speaker_groups, speaker_tables
-from emotion_refinery.utterance import (ForestResult, decision_scores, ep_entropy, evaluate_forest, mean_ep_decisions,
-                                        utterance_features)
+from emotion_refinery.utterance import (ForestResult, classifier_features, decision_scores, ep_entropy, evaluate_forest,
+                                        mean_ep_decisions)
 from tf_records.atomic import remove_leftovers, write_json
 
 __all__ = ["refine", "check_records", "utterance_arrays"]
@@ -160,6 +160,7 @@ def _alpha_of(config: RefineConfig, t: int) -> float | None:
 
 UTTERANCE_CLASSIFIER_DESCRIPTIONS = {
     "forest": "random forest on 8 EP statistics per class, same folds",
+    "speaker-forest": "random forest on 8 EP statistics per class, z-normalised per speaker, same folds",
     "mean-ep": "the class of the highest mean segment probability (mean EP)",
 }
 
@@ -234,8 +235,9 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     table = manifest.segment_table()
     utts = manifest.utterances
     labels = np.array([u["label_index"] for u in utts])
-    if config.utterance_classifier == "forest":
-        feats = utterance_features(q, table["utterance"], len(utts))
+    if config.utterance_classifier in ("forest", "speaker-forest"):
+        speakers = [u.get("speaker") for u in utts] if config.utterance_classifier == "speaker-forest" else None
+        feats = classifier_features(q, table["utterance"], len(utts), speakers=speakers)
         forest = evaluate_forest(feats, labels, np.array([u["fold"] for u in utts]), seed=config.seed,
                                  n_classes=k_classes)
     else:  # "mean-ep": nothing to train; each held-out utterance by its own mean profile

@@ -80,8 +80,9 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{r['ep_entropy']:.3f} | {100 * r['label_drift']:.1f} | {r['seconds']:.0f} |")
     lines += [
         "",
-        "WA: utterance accuracy; UA: mean per-class recall; macro-F1: mean per-class F1 (random forest on "
-        "emotion-profile statistics, out-of-fold; UA and macro-F1 over the classes present). EP entropy: mean segment entropy / ln K (1 = uniform, the collapse indicator). "
+        "WA: utterance accuracy; UA: mean per-class recall; macro-F1: mean per-class F1 (utterances decided by "
+        f"{report['protocol'].get('utterance_classifier', 'random forest on emotion-profile statistics')}, "
+        "out-of-fold; UA and macro-F1 over the classes present). EP entropy: mean segment entropy / ln K (1 = uniform, the collapse indicator). "
         "Label drift: share of segments whose top class differs from the previous round's training labels. "
         "val. WA / UA: each fold's model deciding the utterances of its early-stopping fold by their mean "
         "segment probability, pooled (no test fold involved; used to choose a round).",

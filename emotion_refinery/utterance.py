@@ -8,6 +8,11 @@ cross-validation and is scored by WA (accuracy) and UA (mean per-class recall).
 Feature order is **class-major**: feature ``8·k + s`` is statistic ``s`` of class ``k``, i.e.
 ``[mean_0, p1_0, p99_0, q1_0, median_0, q3_0, frac>0.2_0, frac>0.3_0, mean_1, ...]``.
 Percentiles use NumPy's default (``method="linear"``) interpolation.
+
+With the ``speaker-forest`` utterance classifier every feature is first z-normalised within each
+speaker's utterances (:func:`speaker_normalise`): an utterance is then described relative to its
+speaker's other utterances, which removes much of what a held-out speaker's profiles share with each
+other and not with the training speakers.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ __all__ = [
     "forest_probabilities",
     "decision_scores",
     "ep_entropy",
+    "speaker_normalise",
+    "classifier_features",
 ]
 
 #: Names of the 8 per-class statistics, in feature order.
@@ -272,3 +279,34 @@ def decision_scores(labels: np.ndarray, predictions: np.ndarray, *, n_classes: i
         "macro_f1": float(f1_score(y, predictions, labels=np.flatnonzero(present), average="macro", zero_division=0)),
         "confusion": confusion,
     }
+
+
+def speaker_normalise(features: np.ndarray, speakers: list) -> np.ndarray:
+    """Z-normalise each speaker's rows with that speaker's own mean and standard deviation (no labels).
+
+    Args:
+        features: ``(n_utterances, n_features)``.
+        speakers: ``n_utterances`` speaker names; ``None`` entries form one group, ``"unknown"``.
+
+    Returns:
+        float64 ``(n_utterances, n_features)``; a feature constant within a speaker becomes 0 there.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or len(speakers) != x.shape[0]:
+        raise EmorefineError(f"Received: features of shape {x.shape}, {len(speakers)} speakers; expected "
+                             "(n_utterances, n_features) and one speaker per row")
+    groups = np.array(["unknown" if s is None else str(s) for s in speakers])
+    out = np.empty_like(x)
+    for g in np.unique(groups):
+        rows = groups == g
+        std = x[rows].std(axis=0)
+        out[rows] = (x[rows] - x[rows].mean(axis=0)) / np.where(std > 0, std, 1.0)
+    return out
+
+
+def classifier_features(profiles: np.ndarray, utterance_index: np.ndarray, n_utterances: int, *,
+                        speakers: list | None = None) -> np.ndarray:
+    """The forest's input: :func:`utterance_features`, z-normalised per speaker (:func:`speaker_normalise`)
+    when ``speakers`` (one per utterance) is given: the ``speaker-forest`` utterance classifier."""
+    x = utterance_features(profiles, utterance_index, n_utterances)
+    return x if speakers is None else speaker_normalise(x, speakers)

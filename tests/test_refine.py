@@ -352,6 +352,49 @@ def test_mean_ep_utterance_classifier_decides_by_the_mean_profile(quick_run, qui
     np.testing.assert_allclose(p.probabilities, p.profile.mean(axis=0) / p.profile.mean(axis=0).sum(), rtol=1e-6)
 
 
+def test_speaker_forest_normalises_each_speakers_statistics_by_their_own(quick_run, quick_manifest, tmp_path):
+    from emotion_refinery.inference import Predictor
+    from emotion_refinery.refinery import evaluate_round
+    from emotion_refinery.utterance import (ep_statistics, evaluate_forest, forest_probabilities, speaker_normalise,
+                                            utterance_features)
+
+    out = tmp_path / "run"
+    shutil.copytree(quick_run[0], out)
+    config = dataclasses.replace(QUICK, utterance_classifier="speaker-forest")
+    entry = evaluate_round(RunDir(out), quick_manifest, config, 0)
+    utts = quick_manifest.utterances
+    speakers = [u["speaker"] for u in utts]
+    assert len(set(speakers)) > 1
+    q = RunDir(out).load_predictions(0, quick_manifest)
+    table = quick_manifest.segment_table()
+    x = utterance_features(q, table["utterance"], len(utts))
+    labels = np.array([u["label_index"] for u in utts])
+    expected = evaluate_forest(speaker_normalise(x, speakers), labels, np.array([u["fold"] for u in utts]),
+                               seed=QUICK.seed, n_classes=len(quick_manifest.classes))
+    assert (entry["wa"], entry["ua"]) == (expected.wa, expected.ua)
+    # A speaker's features come from their own utterances only: another speaker's profiles do not move them.
+    one = np.array(speakers) == speakers[0]
+    changed = q.copy()
+    changed[~one[table["utterance"]]] = 1.0 / q.shape[1]
+    z = speaker_normalise(utterance_features(changed, table["utterance"], len(utts)), speakers)
+    np.testing.assert_allclose(z[one], speaker_normalise(x, speakers)[one])
+    # predict normalises the files of one call together; one file alone is decided by its mean profile.
+    record = json.loads((out / "config.json").read_text())
+    record["config"]["utterance_classifier"] = "speaker-forest"
+    (out / "config.json").write_text(json.dumps(record))
+    predictor = Predictor(out, t=0)
+    paths = [u["path"] for u in utts if u["speaker"] == speakers[0]]
+    together = predictor.predict_all(paths)
+    assert {p.decided_by for p in together} == {"speaker-forest"}
+    x_new = speaker_normalise(np.stack([ep_statistics(p.profile) for p in together]), [None] * len(together))
+    np.testing.assert_allclose([p.probabilities for p in together],
+                               forest_probabilities(predictor.forest, x_new, len(predictor.classes)))
+    alone = predictor.predict(paths[0])
+    assert alone.decided_by == "mean-ep"
+    np.testing.assert_allclose(alone.probabilities, alone.profile.mean(axis=0) / alone.profile.mean(axis=0).sum(),
+                               rtol=1e-6)
+
+
 def test_rerun_of_a_finished_run_trains_nothing(quick_run, quick_records):
     out, report, _ = quick_run
     before = _mtimes(out, "rounds/*/done/*.json") | _mtimes(out, "rounds/*/models/*.keras")
@@ -535,7 +578,7 @@ def _assert_nothing_trained(out):
     ({"alpha": "0.5:2"}, "Received: alpha='0.5:2'"),
     ({"alpha": -0.1}, "Received: alpha=-0.1"),
     ({"label_source": "annotators"}, "Received: label_source='annotators'; expected one of labels, votes"),
-    ({"utterance_classifier": "svm"}, "Received: utterance_classifier='svm'; expected one of forest, mean-ep"),
+    ({"utterance_classifier": "svm"}, "Received: utterance_classifier='svm'; expected one of forest, speaker-forest, mean-ep"),
     ({"rule": "lcw", "targets": "cross-fit"}, "Received: rule='lcw' with targets='cross-fit'"),
     ({"rule": "lcw", "mixup": 0.2}, "Received: rule='lcw' with mixup=0.2"),
 ])
