@@ -226,13 +226,18 @@ def verify(path, quiet):
                    "of the utterance it covers) into the manifest's votes column; 0: no votes.")
 @click.option("--annotator-noise", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="Share of votes given to a class drawn at random instead.")
+@click.option("--pattern-level", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Scale of every emotion pattern; below 1 the cues are fainter (harder).")
+@click.option("--speaker-habit", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Speakers s2, s3, s4 carry anger's, happiness' and sadness' pattern through every utterance at "
+                   "this share of its level (a speaker effect that mimics an emotion); 0: none.")
 @options.seed
-def synth_corpus(out_dir, per_class, seed, annotators, annotator_noise):
+def synth_corpus(out_dir, per_class, seed, annotators, annotator_noise, pattern_level, speaker_habit):
     """Write a small synthetic corpus (4 classes, 4 speakers) with manifest.csv and truth.json."""
     from emotion_refinery.synthetic import CLASSES, make_corpus
 
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
         raise click.BadParameter(f"expected a new or empty folder. Received: {out_dir!r}", param_hint="OUT_DIR")
     manifest = make_corpus(out_dir, per_class=per_class, seed=seed, annotators=annotators,
-                           annotator_noise=annotator_noise)
+                           annotator_noise=annotator_noise, pattern_level=pattern_level, speaker_habit=speaker_habit)
     click.echo(f"Wrote {per_class * len(CLASSES)} utterances and {manifest}")

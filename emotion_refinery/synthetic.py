@@ -20,6 +20,14 @@ With ``annotators`` > 0 every utterance also gets that many simulated annotators
 region and neutral over the rest — and votes for one of them with probability equal to the share of
 the utterance it covers, or, with probability ``annotator_noise``, for a class drawn at random.
 ``truth.json`` then lists each utterance's ``present`` emotions (its emotion existence).
+
+Two knobs make the corpus harder. ``pattern_level`` scales every emotion pattern (below 1 the cues
+are fainter against the voice). ``speaker_habit`` gives every speaker but the first a habitual cue of
+one emotion throughout each of their utterances (:data:`HABITS`: ``s2`` speaks with anger's band
+noise, ``s3`` with happiness' chirps, ``s4`` over sadness' low tone) at that share of the pattern's
+level: a speaker effect that mimics an emotion, as one speaker's neutral may sound like another's
+boredom. Neither changes the segment truth, and with their defaults (1 and 0) the audio is the same
+as without them.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ __all__ = ["CLASSES", "make_corpus", "segment_truth", "segment_truths", "truth_a
 
 CLASSES = ("anger", "happiness", "neutral", "sadness")
 SPEAKERS = {"s1": 110.0, "s2": 140.0, "s3": 190.0, "s4": 230.0}  # base pitch in Hz
+#: The emotion whose pattern each speaker carries throughout with ``speaker_habit`` > 0.
+HABITS = {"s2": "anger", "s3": "happiness", "s4": "sadness"}
 
 
 def _voice(rng: np.random.Generator, n: int, sr: int, f0: float) -> np.ndarray:
@@ -78,10 +88,13 @@ def make_corpus(
     sr: int = 16000,
     annotators: int = 0,
     annotator_noise: float = 0.1,
+    pattern_level: float = 1.0,
+    speaker_habit: float = 0.0,
 ) -> Path:
     """Write the synthetic corpus to ``out_dir`` and return the path of its ``manifest.csv``.
 
-    ``per_class`` utterances per class (spread over the four speakers), 1.2–2.4 s each.
+    ``per_class`` utterances per class (spread over the four speakers), 1.2–2.4 s each;
+    ``pattern_level`` and ``speaker_habit`` as in the module docstring.
     Every fifth file is stereo at 22.05 kHz, to exercise downmixing and resampling. The audio does
     not depend on ``annotators`` (their votes are drawn from a generator of their own).
     """
@@ -89,6 +102,10 @@ def make_corpus(
         raise EmorefineError(f"Received: annotators={annotators!r}; expected a non-negative integer")
     if not 0 <= annotator_noise <= 1:
         raise EmorefineError(f"Received: annotator_noise={annotator_noise!r}; expected a share in [0, 1]")
+    if isinstance(pattern_level, bool) or not isinstance(pattern_level, (int, float)) or not pattern_level > 0:
+        raise EmorefineError(f"Received: pattern_level={pattern_level!r}; expected a positive number (1: as designed)")
+    if isinstance(speaker_habit, bool) or not isinstance(speaker_habit, (int, float)) or not speaker_habit >= 0:
+        raise EmorefineError(f"Received: speaker_habit={speaker_habit!r}; expected a non-negative number (0: none)")
     voter = np.random.default_rng([seed, 1])
     out = Path(out_dir)
     (out / "wav").mkdir(parents=True, exist_ok=True)
@@ -108,9 +125,12 @@ def make_corpus(
                 start = rng.uniform(0, duration - length)
                 region = (round(start, 4), round(start + length, 4))
                 a, b = int(region[0] * sr), int(region[1] * sr)
-                y[a:b] += _pattern(rng, label, b - a, sr)
+                y[a:b] += pattern_level * _pattern(rng, label, b - a, sr)
                 if label == "sadness":
                     y[a:b] *= 0.6
+            if speaker_habit and speaker in HABITS:  # its own generator: the rest of the corpus is unchanged
+                y += speaker_habit * pattern_level * _pattern(np.random.default_rng([seed, 2, k]), HABITS[speaker],
+                                                              n, sr)
             uid = f"{speaker}_{label}_{i:02d}"
             rel = f"wav/{uid}.wav"
             if k % 5 == 4:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import soundfile
 import pytest
 from click.testing import CliRunner
 
@@ -198,3 +199,34 @@ def test_simulated_annotators_vote_for_the_emotions_present(tmp_path):
     noisy = make_corpus(tmp_path / "noisy", per_class=4, seed=2, annotators=7, annotator_noise=1.0)
     counts = [parse_votes(r["votes"]) for r in csv.DictReader(open(noisy))]
     assert len(set().union(*counts)) == 4  # random votes reach every class
+
+
+def _band_energy(path, low, high):
+    y, sr = soundfile.read(path, always_2d=True)
+    spectrum = np.abs(np.fft.rfft(y[:, 0])) ** 2
+    freqs = np.fft.rfftfreq(len(y), 1 / sr)
+    return spectrum[(freqs >= low) & (freqs <= high)].sum() / spectrum.sum()
+
+
+def test_speaker_habits_and_fainter_patterns_make_the_corpus_harder(tmp_path):
+    from emotion_refinery.synthetic import make_corpus
+
+    make_corpus(tmp_path / "plain", per_class=4, seed=2)
+    make_corpus(tmp_path / "habit", per_class=4, seed=2, speaker_habit=0.5)
+    make_corpus(tmp_path / "faint", per_class=4, seed=2, pattern_level=0.25)
+    wav = lambda corpus, name: tmp_path / corpus / "wav" / f"{name}.wav"  # noqa: E731
+    # s1 has no habit; s2's neutral speech carries anger's 2–4 kHz noise, s3's happiness' 1–2 kHz chirps.
+    assert wav("plain", "s1_neutral_00").read_bytes() == wav("habit", "s1_neutral_00").read_bytes()
+    assert _band_energy(wav("habit", "s2_neutral_01"), 2000, 4000) > 5 * _band_energy(wav("plain", "s2_neutral_01"),
+                                                                                      2000, 4000)
+    assert _band_energy(wav("habit", "s3_neutral_02"), 1000, 2000) > 2 * _band_energy(wav("plain", "s3_neutral_02"),
+                                                                                      1000, 2000)
+    # Fainter patterns: an angry utterance has less of its band; neutral ones (no pattern) are unchanged.
+    assert _band_energy(wav("faint", "s1_anger_00"), 2000, 4000) < 0.5 * _band_energy(wav("plain", "s1_anger_00"),
+                                                                                      2000, 4000)
+    assert wav("plain", "s2_neutral_01").read_bytes() == wav("faint", "s2_neutral_01").read_bytes()
+    # The segment truth does not change.
+    assert (tmp_path / "plain" / "truth.json").read_text() == (tmp_path / "habit" / "truth.json").read_text()
+    for kwargs, name in (({"pattern_level": 0}, "pattern_level=0"), ({"speaker_habit": -1}, "speaker_habit=-1")):
+        with pytest.raises(EmorefineError, match=f"Received: {name}; expected"):
+            make_corpus(tmp_path / "bad", per_class=2, **kwargs)
