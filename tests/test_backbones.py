@@ -178,6 +178,7 @@ def test_input_too_small_for_an_application():
         build_model("vgg19", input_shape=(16, 64, 1), n_classes=4)
 
 
+@pytest.mark.slow  # trains
 def test_small_model_learns_a_band_and_is_accurate_in_inference_mode():
     """Inference mode (model.predict, moving BN statistics), not only the training loss."""
     rng = np.random.default_rng(0)

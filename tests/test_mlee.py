@@ -48,6 +48,7 @@ def test_predicted_existence_and_its_scores():
     assert s["macro_f1"] == pytest.approx(1.0)  # b is absent from the truth: not averaged
 
 
+@pytest.mark.slow  # trains
 def test_frozen_encoders_stay_frozen_while_the_new_head_learns():
     from emotion_refinery.backbones import build_sequence_model
     from emotion_refinery.mlee_run import _encoder, _head

@@ -176,6 +176,7 @@ def test_speaker_normalised_sequences_are_standard_per_speaker_from_their_own_fr
     assert np.abs(np.asarray(plain.mean)).max() > 1
 
 
+@pytest.mark.slow  # runs openSMILE
 def test_low_level_descriptor_sequences(synthetic_corpus, tmp_path):
     """`--sequences lld`: the publication's 32 frame features from openSMILE (run in a worker process)."""
     pytest.importorskip("opensmile")
