@@ -19,7 +19,8 @@ from emotion_refinery.rules import RULES, alpha_schedule
 from emotion_refinery.votes import LABEL_SOURCES
 
 __all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES",
-           "UTTERANCE_CLASSIFIERS"]
+           "UTTERANCE_CLASSIFIERS", "HELP", "CHOICES", "POSITIVE_INTEGERS", "COUNTS", "POSITIVE_NUMBERS",
+           "NON_NEGATIVE_NUMBERS"]
 
 REFINE_PRESETS = tuple(PRESETS)
 
@@ -71,12 +72,11 @@ class RefineConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
-        check_numbers(self, integers=("rounds", "epochs", "batch_size", "decay_epochs", "train_stride"),
-                      counts=("min_epochs", "round_patience", "patience", "freq_shift"))
+        check_numbers(self, integers=POSITIVE_INTEGERS, counts=COUNTS)
         if isinstance(self.mixup, bool) or not isinstance(self.mixup, (int, float)) or self.mixup < 0:
             raise EmorefineError(f"Received: mixup={self.mixup!r}; expected a non-negative number "
                                  "(the Beta(α, α) parameter; 0 turns mixup off)")
-        check_numbers(self, numbers=("lr", "decay_rate"))
+        check_numbers(self, numbers=POSITIVE_NUMBERS)
         if self.backbone not in backbone_names("segments"):
             other = (" (it reads whole utterances, not refine's segments)" if self.backbone in BACKBONES else "")
             raise EmorefineError(f"Received: backbone={self.backbone!r}{other}; expected one of "
@@ -125,6 +125,59 @@ class RefineConfig:
 
 
 FIELDS = {f.name for f in dataclasses.fields(RefineConfig)}
+
+#: Settings that are positive integers, non-negative integers (counts) and positive numbers.
+POSITIVE_INTEGERS = ("rounds", "epochs", "batch_size", "decay_epochs", "train_stride")
+COUNTS = ("min_epochs", "round_patience", "patience", "freq_shift")
+POSITIVE_NUMBERS = ("lr", "decay_rate")
+NON_NEGATIVE_NUMBERS = ("mixup",)
+
+#: Settings whose value is one name of a fixed list (``backbone`` and ``rule`` are checked against their
+#: registries by :class:`RefineConfig`, whose message also names the backbones that are not for segments).
+CHOICES = {"targets": TARGETS, "label_source": LABEL_SOURCES, "utterance_classifier": UTTERANCE_CLASSIFIERS,
+           "cache": CACHE_MODES}
+
+#: What each setting does, as ``refine --help`` shows it (the flag is ``--`` and the name with dashes; the
+#: CLI appends the default and the presets' values). Every field but ``preset`` is a flag; a new setting is
+#: a field above and an entry here.
+HELP = {
+    "rounds": "Generations: round 0 on the utterance labels plus N-1 refinements.",
+    "round_patience": "Stop refining when validation-fold UA has not improved for N rounds; 0: run every round.",
+    "backbone": f"{', '.join(backbone_names('segments'))}.",
+    "rule": f"Label update rule: {', '.join(RULES)}.",
+    "alpha": "wdsl weight of the utterance label, in [0, 1], or a schedule 'start:end' over the refinement rounds.",
+    "epochs": "Most epochs per fold.",
+    "batch_size": "Segments per training step.",
+    "lr": "Adam learning rate.",
+    "decay_rate": "Learning-rate factor every --decay-epochs.",
+    "decay_epochs": "Epochs between learning-rate decays.",
+    "patience": "Early-stopping patience.",
+    "min_epochs": "Epochs before early stopping may stop a fold (and before a best epoch counts).",
+    "bn_momentum": "BatchNormalization momentum of every layer.",
+    "train_stride": "Train on every N-th segment of each utterance; every segment is still predicted.",
+    "spec_augment": "Mask 2 random frame spans (≤ 4 frames) and 2 Mel-band spans (≤ 8 bands) of every training "
+                    "segment.",
+    "freq_shift": "Shift every training segment's Mel bands by a random whole number of bands in [-N, N] (a "
+                  "vocal-tract-length warp: 2 of 64 bands ≈ ±10 %); 0: off.",
+    "mixup": "mixup of training segments and targets with λ ~ Beta(X, X); 0: off.",
+    "speaker_norm": "Z-normalise every Mel band of each speaker's segments by that speaker's own statistics (no "
+                    "labels; utterances without a speaker id by their own).",
+    "targets": "Refined rounds' targets: oof, the previous round's out-of-fold predictions (the papers'; split k "
+               "learns from models that saw fold k), or cross-fit, per split from two teachers on halves of its "
+               "training folds (no leak; about twice the training).",
+    "label_source": "What round 0 trains on and the rules mix in: labels, the one-hot utterance labels; votes, soft "
+                    "targets (α + v_c) / (α K + Σ v) from the annotators' votes, α = 0.75 (utterances without votes "
+                    "keep their label). The test folds are always scored on the labels.",
+    "utterance_classifier": "How an utterance is decided from its segments' profile: forest, the papers' random "
+                            "forest on 8 statistics per class (trained on the other folds); speaker-forest, the "
+                            "same on statistics z-normalised within each speaker's utterances (no labels; for "
+                            "unseen speakers); mean-ep, the class of the highest mean segment probability "
+                            "(nothing trained).",
+    "seed": "Seed of folds' trainings (each (round, fold) derives its own).",
+    "cache": "memory: keep parsed segments in memory after the first epoch; none: re-read every epoch.",
+    "mixed_precision": "float16 compute (for GPUs).",
+    "jit_compile": "XLA-compile the training step (for GPUs).",
+}
 
 
 def check_numbers(settings, *, integers=(), counts=(), numbers=()) -> None:

@@ -259,3 +259,20 @@ def test_help_defaults_come_from_the_settings_and_presets():
     cpu = PRESETS["cpu"].training
     assert f"[default: {RefineConfig.epochs}; preset" in text and f"cpu {cpu['epochs']}]" in text
     assert f"cpu {cpu['backbone']}" in text and f"cpu {cpu['train_stride']}]" in text
+
+
+def test_every_setting_is_a_flag_generated_from_the_dataclass():
+    import click
+
+    from cli.refine import refine
+    from emotion_refinery.refine_config import CHOICES, FIELDS, HELP
+
+    assert set(HELP) == FIELDS - {"preset"}  # a new setting without help (or a stale entry) fails here
+    params = {p.name: p for p in refine.params}
+    for name in FIELDS:
+        assert name in params, name
+        assert params[name].default is None  # unset flags leave the preset and the config file in force
+    for name, values in CHOICES.items():
+        assert isinstance(params[name].type, click.Choice) and tuple(params[name].type.choices) == tuple(values)
+    assert params["spec_augment"].is_bool_flag and params["spec_augment"].secondary_opts == ["--no-spec-augment"]
+    assert params["epochs"].type.min == 1 and params["patience"].type.min == 0
