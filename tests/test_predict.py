@@ -87,6 +87,7 @@ def test_cli_reports_bad_files_and_predicts_the_rest(run_dir, tmp_path):
     assert result.exit_code == 0, result.output
     out = {r["path"]: r for r in json.loads((tmp_path / "out.json").read_text())}
     assert out[good]["ok"] and len(out[good]["profile"]["probabilities"]) == out[good]["segments"]
+    assert out[good]["decided_by"] == "forest"  # the run's utterance classifier
     assert "cannot decode" in out[str(tmp_path / "bad.wav")]["error"]
     assert "too short" in out[short]["error"]
     csv_result = runner.invoke(main, ["predict", str(run_dir), good, "--format", "csv", "--round", "0"])
