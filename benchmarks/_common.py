@@ -17,7 +17,8 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{datetime.date.today()} on {cpu_count()} cores ({cpu}), {mem:.0f} GiB, "
+    n = cpu_count()
+    return (f"{datetime.date.today()} on {n} core{'' if n == 1 else 's'} ({cpu}), {mem:.0f} GiB, "
             f"Python {platform.python_version()}")
 
 

@@ -2,7 +2,8 @@
 
 Builds a small synthetic corpus (`synth-corpus --per-class N`, 10 folds), then runs the same refine
 (`small` backbone, 1 epoch, 2 rounds: 20 tasks) with `--executor local`, `process` and `ray` (a local
-Ray cluster of 1 CPU, so tasks run one at a time as with the others). For each: wall time, the
+Ray cluster of 1 CPU, so tasks run one at a time as with the others), each in a fresh Python process.
+For each: wall time, the
 mean time per task over local's, the parent's resident memory after each task (its peak and its
 growth from the first to the last task), and whether the reports are identical.
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +42,7 @@ def measure(records: Path, out: Path, executor: str) -> dict:
     samples: list[float] = []
 
     def log(line: str) -> None:
-        if line.startswith("round ") and " fold " in line and ":" in line:
+        if line.startswith("round ") and " fold " in line and ":" in line and ": ran on " not in line:
             samples.append(rss_mib())
 
     start = time.perf_counter()
@@ -54,15 +57,25 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=12)
     parser.add_argument("--executors", default="local,process,ray")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one executor, write --json
+    parser.add_argument("--records", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        result = measure(Path(args.records), Path(args.json).with_suffix(""), args.one)
+        Path(args.json).write_text(json.dumps(result))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         manifest = make_corpus(root / "corpus", per_class=args.per_class, seed=0)
         build_records(root / "corpus", root / "rec", corpus="csv", manifest=manifest,
                       features=FeatureConfig(segment_hop=8), n_folds=10, workers=1)
         results = {}
-        for name in args.executors.split(","):
-            results[name] = measure(root / "rec", root / f"run-{name}", name)
+        for name in args.executors.split(","):  # each in a fresh process, so no run inherits another's memory
+            out = root / f"run-{name}.json"
+            subprocess.run([sys.executable, __file__, "--one", name, "--records", str(root / "rec"), "--json", str(out)],
+                           check=True)
+            results[name] = json.loads(out.read_text())
             print(f"{name}: {results[name]['seconds']:.1f} s, parent RSS {results[name]['rss']}", flush=True)
     local = results.get("local")
     lines = ["| executor | tasks | wall (s) | per task over local (s) | parent RSS after task 1 → last (MiB) | "
