@@ -98,7 +98,8 @@ def cpu_time_warning(manifest: RecordsManifest, config: RefineConfig, trainings:
     hours = trainings * per_training / (entry.cpu_segments_per_second * cores / 2) / 3600
     return (f"warning: no GPU is visible and backbone {config.backbone!r} is sized for GPUs (about "
             f"{entry.cpu_segments_per_second:.0f} training segments/s on 2 CPU cores): {trainings} fold trainings "
-            f"of up to {config.epochs} epochs would take about {hours:.1f} h on {cores} cores. {advice}")
+            f"of up to {config.epochs} epochs would take about {hours:.1f} h on {cores} "
+            f"core{'s' if cores != 1 else ''}. {advice}")
 
 
 def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> dict:

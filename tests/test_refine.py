@@ -299,6 +299,7 @@ def test_ray_executor_gives_the_same_round(quick_run, quick_records, quick_manif
     _assert_same_results(quick_run[0], out, quick_manifest, rounds=1)
 
 
+@pytest.mark.slow  # trains
 def test_lcw_rule_learns_each_splits_labels_and_never_relabels_its_held_out_fold(quick_records, quick_manifest,
                                                                                   tmp_path):
     # 2 network epochs, 1 label epoch between them; the cpu preset's frequency shift reaches indexed batches

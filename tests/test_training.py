@@ -12,6 +12,7 @@ import pytest
 from emotion_refinery.config import PRESETS, FeatureConfig
 from emotion_refinery.errors import EmorefineError, TrainingError
 from emotion_refinery.manifest import RecordsManifest
+from emotion_refinery.processes import cpu_count
 from emotion_refinery.records import build_records
 from emotion_refinery.refine_config import RefineConfig, resolve_config
 from emotion_refinery.refinery import cpu_time_warning, refine, validation_scores
@@ -118,7 +119,7 @@ def test_gpu_sized_backbones_are_announced_on_a_cpu_with_an_estimate():
     assert warning.startswith("warning: no GPU is visible and backbone 'efficientnetb0' is sized for GPUs")
     assert "50 fold trainings of up to 12 epochs" in warning and "--preset cpu" in warning
     # 80 utterances × 400 segments × 12 epochs × 50 trainings at 149 segments/s on 2 cores.
-    cores = __import__("os").cpu_count() or 2
+    cores = cpu_count()  # this process' cores, as refine counts them (fewer under taskset)
     hours = 50 * 80 * 400 * 12 / (149 * cores / 2) / 3600
     assert f"about {hours:.1f} h" in warning
     assert cpu_time_warning(manifest, RefineConfig(backbone="tcnn"), 50) is None
