@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from emotion_refinery import __version__
 from emotion_refinery.backbones import backbone_names
 from emotion_refinery.config import LCW_UPDATES as UPDATES
 from emotion_refinery.errors import EmorefineError
@@ -222,21 +221,11 @@ def _evaluate(manifest: RecordsManifest, run: RunDir, config: LCWConfig, record:
 def run_lcw(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config: LCWConfig, *,
             log: Callable[[str], None] = print) -> dict:
     """Run (or resume, or confirm) an LC+W run; return its report (also in ``report.json``)."""
-    from emotion_refinery.refinery import check_records
+    from emotion_refinery.refinery import utterance_run
     from emotion_refinery.report import lcw_markdown
 
-    manifest = RecordsManifest.load(records_dir)
-    if manifest.sequence_spec is None:
-        raise EmorefineError(f"Received: records={str(records_dir)!r} without sequence shards; lcw reads whole "
-                             "utterances: build the records with `build-records --sequences log-mel`")
-    check_records(manifest, verify=True)
-    run = RunDir(run_dir)
-    with run.lock("lcw"):
-        import tensorflow as tf
-
-        record = run.prepare_utterance_run("lcw", dataclasses.asdict(config), manifest, __version__)
-        if not tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.enable_op_determinism()
+    with utterance_run(records_dir, run_dir, "lcw", dataclasses.asdict(config), sequences="log-mel") as (
+            manifest, run, record):
         for k in range(manifest.n_folds):
             if not run.is_done(0, k):
                 _train_fold(manifest, run, config, k, log)

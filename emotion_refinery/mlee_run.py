@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_refinery import __version__
 from emotion_refinery.backbones import backbone_names
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.folds import split_folds
@@ -225,21 +224,11 @@ def _evaluate(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tables
 def run_mlee(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config: MLEEConfig, *,
              log: Callable[[str], None] = print) -> dict:
     """Run (or resume, or confirm) an MLEE run; return its report (also in ``report.json``)."""
-    from emotion_refinery.refinery import check_records
+    from emotion_refinery.refinery import utterance_run
     from emotion_refinery.report import mlee_markdown
 
-    manifest = RecordsManifest.load(records_dir)
-    if manifest.sequence_spec is None:
-        raise EmorefineError(f"Received: records={str(records_dir)!r} without sequence shards; mlee reads whole "
-                             "utterances: build the records with `build-records --sequences spectrogram`")
-    check_records(manifest, verify=True)
-    run = RunDir(run_dir)
-    with run.lock("mlee"):
-        import tensorflow as tf
-
-        record = run.prepare_utterance_run("mlee", dataclasses.asdict(config), manifest, __version__)
-        if not tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.enable_op_determinism()
+    with utterance_run(records_dir, run_dir, "mlee", dataclasses.asdict(config), sequences="spectrogram") as (
+            manifest, run, record):
         tables = _Tables(manifest)
         if not any(u.get("votes") for u in manifest.utterances):
             log("note: no utterance of these records carries votes, so the soft targets are the one-hot labels "

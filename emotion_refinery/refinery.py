@@ -13,10 +13,11 @@ settings skips what is done.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,29 @@ def check_records(manifest: RecordsManifest, config: RefineConfig | None = None,
             listing = "; ".join(f"{path}: {', '.join(p)}" for path, p in bad.items())
             raise RecordsError(f"{len(bad)} shard(s) of {manifest.root} fail verification ({listing}); "
                                "rebuild the records")
+
+
+
+@contextlib.contextmanager
+def utterance_run(records_dir: str | os.PathLike, run_dir: str | os.PathLike, method: str, config: dict, *,
+                  sequences: str) -> Iterator[tuple[RecordsManifest, RunDir, dict]]:
+    """Open an utterance-level run (``lcw``, ``mlee``) for as long as the ``with`` block lasts: records with
+    sequence shards, verified; the run directory locked, its config record created or checked for a resume;
+    deterministic ops on CPU. Yields ``(manifest, run, config record)``. ``sequences``: the ``build-records
+    --sequences`` choice the error names when the records have no sequence shards."""
+    manifest = RecordsManifest.load(records_dir)
+    if manifest.sequence_spec is None:
+        raise EmorefineError(f"Received: records={str(records_dir)!r} without sequence shards; {method} reads whole "
+                             f"utterances: build the records with `build-records --sequences {sequences}`")
+    check_records(manifest, verify=True)
+    run = RunDir(run_dir)
+    with run.lock(method):
+        import tensorflow as tf
+
+        record = run.prepare_utterance_run(method, config, manifest, __version__)
+        if not tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.enable_op_determinism()
+        yield manifest, run, record
 
 
 def cpu_time_warning(manifest: RecordsManifest, config: RefineConfig, trainings: int) -> str | None:

@@ -203,6 +203,19 @@ def teacher_halves(train_folds: list[int]) -> tuple[list[int], list[int]]:
     return list(train_folds[0::2]), list(train_folds[1::2])
 
 
+
+def _segment_model(manifest: RecordsManifest, config: RefineConfig, normalize, exclude_folds: tuple[int, ...]):
+    """A fresh segment classifier of ``config.backbone``; its band normalisation is the identity under
+    ``--speaker-norm`` (``normalize`` given), else the training folds' statistics."""
+    f = manifest.features
+    if normalize is not None:
+        mean, variance = np.zeros(f.n_mels), np.ones(f.n_mels)
+    else:
+        mean, variance = manifest.normalization(exclude_folds=exclude_folds)
+    return build_model(config.backbone, input_shape=(f.segment_frames, f.n_mels, 1),
+                       n_classes=len(manifest.classes), mean=mean, variance=variance,
+                       bn_momentum=config.bn_momentum)
+
 def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: int, train_folds: list[int],
          val_fold: int, train_labels, val_labels, exclude_folds: tuple[int, ...], normalize, logs_dir,
          end_callbacks: list, name: str, verbose: int, log: Callable[[str], None], tasks_left: int | None):
@@ -216,13 +229,7 @@ def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: 
     """
     keras.utils.set_random_seed(seed)
     f = manifest.features
-    if normalize is not None:
-        mean, variance = np.zeros(f.n_mels), np.ones(f.n_mels)
-    else:
-        mean, variance = manifest.normalization(exclude_folds=exclude_folds)
-    model = build_model(config.backbone, input_shape=(f.segment_frames, f.n_mels, 1),
-                        n_classes=len(manifest.classes), mean=mean, variance=variance,
-                        bn_momentum=config.bn_momentum)
+    model = _segment_model(manifest, config, normalize, exclude_folds)
     n_train = count_training_segments(manifest, train_folds, config.train_stride)
     steps = math.ceil(n_train / config.batch_size)
     schedule = keras.optimizers.schedules.ExponentialDecay(
@@ -277,14 +284,7 @@ def _fit_lcw(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, se
     from emotion_refinery.lcw import fit_lcw
 
     keras.utils.set_random_seed(seed)
-    f = manifest.features
-    if normalize is not None:
-        mean, variance = np.zeros(f.n_mels), np.ones(f.n_mels)
-    else:
-        mean, variance = manifest.normalization(exclude_folds=exclude_folds)
-    model = build_model(config.backbone, input_shape=(f.segment_frames, f.n_mels, 1),
-                        n_classes=len(manifest.classes), mean=mean, variance=variance,
-                        bn_momentum=config.bn_momentum)
+    model = _segment_model(manifest, config, normalize, exclude_folds)
     # mixup is refused for lcw (RefineConfig): it would mix the targets that the segment indices name.
     augment = make_augment(spec_augment_masks=config.spec_augment, freq_shift_bands=config.freq_shift)
     train = training_dataset(manifest, labels_dir=train_labels, folds=train_folds, batch_size=config.batch_size,
