@@ -18,12 +18,16 @@ import tensorflow as tf
 
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.errors import RecordsError
+from emotion_refinery.refine_config import SEGMENT_SOURCES
 from tf_records.schema import FRAMES, INDEX, LABEL, N_FRAMES, POSITION, SEGMENT, TARGET, UTTERANCE, TargetSpec
 
-__all__ = ["training_dataset", "evaluation_dataset", "sequence_dataset", "sequence_statistics", "shard_pairs", "count_segments",
+__all__ = ["training_dataset", "evaluation_dataset", "sequence_segments", "SEQUENCE_SHUFFLE_BUFFER", "sequence_dataset", "sequence_statistics", "shard_pairs", "count_segments",
            "count_training_segments"]
 
 _PARSE_BATCH = 1024
+
+#: Segments in the shuffle buffer when they are cut from sequences (each epoch also shuffles the utterances).
+SEQUENCE_SHUFFLE_BUFFER = 32768
 
 
 def shard_pairs(manifest: RecordsManifest, labels_dir: str | os.PathLike, folds: Sequence[int]) -> list[tuple[str, str]]:
@@ -87,6 +91,7 @@ def training_dataset(
     shuffle: bool = True,
     normalize: tuple[np.ndarray, np.ndarray] | None = None,
     with_index: bool = False,
+    segments_from: str = "segments",
 ) -> tf.data.Dataset:
     """Shuffled ``(x, y)`` batches of the segments of ``folds``: x float32 ``(b, frames, n_mels, 1)``, y ``(b, K)``.
 
@@ -107,11 +112,43 @@ def training_dataset(
             per-segment learned labels, :func:`emotion_refinery.lcw.fit_lcw`); ``augment`` then changes the
             segments only (masks, frequency shift) and must not mix examples (mixup), whose targets the
             index would no longer name.
+        segments_from: ``"segments"``, the segment shards; ``"sequences"``, segments cut on the fly from the
+            log-Mel sequence shards (records built with ``--sequences log-mel``), bit for bit the stored ones
+            (:func:`sequence_segments`). ``cache`` then keeps the utterances' frames (a segment-hop-th of the
+            segments' bytes at ``segment_frames`` frames a segment); each epoch shuffles the utterances, then
+            their segments in a buffer of ``shuffle_buffer`` (default :data:`SEQUENCE_SHUFFLE_BUFFER`).
     """
+    _check_segments_from(manifest, segments_from)
+    n_examples = count_training_segments(manifest, folds, stride)
+    if segments_from == "sequences":
+        ds = sequence_segments(manifest, folds=folds, labels_dir=labels_dir, stride=stride, normalize=normalize,
+                               with_index=with_index, cache=cache, shuffle=shuffle, seed=seed)
+        if shuffle:
+            ds = ds.shuffle(min(shuffle_buffer or SEQUENCE_SHUFFLE_BUFFER, max(n_examples, 1)), seed=seed,
+                            reshuffle_each_iteration=True)
+    else:
+        ds = _segment_shards(manifest, folds=folds, labels_dir=labels_dir, stride=stride, normalize=normalize,
+                             with_index=with_index, cache=cache)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer or n_examples, seed=seed, reshuffle_each_iteration=True)
+    return _batches(ds, n_examples, batch_size=batch_size, repeat=repeat, augment=augment, seed=seed,
+                    with_index=with_index)
+
+
+def _check_segments_from(manifest: RecordsManifest, segments_from: str) -> None:
+    if segments_from not in SEGMENT_SOURCES:
+        raise RecordsError(f"Received: segments_from={segments_from!r}; expected one of {', '.join(SEGMENT_SOURCES)}")
+    if segments_from == "sequences" and manifest.data["settings"].get("sequences") != "log-mel":
+        raise RecordsError(
+            f"Received: segments_from='sequences' with records {str(manifest.root)!r} whose sequence shards are "
+            f"{manifest.data['settings'].get('sequences') or 'absent'}; expected records built with "
+            "`build-records --sequences log-mel` (the frames the segments are cut from)")
+
+
+def _segment_shards(manifest: RecordsManifest, *, folds, labels_dir, stride, normalize, with_index, cache):
+    """Unbatched ``(x, y)`` (or ``((x, index), y)``) of the segment shards of ``folds``, stored dtype, cached."""
     pairs = shard_pairs(manifest, labels_dir, folds)
     spec, target_spec = manifest.spec, TargetSpec(len(manifest.classes))
-    n_examples = count_training_segments(manifest, folds, stride)
-    buffer = shuffle_buffer or n_examples
     files = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs))))
     ds = files.interleave(
         lambda f, l: tf.data.Dataset.zip((tf.data.TFRecordDataset(f), tf.data.TFRecordDataset(l))),
@@ -124,8 +161,90 @@ def training_dataset(
     ds = ds.map(lambda x, y, pos: (x, y))
     if cache == "memory":
         ds = ds.cache()
+    return ds
+
+
+def _fold_targets(manifest: RecordsManifest, labels_dir, folds) -> np.ndarray:
+    """The targets of the label shards of ``folds`` in global segment order, ``(segments, K)`` float32."""
+    from tf_records.reader import ordered_batches
+
+    paths = [label for _, label in shard_pairs(manifest, labels_dir, folds)]
+    parts, order = [], []
+    for batch in ordered_batches(paths, TargetSpec(len(manifest.classes)).parse, batch_size=8192):
+        parts.append(batch[TARGET].numpy())
+        order.append(batch[INDEX].numpy())
+    expected = np.concatenate([np.arange(s["first_segment"], s["first_segment"] + s["segments"])
+                               for s in manifest.shards if s["fold"] in set(folds)])
+    if not parts or not np.array_equal(np.concatenate(order), expected):
+        raise RecordsError(f"label shards in {str(labels_dir)!r} are out of step with the records' segments")
+    return np.concatenate(parts)
+
+
+def _sequence_utterances(manifest: RecordsManifest, folds, normalize, cache, as_float32: bool = False):
+    """Unbatched ``(frames, utt)`` of the log-Mel sequence shards of ``folds`` in stored order (frames in the
+    stored dtype, or float32; shifted and scaled per utterance as :func:`_normalizer` does with segments
+    parsed the same way), cached."""
+    spec = manifest.sequence_spec
+    paths = [str(manifest.root / s["sequences"]["path"]) for s in manifest.shards if s["fold"] in set(folds)]
+    ds = tf.data.TFRecordDataset(paths).batch(64).map(lambda r: spec.parse(r, as_float32=as_float32)).unbatch()
+    if normalize is None:
+        ds = ds.map(lambda p: (p[FRAMES], p[UTTERANCE]))
+    else:
+        shift, scale = (tf.constant(np.asarray(a, np.float32)) for a in normalize)
+        # The same float32 arithmetic per element as on a segment of the utterance, so the bits agree.
+        ds = ds.map(lambda p: (tf.cast((tf.cast(p[FRAMES], tf.float32) - shift[p[UTTERANCE]]) / scale[p[UTTERANCE]],
+                                       p[FRAMES].dtype), p[UTTERANCE]))
+    return ds.cache() if cache == "memory" else ds
+
+
+def sequence_segments(manifest: RecordsManifest, *, folds: Sequence[int], labels_dir: str | os.PathLike | None,
+                      stride: int = 1, normalize=None, with_index: bool = False, cache: str = "memory",
+                      shuffle: bool = False, seed: int = 0, as_float32: bool = False) -> tf.data.Dataset:
+    """The segments of ``folds`` cut in tf.data from the log-Mel sequence shards: unbatched ``x`` in the stored
+    dtype ``(segment_frames, n_mels)``, equal bit for bit to the segment shards' (same frames, same windows,
+    the same per-utterance normalisation). With ``labels_dir``, elements ``(x, y)`` (``((x, index), y)`` with
+    ``with_index``) carrying each segment's target from the round's label shards; without, ``x`` alone.
+    ``stride`` keeps positions 0, ``stride``, … of each utterance, as :func:`training_dataset`. Stored order,
+    or (``shuffle``) the utterances in a new order every epoch, each utterance's segments together.
+    ``as_float32``: frames parsed and normalised in float32, as :func:`evaluation_dataset` parses segments
+    (otherwise normalised segments are rounded back to the stored dtype, as for training).
+    """
+    _check_segments_from(manifest, "sequences")
+    f = manifest.features
+    chosen = [u for u in manifest.utterances if u["fold"] in set(folds)]
+    n_utts = len(manifest.utterances)
+    first = np.zeros(n_utts, np.int64)  # global index of each utterance's first segment
+    row = np.zeros(n_utts, np.int64)  # its row in the targets of ``folds`` (global order)
+    n_segments = np.zeros(n_utts, np.int64)
+    offset = 0
+    for u in sorted(chosen, key=lambda u: u["first_segment"]):
+        first[u["index"]], row[u["index"]], n_segments[u["index"]] = u["first_segment"], offset, u["segments"]
+        offset += u["segments"]
+    first, row, n_segments = tf.constant(first), tf.constant(row), tf.constant(n_segments)
+    targets = None if labels_dir is None else tf.constant(_fold_targets(manifest, labels_dir, folds))
+    step = f.segment_hop * stride
+
+    def cut(frames, utt):
+        x = tf.signal.frame(frames, f.segment_frames, step, axis=0)  # (n, segment_frames, n_mels)
+        positions = tf.range(tf.shape(x, out_type=tf.int64)[0]) * stride
+        check = tf.debugging.assert_equal(tf.shape(x, out_type=tf.int64)[0], (n_segments[utt] - 1) // stride + 1,
+                                          message="a sequence gives another number of segments than the records")
+        with tf.control_dependencies([check]):
+            x = tf.identity(x)
+        if targets is None:
+            return tf.data.Dataset.from_tensor_slices(x)
+        y = tf.gather(targets, row[utt] + positions)
+        inputs = (x, first[utt] + positions) if with_index else x
+        return tf.data.Dataset.from_tensor_slices((inputs, y))
+
+    ds = _sequence_utterances(manifest, folds, normalize, cache, as_float32)
     if shuffle:
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(max(len(chosen), 1), seed=seed, reshuffle_each_iteration=True)
+    return ds.flat_map(cut)
+
+
+def _batches(ds, n_examples: int, *, batch_size: int, repeat: bool, augment, seed: int, with_index: bool):
+    """Batch, cast to float32, augment and shape unbatched training examples (the shared tail of the pipeline)."""
     ds = ds.batch(batch_size)
     if repeat:
         ds = ds.repeat()
@@ -153,15 +272,23 @@ def _to_model_input(x, y):
 
 
 def evaluation_dataset(manifest: RecordsManifest, *, folds: Sequence[int], labels_dir: str | os.PathLike | None = None,
-                       batch_size: int = 512, normalize: tuple[np.ndarray, np.ndarray] | None = None) -> tf.data.Dataset:
+                       batch_size: int = 512, normalize: tuple[np.ndarray, np.ndarray] | None = None,
+                       segments_from: str = "segments") -> tf.data.Dataset:
     """Batches of the segments of ``folds`` in stored order, nothing dropped.
 
     Without ``labels_dir`` each element is x float32 ``(b, frames, n_mels, 1)``; with it, ``(x, y)``
-    (y the round's targets), e.g. as validation data. ``normalize`` as in :func:`training_dataset`.
+    (y the round's targets), e.g. as validation data. ``normalize`` and ``segments_from`` as in
+    :func:`training_dataset`.
     """
+    _check_segments_from(manifest, segments_from)
     spec, segments = manifest.spec, _normalizer(normalize)
     batches = -(-count_segments(manifest, folds) // batch_size)
-    if labels_dir is None:
+    if segments_from == "sequences":
+        ds = sequence_segments(manifest, folds=folds, labels_dir=labels_dir, normalize=normalize, cache="none",
+                               as_float32=labels_dir is None).batch(batch_size)
+        ds = ds.map(_to_model_input if labels_dir is not None else lambda x: tf.cast(x, tf.float32)[..., tf.newaxis],
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    elif labels_dir is None:
         paths = [str(manifest.shard_path(s)) for s in manifest.shards if s["fold"] in set(folds)]
         ds = tf.data.TFRecordDataset(paths).batch(batch_size)
         ds = ds.map(lambda r: segments(spec.parse(r))[..., tf.newaxis], num_parallel_calls=tf.data.AUTOTUNE,

@@ -18,7 +18,7 @@ from emotion_refinery.errors import EmorefineError
 from emotion_refinery.rules import RULES, alpha_schedule
 from emotion_refinery.votes import LABEL_SOURCES
 
-__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES",
+__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES", "SEGMENT_SOURCES",
            "UTTERANCE_CLASSIFIERS", "HELP", "CHOICES", "POSITIVE_INTEGERS", "COUNTS", "POSITIVE_NUMBERS",
            "NON_NEGATIVE_NUMBERS"]
 
@@ -38,6 +38,11 @@ UTTERANCE_CLASSIFIERS = ("forest", "speaker-forest", "mean-ep")
 
 #: "memory": parsed training segments stay in memory after the first epoch; "none": re-read every epoch.
 CACHE_MODES = ("memory", "none")
+
+#: Where training and evaluation read segments: "segments", the segment shards; "sequences", cut on the fly
+#: from the log-Mel sequence shards (records built with ``--sequences log-mel``), the same segments bit for bit,
+#: with the utterances' frames cached instead of their segments (1/32 of the bytes at a 1-frame hop).
+SEGMENT_SOURCES = ("segments", "sequences")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +72,7 @@ class RefineConfig:
     utterance_classifier: str = "forest"
     seed: int = 0
     cache: str = "memory"
+    segments_from: str = "segments"
     mixed_precision: bool = False
     jit_compile: bool = False
     preset: str | None = None
@@ -97,6 +103,9 @@ class RefineConfig:
         if self.utterance_classifier not in UTTERANCE_CLASSIFIERS:
             raise EmorefineError(f"Received: utterance_classifier={self.utterance_classifier!r}; expected one of "
                                  f"{', '.join(UTTERANCE_CLASSIFIERS)}")
+        if self.segments_from not in SEGMENT_SOURCES:
+            raise EmorefineError(f"Received: segments_from={self.segments_from!r}; expected one of "
+                                 f"{', '.join(SEGMENT_SOURCES)}")
         if self.cache not in CACHE_MODES:
             raise EmorefineError(f"Received: cache={self.cache!r}; expected one of {', '.join(CACHE_MODES)}")
         if not 0 <= self.bn_momentum < 1:
@@ -134,7 +143,7 @@ NON_NEGATIVE_NUMBERS = ("mixup",)
 
 #: Settings whose value is one name of a fixed list (``backbone`` and ``rule`` are checked against their
 #: registries by :class:`RefineConfig`, whose message also names the backbones that are not for segments).
-CHOICES = {"targets": TARGETS, "label_source": LABEL_SOURCES, "utterance_classifier": UTTERANCE_CLASSIFIERS,
+CHOICES = {"segments_from": SEGMENT_SOURCES, "targets": TARGETS, "label_source": LABEL_SOURCES, "utterance_classifier": UTTERANCE_CLASSIFIERS,
            "cache": CACHE_MODES}
 
 #: What each setting does, as ``refine --help`` shows it (the flag is ``--`` and the name with dashes; the
@@ -175,6 +184,10 @@ HELP = {
                             "(nothing trained).",
     "seed": "Seed of folds' trainings (each (round, fold) derives its own).",
     "cache": "memory: keep parsed segments in memory after the first epoch; none: re-read every epoch.",
+    "segments_from": "segments: read the segment shards; sequences: cut the segments on the fly from the log-Mel "
+                     "sequence shards (records built with --sequences log-mel), the same segments bit for bit, "
+                     "caching the utterances' frames instead of their segments (for corpora whose segments would "
+                     "not fit in memory; the shuffle then mixes utterances, then segments in a 32,768 buffer).",
     "mixed_precision": "float16 compute (for GPUs).",
     "jit_compile": "XLA-compile the training step (for GPUs).",
 }

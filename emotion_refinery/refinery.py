@@ -61,6 +61,12 @@ def check_records(manifest: RecordsManifest, config: RefineConfig | None = None,
         raise RecordsError("Received: label_source='votes' with records whose utterances carry no votes; expected "
                            "records built from a corpus with votes (iemocap, cremad, or a CSV manifest's votes "
                            "column), or label_source='labels'")
+    if config is not None and config.segments_from == "sequences" and \
+            manifest.data["settings"].get("sequences") != "log-mel":
+        raise RecordsError(f"Received: segments_from='sequences' with records whose sequence shards are "
+                           f"{manifest.data['settings'].get('sequences') or 'absent'}; expected records built with "
+                           "`build-records --sequences log-mel` (the frames the segments are cut from), or "
+                           "segments_from='segments'")
     classes = manifest.classes
     per_fold = [{u["label_index"] for u in manifest.utterances if u["fold"] == f} for f in range(manifest.n_folds)]
     splits = []

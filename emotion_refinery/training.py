@@ -22,7 +22,8 @@ from emotion_refinery.backbones import build_model
 from emotion_refinery.augment import make_augment
 from emotion_refinery.errors import TrainingError
 from emotion_refinery.folds import split_folds
-from emotion_refinery.datasets import count_training_segments, evaluation_dataset, training_dataset
+from emotion_refinery.datasets import (SEQUENCE_SHUFFLE_BUFFER, count_training_segments, evaluation_dataset,
+                                       training_dataset)
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.rules import RULES, refine_labels
@@ -41,13 +42,14 @@ def fold_seed(seed: int, t: int, k: int) -> int:
 
 
 def predict_fold(model, manifest: RecordsManifest, fold: int, *, batch_size: int = 512, normalize=None,
-                 what: str = "") -> np.ndarray:
+                 what: str = "", segments_from: str = "segments") -> np.ndarray:
     """``model``'s class probabilities for every segment of ``fold`` in stored order, rows summing to 1.
 
     Raises:
         TrainingError: some prediction is NaN or infinite (``what`` names the model in the message).
     """
-    ds = evaluation_dataset(manifest, folds=[fold], batch_size=batch_size, normalize=normalize)
+    ds = evaluation_dataset(manifest, folds=[fold], batch_size=batch_size, normalize=normalize,
+                            segments_from=segments_from)
     q = model.predict(ds, verbose=0).astype(np.float32)
     lo, hi = manifest.fold_segments(fold)
     if len(q) != hi - lo:
@@ -93,17 +95,18 @@ class OutOfFoldLabels(keras.callbacks.Callback):
     """
 
     def __init__(self, manifest: RecordsManifest, run: RunDir, *, t: int, k: int, rule: str | None,
-                 alpha: float | None, batch_size: int = 512, normalize=None, source: str = "labels"):
+                 alpha: float | None, batch_size: int = 512, normalize=None, source: str = "labels",
+                 segments_from: str = "segments"):
         super().__init__()
         self.manifest, self.run, self.t, self.k = manifest, run, t, k
         self.rule, self.alpha, self.batch_size, self.normalize = rule, alpha, batch_size, normalize
-        self.source = source
+        self.source, self.segments_from = source, segments_from
         self.seconds = 0.0
 
     def on_train_end(self, logs=None):
         start = time.perf_counter()
         q = predict_fold(self.model, self.manifest, self.k, batch_size=self.batch_size, normalize=self.normalize,
-                         what=f"round {self.t}, fold {self.k}")
+                         what=f"round {self.t}, fold {self.k}", segments_from=self.segments_from)
         self.run.save_predictions(self.t, self.k, q)
         if self.rule is not None:
             targets = next_targets(self.manifest, self.k, q, rule=self.rule, alpha=self.alpha, source=self.source)
@@ -120,13 +123,16 @@ class ValidationDecisions(keras.callbacks.Callback):
     rounds without looking at the test folds.
     """
 
-    def __init__(self, manifest: RecordsManifest, *, fold: int, batch_size: int = 512, normalize=None):
+    def __init__(self, manifest: RecordsManifest, *, fold: int, batch_size: int = 512, normalize=None,
+                 segments_from: str = "segments"):
         super().__init__()
         self.manifest, self.fold, self.batch_size, self.normalize = manifest, fold, batch_size, normalize
+        self.segments_from = segments_from
         self.decisions: dict[int, int] = {}
 
     def on_train_end(self, logs=None):
-        ds = evaluation_dataset(self.manifest, folds=[self.fold], batch_size=self.batch_size, normalize=self.normalize)
+        ds = evaluation_dataset(self.manifest, folds=[self.fold], batch_size=self.batch_size, normalize=self.normalize,
+                                segments_from=self.segments_from)
         q = self.model.predict(ds, verbose=0)
         start, _ = self.manifest.fold_segments(self.fold)
         for u in (u for u in self.manifest.utterances if u["fold"] == self.fold):
@@ -180,22 +186,31 @@ def _duration(seconds: float) -> str:
 MEMORY_SHARE = 0.5
 
 
-def memory_plan(n_segments: int, segment_bytes: int, cache: str, available: int | None) -> tuple[str, int | None, str]:
+def memory_plan(n_segments: int, segment_bytes: int, cache: str, available: int | None, *,
+                frame_bytes: int | None = None) -> tuple[str, int | None, str]:
     """``(cache, shuffle_buffer, note)`` for a training set of ``n_segments`` segments of ``segment_bytes``.
 
-    In memory, the cache and a whole-set shuffle buffer hold the set about twice. When that would take more
-    than :data:`MEMORY_SHARE` of the ``available`` bytes, segments are re-read every epoch instead and shuffled
-    in a buffer that fits (the order then differs from a cached run's; ``note`` says so). ``shuffle_buffer``
-    ``None``: the whole set.
+    In memory, the cache and a whole-set shuffle buffer hold the set about twice; with ``frame_bytes``
+    (segments cut from the sequence shards, ``--segments-from sequences``) the cache holds the utterances'
+    frames, ``frame_bytes`` in all, and the buffer at most :data:`SEQUENCE_SHUFFLE_BUFFER` segments. When that
+    would take more than :data:`MEMORY_SHARE` of the ``available`` bytes, segments are re-read every epoch
+    instead and shuffled in a buffer that fits (the order then differs from a cached run's; ``note`` says so).
+    ``shuffle_buffer`` ``None``: the default one.
     """
-    need = 2 * n_segments * segment_bytes
+    if frame_bytes is None:
+        need = 2 * n_segments * segment_bytes
+    else:
+        need = frame_bytes + min(n_segments, SEQUENCE_SHUFFLE_BUFFER) * segment_bytes
     if available is None or need <= MEMORY_SHARE * available:
         return cache, None, ""
-    buffer = max(1024, int(MEMORY_SHARE * available / segment_bytes))
-    return "none", min(buffer, n_segments), (
+    buffer = min(max(1024, int(MEMORY_SHARE * available / segment_bytes)), n_segments)
+    hint = "" if frame_bytes is not None else (
+        "; with records built with `--sequences log-mel`, `--segments-from sequences` caches the utterances' "
+        "frames instead of their segments")
+    return "none", buffer, (
         f"the training set ({n_segments:,} segments, {need / 2**30:.1f} GiB cached and shuffled) would not fit in "
         f"{MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available: segments are re-read every epoch and "
-        f"shuffled in a buffer of {min(buffer, n_segments):,}")
+        f"shuffled in a buffer of {buffer:,}{hint}")
 
 
 def teacher_halves(train_folds: list[int]) -> tuple[list[int], list[int]]:
@@ -238,15 +253,19 @@ def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: 
                   metrics=["accuracy"], jit_compile=config.jit_compile)
     augment = make_augment(spec_augment_masks=config.spec_augment, freq_shift_bands=config.freq_shift,
                            mixup_alpha=config.mixup)
-    cache, buffer, note = memory_plan(n_train, f.segment_frames * f.n_mels * np.dtype(f.dtype).itemsize,
-                                      config.cache, available_memory())
+    item = np.dtype(f.dtype).itemsize
+    frame_bytes = None if config.segments_from == "segments" else sum(
+        u["sequence_frames"] * f.n_mels * item for u in manifest.utterances if u["fold"] in set(train_folds))
+    cache, buffer, note = memory_plan(n_train, f.segment_frames * f.n_mels * item, config.cache, available_memory(),
+                                      frame_bytes=frame_bytes)
     if note:
         log(f"{name}: {note}")
     train = training_dataset(manifest, labels_dir=train_labels, folds=train_folds, batch_size=config.batch_size,
                              seed=seed, cache=cache, stride=config.train_stride, augment=augment,
-                             normalize=normalize, shuffle_buffer=buffer)
+                             normalize=normalize, shuffle_buffer=buffer, segments_from=config.segments_from)
     val = training_dataset(manifest, labels_dir=val_labels, folds=[val_fold], batch_size=512, cache=config.cache,
-                           stride=config.train_stride, shuffle=False, normalize=normalize)
+                           stride=config.train_stride, shuffle=False, normalize=normalize,
+                           segments_from=config.segments_from)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         # Early stopping watches the validation loss only from epoch `min_epochs` on: in the first epochs
@@ -289,9 +308,10 @@ def _fit_lcw(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, se
     augment = make_augment(spec_augment_masks=config.spec_augment, freq_shift_bands=config.freq_shift)
     train = training_dataset(manifest, labels_dir=train_labels, folds=train_folds, batch_size=config.batch_size,
                              seed=seed, cache=config.cache, stride=config.train_stride, normalize=normalize,
-                             augment=augment, with_index=True)
+                             augment=augment, with_index=True, segments_from=config.segments_from)
     val = training_dataset(manifest, labels_dir=val_labels, folds=[val_fold], batch_size=512, cache=config.cache,
-                           stride=config.train_stride, shuffle=False, normalize=normalize, with_index=True)
+                           stride=config.train_stride, shuffle=False, normalize=normalize, with_index=True,
+                           segments_from=config.segments_from)
     # The training rows: every training segment the stride keeps, in global index order, with the targets
     # this round trains on as their starting labels.
     table = manifest.segment_table()
@@ -366,8 +386,8 @@ def train_fold(
     rule = None if last or config.targets == "cross-fit" or learned else config.rule
     normalize = run.load_speaker_norm() if config.speaker_norm else None
     oof = OutOfFoldLabels(manifest, run, t=t, k=k, rule=rule, alpha=None if rule is None else config.alphas()[t + 1],
-                          normalize=normalize, source=config.label_source)
-    decisions = ValidationDecisions(manifest, fold=val_fold, normalize=normalize)
+                          normalize=normalize, source=config.label_source, segments_from=config.segments_from)
+    decisions = ValidationDecisions(manifest, fold=val_fold, normalize=normalize, segments_from=config.segments_from)
     def fold_targets(fold):  # the targets of a training fold this round trains on
         return run.load_fold_targets(t, manifest, fold, split=k if cross_fit else None)
 
@@ -398,15 +418,17 @@ class _TeacherTargets(keras.callbacks.Callback):
     """At the end of a teacher's training: its predictions of the other half → split ``k``'s next targets."""
 
     def __init__(self, manifest: RecordsManifest, run: RunDir, *, t: int, k: int, folds: list[int], rule: str,
-                 alpha: float | None, name: str, normalize=None, source: str = "labels"):
+                 alpha: float | None, name: str, normalize=None, source: str = "labels",
+                 segments_from: str = "segments"):
         super().__init__()
         self.manifest, self.run, self.t, self.k, self.folds = manifest, run, t, k, folds
         self.rule, self.alpha, self.name, self.normalize = rule, alpha, name, normalize
-        self.source = source
+        self.source, self.segments_from = source, segments_from
 
     def on_train_end(self, logs=None):
         for fold in self.folds:
-            q = predict_fold(self.model, self.manifest, fold, normalize=self.normalize, what=self.name)
+            q = predict_fold(self.model, self.manifest, fold, normalize=self.normalize, what=self.name,
+                             segments_from=self.segments_from)
             targets = next_targets(self.manifest, fold, q, rule=self.rule, alpha=self.alpha, source=self.source)
             self.run.write_labels(self.t + 1, self.manifest, fold, targets, split=self.k)
 
@@ -439,7 +461,7 @@ def train_teacher(
     normalize = run.load_speaker_norm() if config.speaker_norm else None
     targets = _TeacherTargets(manifest, run, t=t, k=k, folds=halves[1 - h], rule=config.rule,
                               alpha=config.alphas()[t + 1], name=name, normalize=normalize,
-                              source=config.label_source)
+                              source=config.label_source, segments_from=config.segments_from)
     _, history, best, n_train = _fit(
         manifest, run, config, seed=seed, train_folds=halves[h], val_fold=val_fold,
         train_labels=run.labels_dir(t, k if config.cross_fit_round(t) else None), val_labels=run.labels_dir(0),

@@ -161,3 +161,8 @@ def test_memory_plan_falls_back_to_rereading_when_the_training_set_would_not_fit
     cache, buffer, note = memory_plan(10_000_000, seg, "memory", available=2**34)  # 82 GB would be needed
     assert cache == "none" and buffer == int(0.5 * 2**34 / seg) and "would not fit" in note
     assert memory_plan(10_000, seg, "memory", available=2**20)[1] == 1024  # never a buffer below 1024 segments
+    # Segments cut from sequences: the cache holds the frames (a 32nd of the segments' bytes at a 1-frame hop)
+    # and the buffer 32,768 segments, so the set that did not fit above does.
+    assert memory_plan(10_000_000, seg, "memory", available=2**34, frame_bytes=10_000_000 * seg // 32) == (
+        "memory", None, "")
+    assert "--segments-from sequences" in note
