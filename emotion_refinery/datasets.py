@@ -225,17 +225,20 @@ def sequence_segments(manifest: RecordsManifest, *, folds: Sequence[int], labels
     step = f.segment_hop * stride
 
     def cut(frames, utt):
-        x = tf.signal.frame(frames, f.segment_frames, step, axis=0)  # (n, segment_frames, n_mels)
-        positions = tf.range(tf.shape(x, out_type=tf.int64)[0]) * stride
-        check = tf.debugging.assert_equal(tf.shape(x, out_type=tf.int64)[0], (n_segments[utt] - 1) // stride + 1,
+        # One slice of the utterance's frames per segment, not one framed copy of the utterance: a slice
+        # keeps only the (cached) frames alive, so segments waiting in a shuffle buffer cost no extra copy.
+        count = (tf.shape(frames, out_type=tf.int64)[0] - f.segment_frames) // step + 1
+        check = tf.debugging.assert_equal(count, (n_segments[utt] - 1) // stride + 1,
                                           message="a sequence gives another number of segments than the records")
         with tf.control_dependencies([check]):
-            x = tf.identity(x)
-        if targets is None:
-            return tf.data.Dataset.from_tensor_slices(x)
-        y = tf.gather(targets, row[utt] + positions)
-        inputs = (x, first[utt] + positions) if with_index else x
-        return tf.data.Dataset.from_tensor_slices((inputs, y))
+            positions = tf.data.Dataset.range(0, tf.maximum(count, 0) * stride, stride)  # 0, stride, 2·stride, …
+
+        def one(p):
+            x = frames[p * f.segment_hop:p * f.segment_hop + f.segment_frames]
+            if targets is None:
+                return x
+            return ((x, first[utt] + p) if with_index else x), targets[row[utt] + p]
+        return positions.map(one)
 
     ds = _sequence_utterances(manifest, folds, normalize, cache, as_float32)
     if shuffle:
