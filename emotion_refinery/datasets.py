@@ -92,6 +92,7 @@ def training_dataset(
     normalize: tuple[np.ndarray, np.ndarray] | None = None,
     with_index: bool = False,
     segments_from: str = "segments",
+    drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """Shuffled ``(x, y)`` batches of the segments of ``folds``: x float32 ``(b, frames, n_mels, 1)``, y ``(b, K)``.
 
@@ -117,6 +118,8 @@ def training_dataset(
             (:func:`sequence_segments`). ``cache`` then keeps the utterances' frames (a segment-hop-th of the
             segments' bytes at ``segment_frames`` frames a segment); each epoch shuffles the utterances, then
             their segments in a buffer of ``shuffle_buffer`` (default :data:`SEQUENCE_SHUFFLE_BUFFER`).
+        drop_remainder: leave out the last, partial batch of each epoch (data-parallel training over several
+            replicas, :mod:`emotion_refinery.distribute`).
     """
     _check_segments_from(manifest, segments_from)
     n_examples = count_training_segments(manifest, folds, stride)
@@ -132,7 +135,7 @@ def training_dataset(
         if shuffle:
             ds = ds.shuffle(shuffle_buffer or n_examples, seed=seed, reshuffle_each_iteration=True)
     return _batches(ds, n_examples, batch_size=batch_size, repeat=repeat, augment=augment, seed=seed,
-                    with_index=with_index)
+                    with_index=with_index, drop_remainder=drop_remainder)
 
 
 def _check_segments_from(manifest: RecordsManifest, segments_from: str) -> None:
@@ -246,13 +249,15 @@ def sequence_segments(manifest: RecordsManifest, *, folds: Sequence[int], labels
     return ds.flat_map(cut)
 
 
-def _batches(ds, n_examples: int, *, batch_size: int, repeat: bool, augment, seed: int, with_index: bool):
+def _batches(ds, n_examples: int, *, batch_size: int, repeat: bool, augment, seed: int, with_index: bool,
+             drop_remainder: bool = False):
     """Batch, cast to float32, augment and shape unbatched training examples (the shared tail of the pipeline)."""
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if repeat:
         ds = ds.repeat()
     else:  # tell Keras the epoch length up front (unbatch and filter hide it)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_examples // batch_size)))
+        batches = n_examples // batch_size if drop_remainder else -(-n_examples // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     if with_index:
         ds = ds.map(lambda x, y: ((tf.cast(x[0], tf.float32), x[1]), y), num_parallel_calls=tf.data.AUTOTUNE)
     else:

@@ -20,6 +20,7 @@ import numpy as np
 
 from emotion_refinery.backbones import build_model
 from emotion_refinery.augment import make_augment
+from emotion_refinery.distribute import even_batch_size, model_replicas, replica_devices, task_replicas
 from emotion_refinery.errors import TrainingError
 from emotion_refinery.folds import split_folds
 from emotion_refinery.datasets import (SEQUENCE_SHUFFLE_BUFFER, count_training_segments, evaluation_dataset,
@@ -48,10 +49,10 @@ def predict_fold(model, manifest: RecordsManifest, fold: int, *, batch_size: int
     Raises:
         TrainingError: some prediction is NaN or infinite (``what`` names the model in the message).
     """
-    ds = evaluation_dataset(manifest, folds=[fold], batch_size=batch_size, normalize=normalize,
-                            segments_from=segments_from)
-    q = model.predict(ds, verbose=0).astype(np.float32)
     lo, hi = manifest.fold_segments(fold)
+    batch = even_batch_size(hi - lo, batch_size, model_replicas(model))  # no replica left empty
+    ds = evaluation_dataset(manifest, folds=[fold], batch_size=batch, normalize=normalize, segments_from=segments_from)
+    q = model.predict(ds, verbose=0).astype(np.float32)
     if len(q) != hi - lo:
         raise RuntimeError(f"predicted {len(q)} segments of fold {fold}; it holds {hi - lo}")
     if not np.all(np.isfinite(q)):
@@ -131,7 +132,9 @@ class ValidationDecisions(keras.callbacks.Callback):
         self.decisions: dict[int, int] = {}
 
     def on_train_end(self, logs=None):
-        ds = evaluation_dataset(self.manifest, folds=[self.fold], batch_size=self.batch_size, normalize=self.normalize,
+        lo, hi = self.manifest.fold_segments(self.fold)
+        batch = even_batch_size(hi - lo, self.batch_size, model_replicas(self.model))
+        ds = evaluation_dataset(self.manifest, folds=[self.fold], batch_size=batch, normalize=self.normalize,
                                 segments_from=self.segments_from)
         q = self.model.predict(ds, verbose=0)
         start, _ = self.manifest.fold_segments(self.fold)
@@ -244,13 +247,21 @@ def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: 
     """
     keras.utils.set_random_seed(seed)
     f = manifest.features
-    model = _segment_model(manifest, config, normalize, exclude_folds)
+    replicas = task_replicas()  # several GPUs: data-parallel over all of them (emotion_refinery.distribute)
+    batch_size = config.batch_size * replicas.count
     n_train = count_training_segments(manifest, train_folds, config.train_stride)
-    steps = math.ceil(n_train / config.batch_size)
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        config.lr, decay_steps=config.decay_epochs * steps, decay_rate=config.decay_rate, staircase=True)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CategoricalCrossentropy(),
-                  metrics=["accuracy"], jit_compile=config.jit_compile)
+    if replicas.count > 1:
+        log(f"{name}: {replicas.describe(config.batch_size)}")
+        if n_train < batch_size:
+            raise TrainingError(f"{name}: {n_train} training segments are fewer than one global batch of "
+                                f"{batch_size} ({config.batch_size} × {replicas.count} replicas); lower --batch-size")
+    steps = n_train // batch_size if replicas.count > 1 else math.ceil(n_train / batch_size)
+    with replicas.scope():
+        model = _segment_model(manifest, config, normalize, exclude_folds)
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            config.lr, decay_steps=config.decay_epochs * steps, decay_rate=config.decay_rate, staircase=True)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CategoricalCrossentropy(),
+                      metrics=["accuracy"], jit_compile=config.jit_compile)
     augment = make_augment(spec_augment_masks=config.spec_augment, freq_shift_bands=config.freq_shift,
                            mixup_alpha=config.mixup)
     item = np.dtype(f.dtype).itemsize
@@ -260,11 +271,14 @@ def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: 
                                       frame_bytes=frame_bytes)
     if note:
         log(f"{name}: {note}")
-    train = training_dataset(manifest, labels_dir=train_labels, folds=train_folds, batch_size=config.batch_size,
+    train = training_dataset(manifest, labels_dir=train_labels, folds=train_folds, batch_size=batch_size,
                              seed=seed, cache=cache, stride=config.train_stride, augment=augment,
-                             normalize=normalize, shuffle_buffer=buffer, segments_from=config.segments_from)
-    val = training_dataset(manifest, labels_dir=val_labels, folds=[val_fold], batch_size=512, cache=config.cache,
-                           stride=config.train_stride, shuffle=False, normalize=normalize,
+                             normalize=normalize, shuffle_buffer=buffer, segments_from=config.segments_from,
+                             drop_remainder=replicas.count > 1)
+    val_batch = even_batch_size(count_training_segments(manifest, [val_fold], config.train_stride), 512,
+                                replicas.count)
+    val = training_dataset(manifest, labels_dir=val_labels, folds=[val_fold], batch_size=val_batch,
+                           cache=config.cache, stride=config.train_stride, shuffle=False, normalize=normalize,
                            segments_from=config.segments_from)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
@@ -303,6 +317,8 @@ def _fit_lcw(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, se
     from emotion_refinery.lcw import fit_lcw
 
     keras.utils.set_random_seed(seed)
+    if len(devices := replica_devices()) > 1:  # its label / weight epochs update per-segment tables
+        log(f"{name}: the lcw rule trains on one device ({devices[0]}) of the {len(devices)} this task sees")
     model = _segment_model(manifest, config, normalize, exclude_folds)
     # mixup is refused for lcw (RefineConfig): it would mix the targets that the segment indices name.
     augment = make_augment(spec_augment_masks=config.spec_augment, freq_shift_bands=config.freq_shift)
