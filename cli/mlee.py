@@ -6,7 +6,7 @@ import click
 
 from cli import options
 from emotion_refinery.backbones import backbone_names
-from emotion_refinery.mlee import LEARNING_RATES, VARIANTS
+from emotion_refinery.mlee import HEADS, LEARNING_RATES, VARIANTS
 from emotion_refinery.mlee_run import MLEEConfig
 
 _DEFAULTS = MLEEConfig()
@@ -30,6 +30,10 @@ _DEFAULTS = MLEEConfig()
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam learning rate of the variant's last stage.  [default: as published: "
                    + ", ".join(f"{v} {r:g}" for v, r in LEARNING_RATES.items()) + "]")
+@click.option("--head", type=click.Choice(HEADS), default=_DEFAULTS.head, show_default=True,
+              help="How pretrain / fusion train their new classifier on the frozen encoders: adam, as published "
+                   "(--lr, --epochs); probe, fitted to convergence (logistic regression on the embeddings, its "
+                   "L2 strength chosen on the validation fold), for corpora too small for the published rates.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
 @options.quiet
 def mlee(records_dir, output, quiet, **settings):

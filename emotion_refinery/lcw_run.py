@@ -224,7 +224,7 @@ def run_lcw(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config: 
     from emotion_refinery.refinery import utterance_run
     from emotion_refinery.report import lcw_markdown
 
-    with utterance_run(records_dir, run_dir, "lcw", dataclasses.asdict(config), sequences="log-mel") as (
+    with utterance_run(records_dir, run_dir, "lcw", config, sequences="log-mel") as (
             manifest, run, record):
         for k in range(manifest.n_folds):
             if not run.is_done(0, k):

@@ -16,6 +16,11 @@ chose ``c`` (utterances without votes: their label alone). The variants (:data:`
 
 Every loss weighs classes by their inverse frequency in the training set. The losses are written in
 ``keras.ops``, so they run on every Keras backend.
+
+The new classifier of ``pretrain`` and ``fusion`` is one softmax layer on frozen embeddings: with
+``head="probe"`` it is fitted to convergence instead of by Adam (:func:`fit_probe`), which a small corpus
+needs: at the published rates (set for IEMOCAP's ~5,500 utterances) 72 training utterances give the head a
+few dozen optimiser steps, and it learns little more than the class prior.
 """
 
 from __future__ import annotations
@@ -25,12 +30,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["VARIANTS", "LEARNING_RATES", "existence_targets", "inverse_frequency", "weighted_bce",
+__all__ = ["VARIANTS", "LEARNING_RATES", "HEADS", "PROBE_CS", "fit_probe", "existence_targets", "inverse_frequency", "weighted_bce",
            "predicted_existence", "existence_scores"]
 
 #: Variant → what it trains (see the module docstring).
 VARIANTS = ("hard", "soft", "mlee", "pretrain", "fusion")
 #: The publication's Adam learning rate of each variant's last stage.
+#: How the new classifier of ``pretrain`` / ``fusion`` is trained: ``adam`` (the publication's) or ``probe``.
+HEADS = ("adam", "probe")
+
+#: Inverse L2 strengths the probe tries; the validation fold's loss chooses one.
+PROBE_CS = (0.01, 0.1, 1.0, 10.0)
+
 LEARNING_RATES = {"hard": 5e-4, "soft": 5e-4, "mlee": 2e-4, "pretrain": 1e-4, "fusion": 5e-5}
 
 
@@ -88,3 +99,41 @@ def existence_scores(truth: np.ndarray, predicted: np.ndarray, classes: Sequence
         "macro_precision": float(p[present].mean()), "macro_recall": float(r[present].mean()),
         "macro_f1": float(f[present].mean()),
     }
+
+
+def _soft_cross_entropy(p: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> float:
+    return float(np.mean(-(targets * np.log(np.clip(p, 1e-7, 1.0))).sum(axis=1) * weights))
+
+
+def fit_probe(train_x: np.ndarray, train_targets: np.ndarray, train_weights: np.ndarray, val_x: np.ndarray,
+              val_targets: np.ndarray, val_weights: np.ndarray, *, seed: int = 0) -> dict[str, Any]:
+    """A softmax layer on fixed embeddings fitted to convergence: multinomial logistic regression (L-BFGS) on
+    standardised embeddings minimising ``Σ_n w_n · −Σ_c t_{n,c} log p_{n,c}`` for soft targets ``t`` (each
+    utterance enters once per class with weight ``w_n · t_{n,c}``), one fit per C in :data:`PROBE_CS`, the C with
+    the lowest weighted validation loss kept. The standardisation is folded into the weights, so the result is
+    a plain Dense layer on the raw embeddings.
+
+    Returns ``{"kernel" (d, K), "bias" (K,), "C", "val_loss"}``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = train_x.mean(axis=0), train_x.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    z, k = (train_x - mean) / scale, train_targets.shape[1]
+    x = np.repeat(z, k, axis=0)
+    y = np.tile(np.arange(k), len(z))
+    w = (train_targets * train_weights[:, None]).reshape(-1)
+    keep = w > 0
+    best = None
+    for c in PROBE_CS:
+        clf = LogisticRegression(C=c, max_iter=5000, random_state=seed).fit(x[keep], y[keep], sample_weight=w[keep])
+        coef, intercept = np.zeros((k, z.shape[1])), np.zeros(k)
+        coef[clf.classes_], intercept[clf.classes_] = clf.coef_, clf.intercept_
+        intercept[np.setdiff1d(np.arange(k), clf.classes_)] = -1e9  # a class without weight is never predicted
+        logits = ((val_x - mean) / scale) @ coef.T + intercept
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        loss = _soft_cross_entropy(p / p.sum(axis=1, keepdims=True), val_targets, val_weights)
+        if best is None or loss < best["val_loss"]:
+            best = {"kernel": (coef / scale).T.astype(np.float32),
+                    "bias": (intercept - coef @ (mean / scale)).astype(np.float32), "C": c, "val_loss": loss}
+    return best

@@ -23,8 +23,8 @@ from emotion_refinery.backbones import backbone_names
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.mlee import (LEARNING_RATES, VARIANTS, existence_scores, existence_targets, inverse_frequency,
-                                   predicted_existence, weighted_bce)
+from emotion_refinery.mlee import (HEADS, LEARNING_RATES, VARIANTS, existence_scores, existence_targets, fit_probe,
+                                   inverse_frequency, predicted_existence, weighted_bce)
 from emotion_refinery.refine_config import check_numbers
 from emotion_refinery.run_dir import RunDir
 from emotion_refinery.utterance import decision_scores
@@ -45,11 +45,14 @@ class MLEEConfig:
     patience: int = 3
     batch_size: int = 16
     lr: float | None = None
+    head: str = "adam"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise EmorefineError(f"Received: variant={self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        if self.head not in HEADS:
+            raise EmorefineError(f"Received: head={self.head!r}; expected one of {', '.join(HEADS)}")
         if self.backbone not in backbone_names("utterances"):
             raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
                                  f"{', '.join(backbone_names('utterances'))}")
@@ -108,6 +111,30 @@ def _fit(model, train, val, *, loss, lr: float, config: MLEEConfig, log, name: s
     best = int(np.argmin(losses))
     log(f"  {name}: {len(losses)} epochs (best {best + 1}), val_loss {losses[best]:.4f}")
     return {"epochs": len(losses), "best_epoch": best + 1, "val_loss": float(losses[best])}
+
+
+def _embeddings(model, manifest: RecordsManifest, folds, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(embeddings (n, d), utterance indices (n,))`` of ``folds``' utterances: what ``model``'s output layer reads."""
+    import keras
+
+    from emotion_refinery.datasets import sequence_dataset
+
+    embed = keras.Model(model.input, model.get_layer("predictions").input)
+    xs, utts = [], []
+    for x, _ in sequence_dataset(manifest, folds=folds, batch_size=batch_size):
+        xs.append(np.asarray(embed({"frames": x["frames"], "mask": x["mask"]}, training=False)))
+        utts.append(x["utt"].numpy())
+    return np.concatenate(xs).astype(np.float64), np.concatenate(utts)
+
+
+def _fit_probe(model, manifest: RecordsManifest, train_folds, val_fold: int, targets: np.ndarray,
+               weights: np.ndarray, config: MLEEConfig, seed: int, log, name: str) -> dict:
+    """Set ``model``'s output layer (a softmax on frozen encoders) to the converged probe (:func:`fit_probe`)."""
+    (tx, tu), (vx, vu) = (_embeddings(model, manifest, f, config.batch_size) for f in (train_folds, [val_fold]))
+    probe = fit_probe(tx, targets[tu], weights[tu], vx, targets[vu], weights[vu], seed=seed)
+    model.get_layer("predictions").set_weights([probe["kernel"], probe["bias"]])
+    log(f"  {name}: probe fitted to convergence (C {probe['C']:g}), val_loss {probe['val_loss']:.4f}")
+    return {"epochs": 0, "best_epoch": 0, "val_loss": probe["val_loss"], "probe_c": probe["C"]}
 
 
 def _encoder(model, name: str):
@@ -178,8 +205,12 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tabl
         encoders = [_encoder(mlee_model(), "mlee_encoder")]
         if config.variant == "fusion":
             encoders.append(_encoder(classifier("soft", tables.soft), "soft_encoder"))
-        final = train(config.variant, _head(encoders, n_classes, config.variant), tables.soft, label_weight,
-                      "categorical_crossentropy", last_lr)
+        final = _head(encoders, n_classes, config.variant)
+        if config.head == "probe":
+            stages[config.variant] = _fit_probe(final, manifest, train_folds, val_fold, tables.soft, label_weight,
+                                                config, seed, log, f"fold {k + 1}/{manifest.n_folds} {config.variant}")
+        else:
+            final = train(config.variant, final, tables.soft, label_weight, "categorical_crossentropy", last_lr)
     test = sequence_dataset(manifest, folds=[k], batch_size=config.batch_size)
     probs = final.predict(test.map(lambda x, y: {"frames": x["frames"], "mask": x["mask"]}), verbose=0)
     with atomic_path(_fold_path(run, k)) as tmp, open(tmp, "wb") as f:
@@ -227,7 +258,7 @@ def run_mlee(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config:
     from emotion_refinery.refinery import utterance_run
     from emotion_refinery.report import mlee_markdown
 
-    with utterance_run(records_dir, run_dir, "mlee", dataclasses.asdict(config), sequences="spectrogram") as (
+    with utterance_run(records_dir, run_dir, "mlee", config, sequences="spectrogram") as (
             manifest, run, record):
         tables = _Tables(manifest)
         if not any(u.get("votes") for u in manifest.utterances):

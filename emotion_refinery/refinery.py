@@ -14,6 +14,7 @@ settings skips what is done.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -91,12 +92,13 @@ def check_records(manifest: RecordsManifest, config: RefineConfig | None = None,
 
 
 @contextlib.contextmanager
-def utterance_run(records_dir: str | os.PathLike, run_dir: str | os.PathLike, method: str, config: dict, *,
+def utterance_run(records_dir: str | os.PathLike, run_dir: str | os.PathLike, method: str, config, *,
                   sequences: str) -> Iterator[tuple[RecordsManifest, RunDir, dict]]:
     """Open an utterance-level run (``lcw``, ``mlee``) for as long as the ``with`` block lasts: records with
     sequence shards, verified; the run directory locked, its config record created or checked for a resume;
     deterministic ops on CPU. Yields ``(manifest, run, config record)``. ``sequences``: the ``build-records
-    --sequences`` choice the error names when the records have no sequence shards."""
+    --sequences`` choice the error names when the records have no sequence shards. ``config``: the run's settings
+    dataclass (a run made before a setting existed resumes as if it had that setting's default)."""
     manifest = RecordsManifest.load(records_dir)
     if manifest.sequence_spec is None:
         raise EmorefineError(f"Received: records={str(records_dir)!r} without sequence shards; {method} reads whole "
@@ -106,7 +108,8 @@ def utterance_run(records_dir: str | os.PathLike, run_dir: str | os.PathLike, me
     with run.lock(method):
         import tensorflow as tf
 
-        record = run.prepare_utterance_run(method, config, manifest, __version__)
+        record = run.prepare_utterance_run(method, dataclasses.asdict(config), manifest, __version__,
+                                           defaults=dataclasses.asdict(type(config)()))
         if not tf.config.list_physical_devices("GPU"):
             tf.config.experimental.enable_op_determinism()
         yield manifest, run, record

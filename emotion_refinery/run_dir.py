@@ -95,9 +95,11 @@ class RunDir:
                              "(with its manifest.json) at one of those paths: move it back, or beside the run "
                              "as it was")
 
-    def prepare_utterance_run(self, method: str, config: dict, manifest: RecordsManifest, version: str) -> dict:
+    def prepare_utterance_run(self, method: str, config: dict, manifest: RecordsManifest, version: str,
+                              defaults: dict | None = None) -> dict:
         """Create the config record of an utterance-level run (``lcw``, ``mlee``), or check that the run
-        directory holds one of the same method, settings and records (to resume it); return the record."""
+        directory holds one of the same method, settings and records (to resume it); return the record.
+        ``defaults``: every setting's default, which settings added after a run was made compare as."""
         from emotion_refinery.manifest import settings_difference
 
         record = {"method": method, "config": config, "records": self.records_entry(manifest),
@@ -107,7 +109,8 @@ class RunDir:
             if old.get("method", "refine") != method:
                 raise EmorefineError(f"{self.root} holds a {old.get('method', 'refine')} run; use another run "
                                      f"directory for {method}")
-            diff = settings_difference({"config": old["config"], "records": self.records_identity(old["records"])},
+            diff = settings_difference({"config": {**(defaults or {}), **old["config"]},
+                                        "records": self.records_identity(old["records"])},
                                        {"config": config, "records": self.records_identity(record["records"])})
             if diff:
                 raise EmorefineError(f"{self.root} holds a run with other settings ({'; '.join(diff)}). "

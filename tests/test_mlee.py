@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 
@@ -14,8 +15,8 @@ from keras import ops
 from cli.main import main
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.mlee import (existence_scores, existence_targets, inverse_frequency, predicted_existence,
-                                   weighted_bce)
+from emotion_refinery.mlee import (existence_scores, existence_targets, fit_probe, inverse_frequency,
+                                   predicted_existence, weighted_bce)
 from emotion_refinery.records import build_records
 from emotion_refinery.run_dir import RunDir
 
@@ -69,11 +70,49 @@ def test_frozen_encoders_stay_frozen_while_the_new_head_learns():
     assert len(head.trainable_weights) == 2
 
 
+def test_probe_is_the_softmax_layer_that_minimises_the_weighted_soft_cross_entropy():
+    """The probe's kernel and bias act on raw embeddings (the standardisation folded in); at its C the weighted
+    soft-target loss on the training set has a zero gradient but for the L2 term, and C is chosen on validation."""
+    rng = np.random.default_rng(3)
+    k, d = 3, 5
+    centers = rng.normal(scale=3, size=(k, d))
+    labels = rng.integers(0, k, 120)
+    x = centers[labels] + rng.normal(size=(120, d)) + 10  # offset and scale that the standardisation removes
+    x[:, 0] *= 100
+    targets = 0.7 * np.eye(k)[labels] + 0.1
+    weights = rng.uniform(0.5, 2, 120)
+    probe = fit_probe(x[:90], targets[:90], weights[:90], x[90:], targets[90:], weights[90:])
+    assert probe["kernel"].shape == (d, k) and probe["bias"].shape == (k,)
+    logits = x[90:] @ probe["kernel"] + probe["bias"]
+    assert (logits.argmax(axis=1) == labels[90:]).mean() > 0.9
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    val = np.mean(-(targets[90:] * np.log(p)).sum(axis=1) * weights[90:])
+    assert math.isclose(val, probe["val_loss"], rel_tol=1e-4)
+    # A minimum of sklearn's objective C·Σ_n w_n·CE_n + ½‖W‖² (W in standardised units): no nearby head is lower.
+    mean, scale = x[:90].mean(axis=0), x[:90].std(axis=0)
+    z = (x[:90] - mean) / scale
+    coef = (probe["kernel"] * scale[:, None]).astype(np.float64)  # (d, k), standardised units
+    bias = probe["bias"] + mean @ probe["kernel"]
+
+    def objective(w, b):
+        lg = z @ w + b
+        lg = lg - lg.max(axis=1, keepdims=True)
+        logp = lg - np.log(np.exp(lg).sum(axis=1, keepdims=True))
+        return probe["C"] * np.sum(weights[:90] * -(targets[:90] * logp).sum(axis=1)) + 0.5 * np.sum(w * w)
+
+    best = objective(coef, bias)
+    for _ in range(20):
+        assert objective(coef + 0.05 * rng.normal(size=coef.shape), bias + 0.05 * rng.normal(size=k)) > best
+
+
 def test_a_bad_variant_is_refused():
     from emotion_refinery.mlee_run import MLEEConfig
 
     with pytest.raises(EmorefineError, match="Received: variant='both'; expected one of hard, soft, mlee, pretrain, fusion"):
         MLEEConfig(variant="both")
+    with pytest.raises(EmorefineError, match="Received: head='sgd'; expected one of adam, probe"):
+        MLEEConfig(head="sgd")
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +162,28 @@ def test_pretrain_run_reports_existence_resumes_and_shows_in_inspect(voted_recor
     assert result.exit_code == 0 and (copy / "plots" / "confusion.png").is_file()
     result = CliRunner().invoke(main, ["mlee", str(voted_records), "-o", str(copy), "--variant", "soft"])
     assert result.exit_code != 0 and "config.variant: 'pretrain' → 'soft'" in result.output
+
+
+@pytest.mark.slow
+def test_probe_head_is_fitted_on_the_frozen_encoder_and_saved_with_the_model(voted_records, tmp_path):
+    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.mlee import PROBE_CS
+    from emotion_refinery.mlee_run import MLEEConfig, _embeddings, run_mlee
+
+    lines = []
+    config = MLEEConfig(variant="pretrain", backbone="blstm_attention", epochs=1, batch_size=8, head="probe")
+    report = run_mlee(voted_records, tmp_path / "run", config, log=lines.append)
+    assert sum("probe fitted to convergence" in line for line in lines) == 3
+    fold = report["folds"][0]
+    assert fold["stages"]["pretrain"]["probe_c"] in PROBE_CS and fold["stages"]["pretrain"]["epochs"] == 0
+    model = keras.saving.load_model(RunDir(tmp_path / "run").model_path(0, 0))
+    manifest = RecordsManifest.load(voted_records)
+    x, _ = _embeddings(model, manifest, [0], 8)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    logits = x @ kernel + bias
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    stored = np.load(tmp_path / "run" / "rounds" / "round-00" / "mlee" / "fold-00.npz")["test_probabilities"]
+    np.testing.assert_allclose(stored, expected, atol=1e-4)
+    with pytest.raises(EmorefineError, match="other settings"):  # the head is a setting of the run
+        run_mlee(voted_records, tmp_path / "run", dataclasses.replace(config, head="adam"), log=lines.append)
