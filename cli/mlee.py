@@ -34,6 +34,9 @@ _DEFAULTS = MLEEConfig()
               help="How pretrain / fusion train their new classifier on the frozen encoders: adam, as published "
                    "(--lr, --epochs); probe, fitted to convergence (logistic regression on the embeddings, its "
                    "L2 strength chosen on the validation fold), for corpora too small for the published rates.")
+@click.option("--speed-perturb/--no-speed-perturb", default=_DEFAULTS.speed_perturb, show_default=True,
+              help="Train on every utterance at speeds 0.9, 1.0 and 1.1 each epoch (tempo and pitch scaled in "
+                   "the spectrogram; records built with --sequences spectrogram), as published.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
 @options.quiet
 def mlee(records_dir, output, quiet, **settings):

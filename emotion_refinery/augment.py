@@ -15,13 +15,15 @@ uninterrupted one) while every epoch draws new masks.
   and 7.5 kHz: training sees speakers with shorter and longer vocal tracts than the corpus has.
 - mixup (Zhang et al., 2018): each segment and its targets are mixed with those of another segment
   of the batch, ``λ ~ Beta(α, α)``.
+
+:func:`speed_perturb` works on one utterance's whole frame sequence instead (MLEE's augmentation).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["spec_augment", "freq_shift", "mixup", "make_augment"]
+__all__ = ["spec_augment", "freq_shift", "mixup", "make_augment", "speed_perturb"]
 
 
 def _band_mask(seed, shape, length: int, n_masks: int, width: int):
@@ -99,3 +101,23 @@ def make_augment(*, spec_augment_masks: bool = False, freq_shift_bands: int = 0,
         return x, y
 
     return fn
+
+
+def speed_perturb(frames, factor: float):
+    """One utterance's linear-frequency spectrogram frames ``(n_frames, n_bins)`` as if its audio had been
+    played ``factor`` times faster (sox ``speed``, Ko et al., 2015: tempo and pitch both scale): frame ``t``
+    of the result is frame ``t · factor`` of the input and bin ``f`` is bin ``f / factor``, by bilinear
+    interpolation; bins above the input's highest frequency repeat its last bin. Returns frames in the
+    input's dtype, ``max(1, round(n_frames / factor))`` of them. An approximation of perturbing the audio: the
+    analysis window keeps its length in seconds, so each frame's spectral smearing is the original's.
+    """
+    x = tf.cast(frames, tf.float32)
+    n, bins = tf.shape(x)[0], x.shape[-1]
+    length = tf.maximum(1, tf.cast(tf.round(tf.cast(n, tf.float32) / factor), tf.int32))
+    wide = int(round(bins * factor))  # bins of the stretched frequency axis before it is cut back to ``bins``
+    y = tf.image.resize(x[..., tf.newaxis], (length, wide), method="bilinear", antialias=False)[..., 0]
+    if wide >= bins:
+        y = y[:, :bins]
+    else:
+        y = tf.concat([y, tf.repeat(y[:, -1:], bins - wide, axis=1)], axis=1)
+    return tf.cast(y, frames.dtype)

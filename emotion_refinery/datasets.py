@@ -311,7 +311,8 @@ def evaluation_dataset(manifest: RecordsManifest, *, folds: Sequence[int], label
 
 def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_size: int = 16, shuffle: bool = False,
                      seed: int = 0, cache: str = "memory", buckets: int = 0,
-                     repeats: np.ndarray | None = None, normalize=None) -> tf.data.Dataset:
+                     repeats: np.ndarray | None = None, normalize=None, speeds: Sequence[float] = ()
+                     ) -> tf.data.Dataset:
     """Padded batches of whole utterances of ``folds`` from the sequence shards (records built with ``--sequences``).
 
     Each element is ``(inputs, y)``: ``inputs["frames"]`` float32 ``(b, T, n_features)``, zero-padded to
@@ -324,6 +325,8 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
     that many times per epoch instead of once (over-sampling; 0 leaves it out). ``normalize``:
     ``(shift, scale)``, float32 ``(n_utterances, n_features)``: the frames of utterance ``i`` become
     ``(x - shift[i]) / scale[i]`` before caching (:func:`emotion_refinery.speaker_norm.sequence_tables`).
+    ``speeds``: every utterance is used once at each of these speed factors per epoch
+    (:func:`emotion_refinery.augment.speed_perturb`; spectrogram sequences only), e.g. ``(0.9, 1.0, 1.1)``.
     """
     spec = manifest.sequence_spec
     if spec is None:
@@ -359,6 +362,26 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
     if repeats is not None:
         table = tf.constant(repeats)
         ds = ds.flat_map(lambda x, y: tf.data.Dataset.from_tensors((x, y)).repeat(table[x["utt"]]))
+    if speeds:
+        if manifest.data["settings"].get("sequences") != "spectrogram":
+            raise RecordsError(f"Received: speed perturbation with {manifest.data['settings'].get('sequences')!r} "
+                               "sequences; expected records built with `build-records --sequences spectrogram` "
+                               "(linear-frequency bins, which a speed change scales)")
+        from emotion_refinery.augment import speed_perturb
+
+        def at_speed(x, y, factor):
+            frames = speed_perturb(x["frames"], factor) if factor != 1.0 else x["frames"]
+            return {**x, "frames": frames, "n_frames": tf.shape(frames, out_type=tf.int64)[0]}, y
+
+        def versions(x, y):  # the utterance once at each speed, one after the other
+            out = None
+            for factor in speeds:
+                one = tf.data.Dataset.from_tensors(at_speed(x, y, factor))
+                out = one if out is None else out.concatenate(one)
+            return out
+
+        ds = ds.flat_map(versions)
+        n *= len(speeds)
     if shuffle:
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     if buckets > 1:

@@ -113,7 +113,9 @@ def assign_folds(
         if counts.max() < n_folds:
             raise EmorefineError(
                 f"Received: folds={n_folds}; stratified folds need at least one class with as many utterances "
-                f"as folds (the largest class has {counts.max()}): use folds={max(2, int(counts.max()))} or fewer"
+                f"as folds (the largest class has {counts.max()}): "
+                + (f"use folds={int(counts.max())} or fewer" if counts.max() >= 2 else
+                   "2 folds need 2 utterances of some class")
             )
         rare = [int(c) for c in np.flatnonzero((counts > 0) & (counts < n_folds))]
         if rare:

@@ -31,7 +31,10 @@ from emotion_refinery.utterance import decision_scores
 from emotion_refinery.votes import soft_targets
 from tf_records.atomic import atomic_path, write_bytes, write_json
 
-__all__ = ["MLEEConfig", "run_mlee"]
+__all__ = ["MLEEConfig", "run_mlee", "SPEEDS"]
+
+#: ``--speed-perturb``: every training utterance once at each of these speeds per epoch (the publication's).
+SPEEDS = (0.9, 1.0, 1.1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,7 @@ class MLEEConfig:
     batch_size: int = 16
     lr: float | None = None
     head: str = "adam"
+    speed_perturb: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -53,6 +57,8 @@ class MLEEConfig:
             raise EmorefineError(f"Received: variant={self.variant!r}; expected one of {', '.join(VARIANTS)}")
         if self.head not in HEADS:
             raise EmorefineError(f"Received: head={self.head!r}; expected one of {', '.join(HEADS)}")
+        if not isinstance(self.speed_perturb, bool):
+            raise EmorefineError(f"Received: speed_perturb={self.speed_perturb!r}; expected true or false")
         if self.backbone not in backbone_names("utterances"):
             raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
                                  f"{', '.join(backbone_names('utterances'))}")
@@ -88,7 +94,7 @@ def _datasets(manifest, train_folds, val_fold, targets: np.ndarray, weights: np.
         return {"frames": x["frames"], "mask": x["mask"]}, tf.gather(table, x["utt"]), tf.gather(w, x["utt"])
 
     train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
-                             buckets=4).map(attach)
+                             buckets=4, speeds=SPEEDS if config.speed_perturb else ()).map(attach)
     val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size).map(attach)
     return train, val
 
@@ -258,6 +264,11 @@ def run_mlee(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config:
     from emotion_refinery.refinery import utterance_run
     from emotion_refinery.report import mlee_markdown
 
+    kind = RecordsManifest.load(records_dir).data["settings"].get("sequences")
+    if config.speed_perturb and kind != "spectrogram":
+        raise EmorefineError(f"Received: speed_perturb=True with records of {kind or 'no'} sequences; expected "
+                             "records built with `build-records --sequences spectrogram` (linear-frequency bins, "
+                             "which a speed change scales)")
     with utterance_run(records_dir, run_dir, "mlee", config, sequences="spectrogram") as (
             manifest, run, record):
         tables = _Tables(manifest)

@@ -9,6 +9,7 @@ import tensorflow as tf
 from emotion_refinery.augment import freq_shift, make_augment, mixup, spec_augment
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.datasets import count_training_segments, training_dataset
+from emotion_refinery.errors import RecordsError
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.records import build_records
 from emotion_refinery.run_dir import RunDir
@@ -139,3 +140,40 @@ def test_indexed_batches_augment_the_segments_and_keep_their_index_and_targets(r
             assert _shifts(xb[i], xa[i], 3)
         changed += int(not np.array_equal(xa, xb))
     assert changed > 0
+
+
+def test_speed_perturbation_scales_tempo_and_pitch_of_a_spectrogram():
+    from emotion_refinery.augment import speed_perturb
+
+    x = np.full((100, 400), -5.0, np.float32)
+    x[:, 100] = 10.0  # a 1 kHz tone on 10 Hz bins
+    x[:40, 300] = 8.0  # a 3 kHz tone over the first 40 frames
+    assert np.array_equal(speed_perturb(tf.constant(x.astype(np.float16)), 1.0).numpy(), x.astype(np.float16))
+    for factor in (0.9, 1.1):
+        y = speed_perturb(tf.constant(x.astype(np.float16)), factor).numpy()
+        assert y.dtype == np.float16 and y.shape == (round(100 / factor), 400)
+        assert int(np.argmax(y.mean(axis=0))) == round(100 * factor)  # the tone moves with the speed
+        onset = np.flatnonzero(y[:, round(300 * factor)] > 0)
+        assert abs(len(onset) - 40 / factor) <= 1.5  # and the 3 kHz stretch lasts 1 / factor as long
+    slow = speed_perturb(tf.constant(x), 0.9).numpy()
+    np.testing.assert_array_equal(slow[:, -1], slow[:, 361])  # bins above 4 kHz·0.9 repeat the top one
+
+
+def test_speed_perturbed_epochs_hold_every_utterance_at_each_speed(tmp_path):
+    from emotion_refinery.datasets import sequence_dataset
+
+    root = tmp_path / "c"
+    csv = make_corpus(root, per_class=2, seed=2)
+    build_records(root, tmp_path / "rec", corpus="csv", manifest=csv, features=FeatureConfig(segment_hop=16),
+                  n_folds=2, workers=1, sequences="spectrogram")
+    manifest = RecordsManifest.load(tmp_path / "rec")
+    plain = {int(u): int(m.sum()) for x, _ in sequence_dataset(manifest, folds=[0, 1], batch_size=2)
+             for u, m in zip(x["utt"].numpy(), x["mask"].numpy())}
+    ds = sequence_dataset(manifest, folds=[0, 1], batch_size=2, shuffle=True, speeds=(0.9, 1.0, 1.1))
+    seen = sorted((int(u), int(m.sum())) for x, _ in ds for u, m in zip(x["utt"].numpy(), x["mask"].numpy()))
+    expected = sorted((u, max(1, round(n / f))) for u, n in plain.items() for f in (0.9, 1.0, 1.1))
+    assert seen == expected and ds.cardinality().numpy() == -(-3 * len(plain) // 2)
+    with pytest.raises(RecordsError, match="--sequences spectrogram"):
+        build_records(root, tmp_path / "mel", corpus="csv", manifest=csv, features=FeatureConfig(segment_hop=16),
+                      n_folds=2, workers=1, sequences="log-mel")
+        sequence_dataset(RecordsManifest.load(tmp_path / "mel"), folds=[0], speeds=(0.9, 1.1))
