@@ -230,11 +230,11 @@ def sequence_segments(manifest: RecordsManifest, *, folds: Sequence[int], labels
     def cut(frames, utt):
         # One slice of the utterance's frames per segment, not one framed copy of the utterance: a slice
         # keeps only the (cached) frames alive, so segments waiting in a shuffle buffer cost no extra copy.
-        count = (tf.shape(frames, out_type=tf.int64)[0] - f.segment_frames) // step + 1
-        check = tf.debugging.assert_equal(count, (n_segments[utt] - 1) // stride + 1,
+        count = tf.maximum((tf.shape(frames, out_type=tf.int64)[0] - f.segment_frames) // step + 1, 0)
+        check = tf.debugging.assert_equal(count, (n_segments[utt] + stride - 1) // stride,
                                           message="a sequence gives another number of segments than the records")
         with tf.control_dependencies([check]):
-            positions = tf.data.Dataset.range(0, tf.maximum(count, 0) * stride, stride)  # 0, stride, 2·stride, …
+            positions = tf.data.Dataset.range(0, count * stride, stride)  # 0, stride, 2·stride, …
 
         def one(p):
             x = frames[p * f.segment_hop:p * f.segment_hop + f.segment_frames]

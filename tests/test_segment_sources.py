@@ -149,3 +149,16 @@ def test_refine_trains_and_predicts_from_sequences(records, tmp_path):
     np.testing.assert_allclose(run.load_targets(1, manifest), 0.8 * q + 0.2 * given, atol=1e-6)
     assert [r["round"] for r in report["rounds"]] == [0, 1]
     assert report["config"]["segments_from"] == "sequences"
+
+
+def test_a_sequence_that_disagrees_with_the_records_segment_count_fails_loudly(records):
+    import copy
+
+    import tensorflow as tf
+
+    manifest, _ = records
+    wrong = RecordsManifest(manifest.root, copy.deepcopy(manifest.data))
+    u = next(u for u in wrong.utterances if u["fold"] == 0)
+    u["segments"] += 1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="another number of segments than the records"):
+        list(sequence_segments(wrong, folds=[0], labels_dir=None))
