@@ -17,7 +17,8 @@ from cli import options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the results here instead of to standard output.")
 @click.option("--round", "round_", type=click.IntRange(min=0), default=None,
-              help="Round whose models to use.  [default: the last finished round]")
+              help="Round whose models to use.  [default: the round with the best validation-fold UA, never "
+                   "chosen on the test folds; the last round of runs without validation scores]")
 @click.option("--format", "fmt", type=click.Choice(("json", "csv")), default="json", show_default=True,
               help="json: one object per file; csv: one row per segment plus one 'utterance' row per file.")
 def predict(run_dir, audio, output, round_, fmt):
@@ -30,9 +31,11 @@ def predict(run_dir, audio, output, round_, fmt):
     Files that cannot be used are reported with their reason; the others are still
     predicted. Exit status 1 only when no file could be predicted.
     """
-    from emotion_refinery.inference import MIN_SPEAKER_FILES, Predictor
+    from emotion_refinery.inference import MIN_SPEAKER_FILES, Predictor, leaky_choice_note
 
     predictor = Predictor(run_dir, t=round_)
+    if round_ is None and (note := leaky_choice_note(run_dir, predictor.t)):
+        click.echo(note, err=True)
     if predictor.speaker_norm:
         from emotion_refinery.errors import AudioError
 
@@ -97,7 +100,8 @@ def _as_csv(results, classes) -> str:
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--round", "round_", type=click.IntRange(min=0), default=None,
-              help="Round to export.  [default: the last finished round]")
+              help="Round to export.  [default: the round with the best validation-fold UA, never chosen on "
+                   "the test folds; the last round of runs without validation scores]")
 @click.option("--format", "fmt", type=click.Choice(("keras", "savedmodel")), default="keras", show_default=True)
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Folder to write into.  [default: RUN_DIR/export]")
@@ -105,5 +109,10 @@ def export(run_dir, round_, fmt, output):
     """Export a round's fold ensemble as one self-contained model plus a JSON sidecar."""
     from emotion_refinery.export import export_round
 
-    model, sidecar = export_round(run_dir, t=round_, fmt=fmt, out_dir=output)
+    from emotion_refinery.inference import default_round, leaky_choice_note
+
+    t = default_round(run_dir) if round_ is None else round_
+    model, sidecar = export_round(run_dir, t=t, fmt=fmt, out_dir=output)
     click.echo(f"Wrote {model} and {sidecar}")
+    if round_ is None and (note := leaky_choice_note(run_dir, t)):
+        click.echo(note, err=True)

@@ -26,7 +26,8 @@ EXPORT_FORMATS = ("keras", "savedmodel")
 
 def export_round(run_dir: str | os.PathLike, *, t: int | None = None, fmt: str = "keras",
                  out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
-    """Write round ``t``'s ensemble (default: the last finished round) to ``out_dir``; return (model, sidecar path).
+    """Write round ``t``'s ensemble (default: :func:`~emotion_refinery.inference.default_round`) to ``out_dir``;
+    return (model, sidecar path).
 
     ``fmt="keras"`` writes ``emorefine-round-RR.keras`` (load with ``keras.models.load_model``, safe mode);
     ``fmt="savedmodel"`` writes a TensorFlow SavedModel folder ``emorefine-round-RR/`` (signature ``serve``).

@@ -27,7 +27,7 @@ from emotion_refinery.speaker_norm import shift_and_scale, tiled_sums
 from emotion_refinery.utterance import (classifier_features, ep_statistics, fit_forest, forest_probabilities,
                                         speaker_normalise)
 
-__all__ = ["Predictor", "Prediction", "default_round", "ensemble_model", "stream_frames", "MIN_SPEAKER_FILES"]
+__all__ = ["Predictor", "Prediction", "default_round", "leaky_choice_note", "ensemble_model", "stream_frames", "MIN_SPEAKER_FILES"]
 
 #: Readable files a ``speaker-forest`` run needs in one call to normalise their statistics as one speaker's.
 MIN_SPEAKER_FILES = 2
@@ -43,6 +43,18 @@ def default_round(run_dir: str | os.PathLike) -> int:
     if not path.is_file():
         raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json (no round has finished)")
     return chosen_round(json.loads(path.read_text())["rounds"])["round"]
+
+
+def leaky_choice_note(run_dir: str | os.PathLike, t: int) -> str | None:
+    """A note for a refined round ``t`` chosen by default in a run with the papers' ``oof`` targets, whose
+    validation folds (that choose the round) were seen by the refined rounds' teachers; else ``None``."""
+    run = RunDir(run_dir)
+    config = json.loads(run.config.read_text()).get("config", {}) if run.config.is_file() else {}
+    if t == 0 or config.get("targets", "oof") != "oof" or config.get("rule") == "lcw":
+        return None
+    return (f"note: round {t} was chosen on the validation folds, which the teachers of its targets had "
+            "trained on (oof targets: see report.md); its figures are optimistic. --round 0 has no such leak, "
+            "and a run with --targets cross-fit chooses without it.")
 
 
 def _check_round(run, manifest, t: int) -> None:
@@ -106,7 +118,7 @@ class Predictor:
 
     Args:
         run_dir: a finished (or partly finished) run directory.
-        t: the round; default: the last finished round (:func:`default_round`).
+        t: the round; default: the one :func:`default_round` chooses (validation folds, never test folds).
         batch_size: segments per model call.
     """
 

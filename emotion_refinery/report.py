@@ -31,9 +31,9 @@ PLOTS_DIR = "plots"
 
 
 def last_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The entry of the last finished round: the round that ``predict``, ``export`` and the report's
-    confusion matrix use by default. No round is chosen by its accuracy: every round's accuracy is
-    measured on the test folds, so choosing by it would make the chosen figure optimistic."""
+    """The entry of the last finished round: what ``predict`` and ``export`` use by default in runs without
+    validation scores (:func:`chosen_round`). No round is chosen by its test-fold accuracy: choosing by it
+    would make the chosen figure optimistic."""
     return max(rounds, key=lambda r: r["round"])
 
 

@@ -145,8 +145,12 @@ def test_default_round_is_chosen_on_validation_folds_not_by_test_ua(run_dir, tmp
     result = CliRunner().invoke(main, ["predict", str(run), good])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["round"] == 1
+    # An oof run's refined round was chosen on validation folds its teachers saw: predict says so.
+    assert "note: round 1 was chosen on the validation folds" in result.stderr and "--round 0" in result.stderr
     chosen = CliRunner().invoke(main, ["predict", str(run), good, "--round", "0"])
-    assert json.loads(chosen.stdout)[0]["round"] == 0
+    assert json.loads(chosen.stdout)[0]["round"] == 0 and "note: round" not in chosen.stderr
+    exported = CliRunner().invoke(main, ["export", str(run), "-o", str(tmp_path / "cli-export")])
+    assert exported.exit_code == 0 and "emorefine-round-01" in exported.stdout and "note: round 1" in exported.stderr
     model, sidecar = export_round(run, out_dir=tmp_path / "export")
     assert model.name == "emorefine-round-01.keras" and json.loads(sidecar.read_text())["round"] == 1
 
