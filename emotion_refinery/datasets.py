@@ -169,18 +169,15 @@ def _segment_shards(manifest: RecordsManifest, *, folds, labels_dir, stride, nor
 
 def _fold_targets(manifest: RecordsManifest, labels_dir, folds) -> np.ndarray:
     """The targets of the label shards of ``folds`` in global segment order, ``(segments, K)`` float32."""
-    from tf_records.reader import ordered_batches
+    from tf_records.reader import read_targets
 
-    paths = [label for _, label in shard_pairs(manifest, labels_dir, folds)]
-    parts, order = [], []
-    for batch in ordered_batches(paths, TargetSpec(len(manifest.classes)).parse, batch_size=8192):
-        parts.append(batch[TARGET].numpy())
-        order.append(batch[INDEX].numpy())
+    targets, order = read_targets([label for _, label in shard_pairs(manifest, labels_dir, folds)],
+                                  len(manifest.classes))
     expected = np.concatenate([np.arange(s["first_segment"], s["first_segment"] + s["segments"])
                                for s in manifest.shards if s["fold"] in set(folds)])
-    if not parts or not np.array_equal(np.concatenate(order), expected):
+    if not np.array_equal(order, expected):
         raise RecordsError(f"label shards in {str(labels_dir)!r} are out of step with the records' segments")
-    return np.concatenate(parts)
+    return targets
 
 
 def _sequence_utterances(manifest: RecordsManifest, folds, normalize, cache, as_float32: bool = False):

@@ -218,18 +218,12 @@ class RunDir:
 
     def load_fold_targets(self, t: int, manifest: RecordsManifest, fold: int, split: int | None = None) -> np.ndarray:
         """Round ``t``'s targets of fold ``fold`` (split ``split``'s own, for cross-fit), ``(fold's segments, K)``."""
-        from tf_records.reader import ordered_batches
-        from tf_records.schema import INDEX, TARGET
+        from tf_records.reader import read_targets
 
-        spec = TargetSpec(len(manifest.classes))
         paths = [self.labels_dir(t, split) / Path(s["path"]).name for s in manifest.shards if s["fold"] == fold]
-        parts, order = [], []
-        for batch in ordered_batches(paths, spec.parse, batch_size=8192):
-            parts.append(batch[TARGET].numpy())
-            order.append(batch[INDEX].numpy())
-        targets = np.concatenate(parts)
+        targets, order = read_targets(paths, len(manifest.classes))
         lo, hi = manifest.fold_segments(fold)
-        if not np.array_equal(np.concatenate(order), np.arange(lo, hi)):
+        if not np.array_equal(order, np.arange(lo, hi)):
             raise ValueError(f"label shards of round {t}, fold {fold} are out of order")
         return targets
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from tf_records.writer import sha256_file
 
-__all__ = ["ordered_batches", "count_records", "verify_shard"]
+__all__ = ["ordered_batches", "read_targets", "count_records", "verify_shard"]
 
 
 def ordered_batches(paths: Sequence[str | os.PathLike], parse: Callable, *, batch_size: int = 1024):
@@ -19,6 +19,21 @@ def ordered_batches(paths: Sequence[str | os.PathLike], parse: Callable, *, batc
 
     ds = tf.data.TFRecordDataset([os.fspath(p) for p in paths], num_parallel_reads=None)
     return ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+
+
+def read_targets(paths: Sequence[str | os.PathLike], n_classes: int):
+    """Every record of the label shards ``paths`` in file order: ``(targets (n, K) float32, indices (n,))``."""
+    import numpy as np
+
+    from tf_records.schema import INDEX, TARGET, TargetSpec
+
+    parts, order = [], []
+    for batch in ordered_batches(paths, TargetSpec(n_classes).parse, batch_size=8192):
+        parts.append(batch[TARGET].numpy())
+        order.append(batch[INDEX].numpy())
+    if not parts:
+        return np.zeros((0, n_classes), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(parts), np.concatenate(order)
 
 
 def count_records(path: str | os.PathLike) -> int:
