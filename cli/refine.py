@@ -12,7 +12,7 @@ from emotion_refinery.config import PRESETS
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.executors import EXECUTORS
 from emotion_refinery.refine_config import (CHOICES, COUNTS, HELP, NON_NEGATIVE_NUMBERS, POSITIVE_INTEGERS,
-                                            POSITIVE_NUMBERS, RefineConfig, resolve_config)
+                                            POSITIVE_NUMBERS, SHARES, RefineConfig, resolve_config)
 
 
 
@@ -32,6 +32,8 @@ def _option_type(name: str, annotation: str) -> click.ParamType:
         return click.Choice(CHOICES[name])
     if name in POSITIVE_INTEGERS or name in COUNTS:
         return click.IntRange(min=1 if name in POSITIVE_INTEGERS else 0)
+    if name in SHARES:
+        return click.FloatRange(0, 1, max_open=True)
     if name in POSITIVE_NUMBERS or name in NON_NEGATIVE_NUMBERS:
         return click.FloatRange(min=0, min_open=name in POSITIVE_NUMBERS)
     return {"int": click.INT, "float": click.FLOAT}.get(annotation, click.STRING)  # alpha: a number or 'a:b'

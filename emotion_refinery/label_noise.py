@@ -12,7 +12,7 @@ import numpy as np
 
 from emotion_refinery.errors import EmorefineError
 
-__all__ = ["flip_labels"]
+__all__ = ["flip_labels", "training_labels"]
 
 
 def flip_labels(labels, n_classes: int, share: float, seed: int = 0) -> np.ndarray:
@@ -26,3 +26,10 @@ def flip_labels(labels, n_classes: int, share: float, seed: int = 0) -> np.ndarr
     out = labels.copy()
     out[flipped] = (labels[flipped] + rng.integers(1, n_classes, len(flipped))) % n_classes
     return out
+
+
+def training_labels(manifest, share: float, seed: int = 0) -> np.ndarray:
+    """The class index of every utterance of ``manifest`` as training sees it: its label, or with ``share``
+    > 0 the labels of :func:`flip_labels` (the same for every fold of a run with this ``seed``)."""
+    labels = np.array([u["label_index"] for u in manifest.utterances], np.int64)
+    return flip_labels(labels, len(manifest.classes), share, seed) if share else labels

@@ -135,11 +135,9 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
 def given_labels(manifest: RecordsManifest, config: LCWConfig) -> np.ndarray:
     """The class index training sees for every utterance: its label, or with ``label_noise`` the labels of
     :func:`emotion_refinery.label_noise.flip_labels` (seeded by the run's seed)."""
-    from emotion_refinery.label_noise import flip_labels
+    from emotion_refinery.label_noise import training_labels
 
-    labels = np.array([u["label_index"] for u in manifest.utterances])
-    return flip_labels(labels, len(manifest.classes), config.label_noise, config.seed) if config.label_noise \
-        else labels
+    return training_labels(manifest, config.label_noise, config.seed)
 
 
 def fold_model(manifest: RecordsManifest, train_folds: list[int], config: LCWConfig, *, normalize=None):

@@ -69,6 +69,7 @@ class RefineConfig:
     speaker_norm: bool = False
     targets: str = "oof"
     label_source: str = "labels"
+    label_noise: float = 0.0
     utterance_classifier: str = "forest"
     seed: int = 0
     cache: str = "memory"
@@ -100,6 +101,13 @@ class RefineConfig:
         if self.label_source not in LABEL_SOURCES:
             raise EmorefineError(f"Received: label_source={self.label_source!r}; expected one of "
                                  f"{', '.join(LABEL_SOURCES)}")
+        if isinstance(self.label_noise, bool) or not isinstance(self.label_noise, (int, float)) or \
+                not 0 <= self.label_noise < 1:
+            raise EmorefineError(f"Received: label_noise={self.label_noise!r}; expected a share in [0, 1)")
+        if self.label_noise and self.label_source != "labels":
+            raise EmorefineError(f"Received: label_noise={self.label_noise!r} with label_source="
+                                 f"{self.label_source!r}; planted noise flips the utterance labels: expected "
+                                 "label_source='labels'")
         if self.utterance_classifier not in UTTERANCE_CLASSIFIERS:
             raise EmorefineError(f"Received: utterance_classifier={self.utterance_classifier!r}; expected one of "
                                  f"{', '.join(UTTERANCE_CLASSIFIERS)}")
@@ -140,6 +148,8 @@ POSITIVE_INTEGERS = ("rounds", "epochs", "batch_size", "decay_epochs", "train_st
 COUNTS = ("min_epochs", "round_patience", "patience", "freq_shift")
 POSITIVE_NUMBERS = ("lr", "decay_rate")
 NON_NEGATIVE_NUMBERS = ("mixup",)
+#: Settings that are shares, in [0, 1).
+SHARES = ("label_noise",)
 
 #: Settings whose value is one name of a fixed list (``backbone`` and ``rule`` are checked against their
 #: registries by :class:`RefineConfig`, whose message also names the backbones that are not for segments).
@@ -177,6 +187,10 @@ HELP = {
     "label_source": "What round 0 trains on and the rules mix in: labels, the one-hot utterance labels; votes, soft "
                     "targets (α + v_c) / (α K + Σ v) from the annotators' votes, α = 0.75 (utterances without votes "
                     "keep their label). The test folds are always scored on the labels.",
+    "label_noise": "Flip this share of the utterance labels at random (seeded by --seed; each to another class) "
+                   "before round 0: training, early stopping, the rules and the utterance classifier's training "
+                   "folds see the flipped labels, the test folds are scored on the true ones. For measuring "
+                   "how the rules cope with wrong labels; 0: off.",
     "utterance_classifier": "How an utterance is decided from its segments' profile: forest, the papers' random "
                             "forest on 8 statistics per class (trained on the other folds); speaker-forest, the "
                             "same on statistics z-normalised within each speaker's utterances (no labels; for "

@@ -28,6 +28,7 @@ from emotion_refinery.audit import leakage_audit
 from emotion_refinery.errors import EmorefineError, RecordsError
 from emotion_refinery.executors import Task, check_executor, run_stage, shutdown
 from emotion_refinery.folds import split_folds
+from emotion_refinery.label_noise import training_labels
 from emotion_refinery.manifest import RecordsManifest, settings_difference
 from emotion_refinery.processes import LOCK_NAME, cpu_count
 from emotion_refinery.refine_config import RefineConfig
@@ -203,13 +204,14 @@ def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     """Round ``t``'s label shards of fold ``k``: hard labels for round 0, else from round t−1's saved predictions."""
     if config.split_targets_round(t) or run.labels_complete(t, manifest, k):
         return  # per-split targets come from each split's teachers, or its own learned labels (lcw)
-    from emotion_refinery.training import given_targets, next_targets
+    from emotion_refinery.training import given_labels, given_targets, next_targets
 
+    labels = given_labels(manifest, config)
     if t == 0:
-        targets = given_targets(manifest, k, config.label_source)
+        targets = given_targets(manifest, k, config.label_source, labels=labels)
     else:  # a run extended with more rounds: its former last round wrote no next labels
         targets = next_targets(manifest, k, np.load(run.predictions_path(t - 1, k)), rule=config.rule,
-                               alpha=config.alphas()[t], source=config.label_source)
+                               alpha=config.alphas()[t], source=config.label_source, labels=labels)
     run.write_labels(t, manifest, k, targets)
 
 
@@ -222,13 +224,15 @@ def mean_ep_scores(q: np.ndarray, utterance_index: np.ndarray, labels: np.ndarra
     return {"mean_ep_wa": scores["wa"], "mean_ep_ua": scores["ua"]}
 
 
-def validation_scores(folds: list[dict], utterances: list[dict], n_classes: int) -> dict[str, float | None]:
+def validation_scores(folds: list[dict], labels: np.ndarray, n_classes: int) -> dict[str, float | None]:
     """``validation_wa`` and ``validation_ua`` of a round: its models' decisions on their early-stopping folds.
 
     Fold k's model decides the utterances of its validation fold (k + 1) mod K by their mean segment
     probability (:class:`~emotion_refinery.training.ValidationDecisions`); pooled over the K models every
     utterance is decided once, by a model that neither trained nor was tested on it. Rounds can so be
     compared without the test folds. ``None`` for rounds trained before these decisions were kept.
+    ``labels``: every utterance's class as training sees it (with planted noise, the noisy ones: a user
+    chooses a round by the labels they have).
     """
     decided: dict[int, int] = {}
     for info in folds:
@@ -236,7 +240,7 @@ def validation_scores(folds: list[dict], utterances: list[dict], n_classes: int)
             return {"validation_wa": None, "validation_ua": None}
         decided.update({int(u): c for u, c in info["validation_decisions"].items()})
     index = sorted(decided)
-    scores = decision_scores(np.array([utterances[u]["label_index"] for u in index]),
+    scores = decision_scores(np.asarray(labels)[index],
                              np.array([decided[u] for u in index]), n_classes=n_classes)
     return {"validation_wa": scores["wa"], "validation_ua": scores["ua"]}
 
@@ -260,6 +264,17 @@ def flag_folds(folds: list[dict], *, ratio: float = 1.5) -> list[dict]:
     return flagged
 
 
+def _noise_recovery(targets: np.ndarray, utterance_index: np.ndarray, labels: np.ndarray,
+                    seen: np.ndarray) -> dict[str, float]:
+    """With planted noise: of the utterances trained on a flipped label, the share whose round's training
+    targets (mean over their segments) put the true class on top (``recovered``); of the others, the share
+    whose targets kept their label (``kept``)."""
+    top = mean_ep_decisions(targets, utterance_index, len(labels)).argmax(axis=1)
+    flipped = seen != labels
+    return {"flipped": int(flipped.sum()), "recovered": float(np.mean(top[flipped] == labels[flipped])),
+            "kept": float(np.mean(top[~flipped] == labels[~flipped]))}
+
+
 def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int) -> dict[str, Any]:
     """Utterance-level WA/UA/macro-F1 and segment-level indicators of round ``t``; written to ``round.json``
     (after the per-utterance forest decisions, ``predictions.csv``)."""
@@ -269,11 +284,12 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     table = manifest.segment_table()
     utts = manifest.utterances
     labels = np.array([u["label_index"] for u in utts])
+    seen = training_labels(manifest, config.label_noise, config.seed)  # as training sees them (planted noise)
     if config.utterance_classifier in ("forest", "speaker-forest"):
         speakers = [u.get("speaker") for u in utts] if config.utterance_classifier == "speaker-forest" else None
         feats = classifier_features(q, table["utterance"], len(utts), speakers=speakers)
         forest = evaluate_forest(feats, labels, np.array([u["fold"] for u in utts]), seed=config.seed,
-                                 n_classes=k_classes)
+                                 n_classes=k_classes, train_labels=seen)
     else:  # "mean-ep": nothing to train; each held-out utterance by its own mean profile
         probabilities = mean_ep_decisions(q, table["utterance"], len(utts))
         predictions = probabilities.argmax(axis=1)
@@ -296,8 +312,9 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
         "ep_entropy": float(entropy.mean()),
         "label_drift": drift,
         "confusion": forest.confusion.tolist(),
-        **mean_ep_scores(q, table["utterance"], np.array([u["label_index"] for u in utts]), k_classes),
-        **validation_scores(folds, utts, k_classes),
+        **mean_ep_scores(q, table["utterance"], labels, k_classes),
+        **validation_scores(folds, seen, k_classes),
+        "label_noise": _noise_recovery(targets, table["utterance"], labels, seen) if config.label_noise else None,
         "flagged_folds": flag_folds(folds),
         # With cross-fit targets, the round's time includes the teachers that made its targets.
         "seconds": float(sum(f["seconds"] for f in folds) + sum(teachers) + time.perf_counter() - start),

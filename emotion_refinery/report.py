@@ -87,6 +87,15 @@ def markdown(report: dict[str, Any]) -> str:
         "val. WA / UA: each fold's model deciding the utterances of its early-stopping fold by their mean "
         "segment probability, pooled (no test fold involved; used to choose a round).",
     ]
+    noisy = [r for r in rounds if r.get("label_noise")]
+    if noisy:
+        lines += ["", f"Planted noise (`--label-noise {c['label_noise']:g}`): {noisy[0]['label_noise']['flipped']} "
+                      "utterances train on another class (training, early stopping, the rules and the utterance "
+                      "classifier's training folds see it); WA / UA / macro-F1 are scored on the true labels. "
+                      "Training targets whose top class (mean over the utterance's segments) is the true one: "
+                      + "; ".join(f"round {r['round']} {100 * r['label_noise']['recovered']:.1f} % of the flipped "
+                                  f"utterances, {100 * r['label_noise']['kept']:.1f} % of the others"
+                                  for r in noisy) + "."]
     if len(rounds) > 1 and c.get("targets", "oof") == "cross-fit":
         lines += ["", "Refined rounds use cross-fit targets: split k's targets come from two teachers trained on "
                       "halves of its training folds, so no model that shaped them saw fold k (its time column "

@@ -34,7 +34,7 @@ from emotion_refinery.votes import soft_targets
 from tf_records.atomic import atomic_path, write_json
 
 __all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fold", "train_teacher", "teacher_halves",
-           "predict_fold", "next_targets", "given_targets", "fold_seed", "split_folds"]
+           "predict_fold", "next_targets", "given_targets", "given_labels", "fold_seed", "split_folds"]
 
 
 def fold_seed(seed: int, t: int, k: int) -> int:
@@ -62,25 +62,40 @@ def predict_fold(model, manifest: RecordsManifest, fold: int, *, batch_size: int
     return q / q.sum(axis=1, keepdims=True)
 
 
-def given_targets(manifest: RecordsManifest, fold: int, source: str = "labels") -> np.ndarray:
+def given_targets(manifest: RecordsManifest, fold: int, source: str = "labels", *,
+                  labels: np.ndarray | None = None) -> np.ndarray:
     """What round 0 trains on for ``fold``'s segments, float32 ``(fold's segments, K)``: the one-hot
-    utterance labels, or (``source="votes"``) the soft targets of :func:`emotion_refinery.votes.soft_targets`."""
+    utterance labels, or (``source="votes"``) the soft targets of :func:`emotion_refinery.votes.soft_targets`.
+
+    ``labels``: the class of every utterance as training sees it (planted noise,
+    :func:`emotion_refinery.label_noise.training_labels`); default, the records' labels."""
     lo, hi = manifest.fold_segments(fold)
     table = manifest.segment_table()
     if source == "labels":
-        return np.eye(len(manifest.classes), dtype=np.float32)[table["label"][lo:hi]]
+        seg_labels = table["label"][lo:hi] if labels is None else np.asarray(labels)[table["utterance"][lo:hi]]
+        return np.eye(len(manifest.classes), dtype=np.float32)[seg_labels]
     per_utterance = soft_targets(manifest.utterances, manifest.classes)
     return per_utterance[table["utterance"][lo:hi]].astype(np.float32)
 
 
+def given_labels(manifest: RecordsManifest, config: RefineConfig) -> np.ndarray | None:
+    """The class of every utterance as the run's training sees it with ``config.label_noise`` (planted
+    noise, :func:`emotion_refinery.label_noise.training_labels`); ``None`` without it (the records' labels)."""
+    from emotion_refinery.label_noise import training_labels
+
+    return training_labels(manifest, config.label_noise, config.seed) if config.label_noise else None
+
+
 def next_targets(manifest: RecordsManifest, fold: int, q: np.ndarray, *, rule: str, alpha: float | None,
-                 source: str = "labels") -> np.ndarray:
+                 source: str = "labels", labels: np.ndarray | None = None) -> np.ndarray:
     """The next round's targets of ``fold``'s segments from predictions ``q`` of them, by ``rule``; the rules
-    mix in round 0's targets (:func:`given_targets` of ``source``)."""
+    mix in round 0's targets (:func:`given_targets` of ``source`` and ``labels``)."""
     lo, hi = manifest.fold_segments(fold)
     table = manifest.segment_table()
+    utterance = table["utterance"][lo:hi]
+    seg_labels = table["label"][lo:hi] if labels is None else np.asarray(labels)[utterance]
     given = None if source == "labels" else given_targets(manifest, fold, source).astype(np.float64)
-    return refine_labels(rule, predictions=q, labels=table["label"][lo:hi], utterance_index=table["utterance"][lo:hi],
+    return refine_labels(rule, predictions=q, labels=seg_labels, utterance_index=utterance,
                          alpha=alpha if alpha is not None else 0.0, given=given)
 
 
@@ -93,15 +108,16 @@ class OutOfFoldLabels(keras.callbacks.Callback):
         t, k: round and held-out fold.
         rule, alpha: the label update rule for round ``t + 1`` (``None``: no labels from this model — the
             last round, or cross-fit targets, which come from teachers).
+        source, labels: round 0's targets, which the rule mixes in (:func:`given_targets`).
     """
 
     def __init__(self, manifest: RecordsManifest, run: RunDir, *, t: int, k: int, rule: str | None,
-                 alpha: float | None, batch_size: int = 512, normalize=None, source: str = "labels",
+                 alpha: float | None, batch_size: int = 512, normalize=None, source: str = "labels", labels=None,
                  segments_from: str = "segments"):
         super().__init__()
         self.manifest, self.run, self.t, self.k = manifest, run, t, k
         self.rule, self.alpha, self.batch_size, self.normalize = rule, alpha, batch_size, normalize
-        self.source, self.segments_from = source, segments_from
+        self.source, self.labels, self.segments_from = source, labels, segments_from
         self.seconds = 0.0
 
     def on_train_end(self, logs=None):
@@ -110,7 +126,8 @@ class OutOfFoldLabels(keras.callbacks.Callback):
                          what=f"round {self.t}, fold {self.k}", segments_from=self.segments_from)
         self.run.save_predictions(self.t, self.k, q)
         if self.rule is not None:
-            targets = next_targets(self.manifest, self.k, q, rule=self.rule, alpha=self.alpha, source=self.source)
+            targets = next_targets(self.manifest, self.k, q, rule=self.rule, alpha=self.alpha, source=self.source,
+                                   labels=self.labels)
             self.run.write_labels(self.t + 1, self.manifest, self.k, targets)
         self.seconds = time.perf_counter() - start
 
@@ -402,7 +419,8 @@ def train_fold(
     rule = None if last or config.targets == "cross-fit" or learned else config.rule
     normalize = run.load_speaker_norm() if config.speaker_norm else None
     oof = OutOfFoldLabels(manifest, run, t=t, k=k, rule=rule, alpha=None if rule is None else config.alphas()[t + 1],
-                          normalize=normalize, source=config.label_source, segments_from=config.segments_from)
+                          normalize=normalize, source=config.label_source, labels=given_labels(manifest, config),
+                          segments_from=config.segments_from)
     decisions = ValidationDecisions(manifest, fold=val_fold, normalize=normalize, segments_from=config.segments_from)
     def fold_targets(fold):  # the targets of a training fold this round trains on
         return run.load_fold_targets(t, manifest, fold, split=k if cross_fit else None)
@@ -434,18 +452,19 @@ class _TeacherTargets(keras.callbacks.Callback):
     """At the end of a teacher's training: its predictions of the other half → split ``k``'s next targets."""
 
     def __init__(self, manifest: RecordsManifest, run: RunDir, *, t: int, k: int, folds: list[int], rule: str,
-                 alpha: float | None, name: str, normalize=None, source: str = "labels",
+                 alpha: float | None, name: str, normalize=None, source: str = "labels", labels=None,
                  segments_from: str = "segments"):
         super().__init__()
         self.manifest, self.run, self.t, self.k, self.folds = manifest, run, t, k, folds
         self.rule, self.alpha, self.name, self.normalize = rule, alpha, name, normalize
-        self.source, self.segments_from = source, segments_from
+        self.source, self.labels, self.segments_from = source, labels, segments_from
 
     def on_train_end(self, logs=None):
         for fold in self.folds:
             q = predict_fold(self.model, self.manifest, fold, normalize=self.normalize, what=self.name,
                              segments_from=self.segments_from)
-            targets = next_targets(self.manifest, fold, q, rule=self.rule, alpha=self.alpha, source=self.source)
+            targets = next_targets(self.manifest, fold, q, rule=self.rule, alpha=self.alpha, source=self.source,
+                                   labels=self.labels)
             self.run.write_labels(self.t + 1, self.manifest, fold, targets, split=self.k)
 
 
@@ -477,7 +496,8 @@ def train_teacher(
     normalize = run.load_speaker_norm() if config.speaker_norm else None
     targets = _TeacherTargets(manifest, run, t=t, k=k, folds=halves[1 - h], rule=config.rule,
                               alpha=config.alphas()[t + 1], name=name, normalize=normalize,
-                              source=config.label_source, segments_from=config.segments_from)
+                              source=config.label_source, labels=given_labels(manifest, config),
+                              segments_from=config.segments_from)
     _, history, best, n_train = _fit(
         manifest, run, config, seed=seed, train_folds=halves[h], val_fold=val_fold,
         train_labels=run.labels_dir(t, k if config.cross_fit_round(t) else None), val_labels=run.labels_dir(0),

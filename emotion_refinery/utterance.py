@@ -203,6 +203,7 @@ def evaluate_forest(
     *,
     seed: int = 0,
     n_classes: int,
+    train_labels: np.ndarray | None = None,
 ) -> ForestResult:
     """Cross-validated random forest on utterance features.
 
@@ -218,6 +219,8 @@ def evaluate_forest(
         folds: fold id of each utterance, int, shape ``(n_utterances,)``; at least two distinct ids.
         seed: ``random_state`` of every forest.
         n_classes: number of classes ``K``.
+        train_labels: the classes the forests train on, if not ``labels`` (planted label noise: the
+            forests learn from the noisy labels of the other folds and are scored on the true ones).
 
     Returns:
         :class:`ForestResult`.
@@ -235,14 +238,17 @@ def evaluate_forest(
         raise EmorefineError(f"Received: n_classes={n_classes!r}; expected an integer of at least 2")
     y = np.asarray(labels)
     f = np.asarray(folds)
-    for argname, array in (("labels", y), ("folds", f)):
+    y_train = y if train_labels is None else np.asarray(train_labels)
+    for argname, array in (("labels", y), ("folds", f), ("train_labels", y_train)):
         if array.shape != (n,) or not np.issubdtype(array.dtype, np.integer):
             raise EmorefineError(
                 f"{argname} must be integers of shape ({n},). Received: {argname} of shape {array.shape} "
                 f"and dtype {array.dtype}"
             )
-    if y.min() < 0 or y.max() >= n_classes:
-        raise EmorefineError(f"labels must be in [0, {n_classes}). Received: labels in [{y.min()}, {y.max()}]")
+    for argname, array in (("labels", y), ("train_labels", y_train)):
+        if array.min() < 0 or array.max() >= n_classes:
+            raise EmorefineError(f"{argname} must be in [0, {n_classes}). Received: {argname} in "
+                                 f"[{array.min()}, {array.max()}]")
     fold_ids = np.unique(f)
     if fold_ids.shape[0] < 2:
         raise EmorefineError(f"folds must hold at least two fold ids. Received: folds={fold_ids.tolist()}")
@@ -250,7 +256,7 @@ def evaluate_forest(
     probabilities = np.zeros((n, n_classes), dtype=np.float64)
     for fold in fold_ids:
         test = f == fold
-        probabilities[test] = forest_probabilities(fit_forest(x[~test], y[~test], seed=seed), x[test], n_classes)
+        probabilities[test] = forest_probabilities(fit_forest(x[~test], y_train[~test], seed=seed), x[test], n_classes)
     predictions = probabilities.argmax(axis=1)  # a class the fold's forest never saw has probability 0
 
     scores = decision_scores(y, predictions, n_classes=n_classes)

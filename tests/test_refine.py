@@ -579,6 +579,8 @@ def _assert_nothing_trained(out):
     ({"alpha": "0.5:2"}, "Received: alpha='0.5:2'"),
     ({"alpha": -0.1}, "Received: alpha=-0.1"),
     ({"label_source": "annotators"}, "Received: label_source='annotators'; expected one of labels, votes"),
+    ({"label_noise": 1.0}, "Received: label_noise=1.0; expected a share in [0, 1)"),
+    ({"label_noise": 0.1, "label_source": "votes"}, "Received: label_noise=0.1 with label_source='votes'"),
     ({"utterance_classifier": "svm"}, "Received: utterance_classifier='svm'; expected one of forest, speaker-forest, mean-ep"),
     ({"rule": "lcw", "targets": "cross-fit"}, "Received: rule='lcw' with targets='cross-fit'"),
     ({"rule": "lcw", "mixup": 0.2}, "Received: rule='lcw' with mixup=0.2"),
@@ -602,6 +604,41 @@ def test_vote_targets_on_records_without_votes_are_refused(records, tmp_path):
     with pytest.raises(RecordsError, match="label_source='votes' with records whose utterances carry no votes"):
         _run(records, tmp_path / "run", dataclasses.replace(QUICK, label_source="votes"))
     _assert_nothing_trained(tmp_path / "run")
+
+
+@pytest.mark.slow  # trains
+def test_planted_label_noise_reaches_training_and_the_rules_but_not_the_test_folds(quick_records, quick_manifest,
+                                                                                 tmp_path):
+    from emotion_refinery.label_noise import training_labels
+    from emotion_refinery.training import next_targets
+
+    config = dataclasses.replace(QUICK, rule="wdsl", alpha=0.5, label_noise=0.25)
+    report, _ = _run(quick_records, tmp_path / "run", config)
+    run, manifest = RunDir(tmp_path / "run"), quick_manifest
+    true = np.array([u["label_index"] for u in manifest.utterances])
+    noisy = training_labels(manifest, 0.25, config.seed)
+    assert np.sum(noisy != true) == round(0.25 * len(true))
+    table = manifest.segment_table()
+    np.testing.assert_array_equal(run.load_targets(0, manifest).argmax(axis=1), noisy[table["utterance"]])
+    for fold in range(manifest.n_folds):  # round 1 mixes the flipped labels in, α = 0.5
+        q = np.load(run.predictions_path(0, fold))
+        expected = next_targets(manifest, fold, q, rule="wdsl", alpha=0.5, labels=noisy)
+        np.testing.assert_allclose(run.load_fold_targets(1, manifest, fold), expected, rtol=1e-5)
+        lo, hi = manifest.fold_segments(fold)
+        flipped = noisy[table["utterance"][lo:hi]] != table["label"][lo:hi]
+        assert flipped.any() and np.allclose(expected[flipped, noisy[table["utterance"][lo:hi]][flipped]],
+                                             0.5 + 0.5 * q[flipped, noisy[table["utterance"][lo:hi]][flipped]])
+    for entry in report["rounds"]:  # scored on the true labels
+        assert np.sum(entry["confusion"], axis=1).tolist() == np.bincount(true, minlength=len(manifest.classes)).tolist()
+    assert report["config"]["label_noise"] == 0.25
+    first, second = (r["label_noise"] for r in report["rounds"])
+    assert first == {"flipped": int(np.sum(noisy != true)), "recovered": 0.0, "kept": 1.0}
+    utt_top = np.array([run.load_targets(1, manifest)[table["utterance"] == u].mean(axis=0).argmax()
+                        for u in range(len(true))])
+    assert second["recovered"] == pytest.approx(np.mean(utt_top[noisy != true] == true[noisy != true]))
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert f"Planted noise (`--label-noise 0.25`): {first['flipped']} utterances train on another class" in text
+    assert "round 0 0.0 % of the flipped utterances, 100.0 % of the others" in text
 
 
 def test_records_of_another_schema_version_are_refused(records, tmp_path):

@@ -106,11 +106,11 @@ def test_mean_ep_scores_decide_each_utterance_by_its_mean_probability():
 
 
 def test_validation_scores_pool_the_decisions_of_every_fold():
-    utterances = [{"label_index": c} for c in (0, 0, 1, 1)]
+    labels = np.array([0, 0, 1, 1])
     folds = [{"validation_decisions": {"0": 0, "1": 1}}, {"validation_decisions": {"2": 1, "3": 1}}]
-    scores = validation_scores(folds, utterances, 2)
+    scores = validation_scores(folds, labels, 2)
     assert scores == {"validation_wa": 0.75, "validation_ua": 0.75}
-    assert validation_scores([{}, *folds], utterances, 2) == {"validation_wa": None, "validation_ua": None}
+    assert validation_scores([{}, *folds], labels, 2) == {"validation_wa": None, "validation_ua": None}
 
 
 def test_gpu_sized_backbones_are_announced_on_a_cpu_with_an_estimate():

@@ -156,10 +156,24 @@ def test_class_missing_from_a_training_fold():
     assert result.ua == pytest.approx((1 + 1 + 0) / 3)
 
 
+def test_forests_learn_train_labels_and_are_scored_on_labels():
+    """Planted noise: the forests fit the other folds' (noisy) train_labels; WA is against the true labels."""
+    labels = np.array([0, 1, 2] * 6)
+    features = np.eye(3)[labels] * 5.0
+    folds = np.arange(18) % 2
+    swapped = np.array([1, 0, 2])[labels]  # every class-0 utterance trained as 1 and vice versa
+    result = evaluate_forest(features, labels, folds, n_classes=3, train_labels=swapped)
+    np.testing.assert_array_equal(result.predictions, swapped)
+    assert result.wa == pytest.approx(1 / 3)
+    assert result.confusion[0, 1] == result.confusion[1, 0] == 6 and result.confusion[2, 2] == 6
+
+
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
         ({"folds": np.zeros(6, dtype=int)}, "at least two fold ids"),
+        ({"train_labels": np.array([0, 1, 2, 0, 1, 4])}, "train_labels must be in [0, 3)"),
+        ({"train_labels": np.zeros(4, dtype=int)}, "train_labels must be integers of shape (6,)"),
         ({"labels": np.array([0, 1, 2, 0, 1, 3])}, "labels must be in [0, 3)"),
         ({"labels": np.zeros(5, dtype=int)}, "labels must be integers of shape (6,)"),
         ({"features": np.full((6, 2), np.nan)}, "features must be finite"),
