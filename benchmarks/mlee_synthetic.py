@@ -7,6 +7,10 @@ it covers (or, with the noise probability, for any class). Builds spectrogram re
 BENCHMARKS.md. Resumable: finished runs are reused.
 
     python benchmarks/mlee_synthetic.py [--out DIR] [--per-class N] [--annotators N] [--folds K] [--variants a,b]
+
+With ``--majority-labels`` the corpus is labelled as a voted corpus is (the class with more than half of
+the votes, or no label), the records keep the unlabelled utterances (``--no-majority keep``), and each
+variant with an MLEE model runs with ``--train-on dominant`` and ``--train-on all`` (a section of its own).
 """
 
 from __future__ import annotations
@@ -37,28 +41,49 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--majority-labels", action="store_true")
+    parser.add_argument("--head", default="adam", help="mlee --head of pretrain and fusion")
     args = parser.parse_args()
+    if args.majority_labels and args.out == parser.get_default("out"):
+        args.out = REPO / "bench-out" / "mlee-synthetic-majority"
     cli = [sys.executable, "-m", "cli"]
     corpus, records = args.out / "corpus", args.out / "records"
     if not (corpus / "manifest.csv").exists():
         _run([*cli, "synth-corpus", str(corpus), "--per-class", str(args.per_class), "--annotators",
-              str(args.annotators), "--annotator-noise", str(args.noise), "--seed", str(args.seed)])
+              str(args.annotators), "--annotator-noise", str(args.noise), "--seed", str(args.seed),
+              *(["--majority-labels"] if args.majority_labels else [])])
     if not (records / "manifest.json").exists():
         _run([*cli, "build-records", str(corpus), "--manifest", str(corpus / "manifest.csv"), "-o", str(records),
-              "--preset", "fast", "--folds", str(args.folds), "--sequences", "spectrogram", "-q"])
+              "--preset", "fast", "--folds", str(args.folds), "--sequences", "spectrogram", "-q",
+              *(["--no-majority", "keep"] if args.majority_labels else [])])
     rows = []
     for variant in args.variants.split(","):
-        out = args.out / f"run-{variant}-e{args.epochs}"
-        _run([*cli, "mlee", str(records), "-o", str(out), "--variant", variant, "--epochs", str(args.epochs), "-q"])
-        rows.append((variant, json.loads((out / "report.json").read_text())))
+        for train_on in ("dominant", "all") if args.majority_labels and variant not in ("hard", "soft") else ("dominant",):
+            out = args.out / (f"run-{variant}-e{args.epochs}" + ("" if args.head == "adam" else f"-{args.head}")
+                              + ("" if train_on == "dominant" else "-all"))
+            _run([*cli, "mlee", str(records), "-o", str(out), "--variant", variant, "--epochs", str(args.epochs),
+                  "--train-on", train_on, "--head", args.head, "-q"])
+            rows.append((variant if train_on == "dominant" else f"{variant}, `--train-on all`",
+                         json.loads((out / "report.json").read_text())))
+    majority = ""
+    if args.majority_labels:
+        manifest = json.loads((records / "manifest.json").read_text())
+        majority = (f" With `--majority-labels`: each utterance labelled by the class with more than half of its "
+                    f"votes, or left unlabelled; {len(manifest['utterances'])} labelled, "
+                    f"{len(manifest.get('vote_only', []))} unlabelled utterances kept by `build-records --no-majority "
+                    "keep` (trained on by `--train-on all` only; every run is scored on the labelled test "
+                    "utterances, against their majority labels, and existence against the votes).")
     lines = [
-        "## MLEE on a synthetic corpus with simulated annotators", "",
+        "## MLEE on a synthetic corpus with simulated annotators"
+        + (", labelled by majority vote (`--train-on all`)" if args.majority_labels else ""), "",
         f"Measured {machine()}, with `python benchmarks/mlee_synthetic.py --per-class {args.per_class} --annotators "
-        f"{args.annotators} --noise {args.noise} --folds {args.folds} --epochs {args.epochs} --seed {args.seed}`: "
+        f"{args.annotators} --noise {args.noise} --folds {args.folds} --epochs {args.epochs} --seed {args.seed}"
+        f"{' --majority-labels' if args.majority_labels else ''}"
+        f"{'' if args.head == 'adam' else f' --head {args.head}'}`: "
         f"`synth-corpus` ({4 * args.per_class} utterances, 4 classes, each emotion over 40–70 % of its utterance, "
         f"neutral elsewhere; {args.annotators} annotators per utterance, each voting for a present emotion by its "
         f"share, or with probability {args.noise} for any class), `build-records --sequences spectrogram --folds "
-        f"{args.folds}` (stratified), `mlee --variant V --epochs {args.epochs}`; one seed.", "",
+        f"{args.folds}` (stratified), `mlee --variant V --epochs {args.epochs}`; one seed.{majority}", "",
         "| variant | WA (%) | UA (%) | macro-F1 (%) | existence precision (%) | existence recall (%) | existence F1 (%) "
         "| time (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -70,7 +95,7 @@ def main() -> None:
                      f"{r['seconds']:.0f} |")
     body = "\n".join(lines)
     print(body)
-    write_section("mlee-synthetic", body)
+    write_section("mlee-majority" if args.majority_labels else "mlee-synthetic", body)
 
 
 if __name__ == "__main__":

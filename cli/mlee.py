@@ -7,7 +7,7 @@ import click
 from cli import options
 from emotion_refinery.backbones import backbone_names
 from emotion_refinery.mlee import HEADS, LEARNING_RATES, VARIANTS
-from emotion_refinery.mlee_run import MLEEConfig
+from emotion_refinery.mlee_run import TRAIN_ON, MLEEConfig
 
 _DEFAULTS = MLEEConfig()
 
@@ -37,6 +37,11 @@ _DEFAULTS = MLEEConfig()
 @click.option("--speed-perturb/--no-speed-perturb", default=_DEFAULTS.speed_perturb, show_default=True,
               help="Train on every utterance at speeds 0.9, 1.0 and 1.1 each epoch (tempo and pitch scaled in "
                    "the spectrogram; records built with --sequences spectrogram), as published.")
+@click.option("--train-on", type=click.Choice(TRAIN_ON), default=_DEFAULTS.train_on, show_default=True,
+              help="dominant: every model learns from the utterances with a majority label; all: the MLEE model "
+                   "(of mlee, pretrain, fusion) also from the records' utterances without one (build-records "
+                   "--no-majority keep), positives of the classes any annotator chose and negatives of the "
+                   "rest, as published. The test folds are scored on the labelled utterances.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
 @options.quiet
 def mlee(records_dir, output, quiet, **settings):

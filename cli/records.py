@@ -26,12 +26,16 @@ from emotion_refinery.config import SEQUENCE_FEATURES
               help="Also store every utterance's whole frame sequence (one example per utterance, for utterance-"
                    "level models such as lcw): " + "; ".join(f"{k}: {v}" for k, v in SEQUENCE_FEATURES.items())
                    + ".  [default: none]")
+@click.option("--no-majority", type=click.Choice(("skip", "keep")), default="skip", show_default=True,
+              help="Utterances that annotators voted on without a majority among the classes (IEMOCAP's xxx, "
+                   "frustration, …; CSV rows with votes and no label): skip them, or keep them (with "
+                   "--sequences) as unlabelled sequences for `mlee --train-on all`; nothing else reads them.")
 @options.workers
 @options.seed
 @options.strict
 @options.quiet
 def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, folds, folds_by, dtype, sequences,
-                  workers, seed, strict, quiet):
+                  no_majority, workers, seed, strict, quiet):
     """Cut a corpus into log-Mel segments and store them as sharded TFRecords.
 
     Re-running the same command finishes an interrupted build, and does nothing on
@@ -53,7 +57,7 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
     with options.Progress(not quiet) as progress:  # errors: exit status 1 or 2 (cli.options.exit_status)
         result = build(corpus_dir, output, corpus=adapter.name, manifest=manifest, features=features,
                        n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress,
-                       preset=chosen.name, sequences=sequences)
+                       preset=chosen.name, sequences=sequences, no_majority=no_majority)
     from emotion_refinery.manifest import RecordsManifest
 
     summary = RecordsManifest(output, result.manifest).summary()
@@ -86,6 +90,8 @@ def _print_summary(s: dict) -> None:
                    f"(min {v['votes_per_utterance']['min']:g}, max {v['votes_per_utterance']['max']:g}); clear "
                    f"majority {100 * v['clear_majority']:.0f} %; label among the most voted "
                    f"{100 * v['label_is_plurality']:.0f} %")
+    if s.get("vote_only"):
+        click.echo(f"  no majority {s['vote_only']} unlabelled utterances (sequences only, for mlee --train-on all)")
     for w in s["warnings"]:
         click.echo(f"  warning     {w}")
     if s["skipped"]:
@@ -231,13 +237,18 @@ def verify(path, quiet):
 @click.option("--speaker-habit", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Speakers s2, s3, s4 carry anger's, happiness' and sadness' pattern through every utterance at "
                    "this share of its level (a speaker effect that mimics an emotion); 0: none.")
+@click.option("--majority-labels", is_flag=True, default=False,
+              help="Label each utterance as a voted corpus would: the class with more than half of the annotators' "
+                   "votes, or none (empty: an unlabelled utterance); truth.json keeps the generated label.")
 @options.seed
-def synth_corpus(out_dir, per_class, seed, annotators, annotator_noise, pattern_level, speaker_habit):
+def synth_corpus(out_dir, per_class, seed, annotators, annotator_noise, pattern_level, speaker_habit,
+                 majority_labels):
     """Write a small synthetic corpus (4 classes, 4 speakers) with manifest.csv and truth.json."""
     from emotion_refinery.synthetic import CLASSES, make_corpus
 
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
         raise click.BadParameter(f"expected a new or empty folder. Received: {out_dir!r}", param_hint="OUT_DIR")
     manifest = make_corpus(out_dir, per_class=per_class, seed=seed, annotators=annotators,
-                           annotator_noise=annotator_noise, pattern_level=pattern_level, speaker_habit=speaker_habit)
+                           annotator_noise=annotator_noise, pattern_level=pattern_level, speaker_habit=speaker_habit,
+                           majority_labels=majority_labels)
     click.echo(f"Wrote {per_class * len(CLASSES)} utterances and {manifest}")

@@ -308,8 +308,8 @@ def evaluation_dataset(manifest: RecordsManifest, *, folds: Sequence[int], label
 
 def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_size: int = 16, shuffle: bool = False,
                      seed: int = 0, cache: str = "memory", buckets: int = 0,
-                     repeats: np.ndarray | None = None, normalize=None, speeds: Sequence[float] = ()
-                     ) -> tf.data.Dataset:
+                     repeats: np.ndarray | None = None, normalize=None, speeds: Sequence[float] = (),
+                     vote_only: bool = False) -> tf.data.Dataset:
     """Padded batches of whole utterances of ``folds`` from the sequence shards (records built with ``--sequences``).
 
     Each element is ``(inputs, y)``: ``inputs["frames"]`` float32 ``(b, T, n_features)``, zero-padded to
@@ -324,6 +324,8 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
     ``(x - shift[i]) / scale[i]`` before caching (:func:`emotion_refinery.speaker_norm.sequence_tables`).
     ``speeds``: every utterance is used once at each of these speed factors per epoch
     (:func:`emotion_refinery.augment.speed_perturb`; spectrogram sequences only), e.g. ``(0.9, 1.0, 1.1)``.
+    ``vote_only``: also the unlabelled utterances of ``folds`` (:attr:`RecordsManifest.vote_only`; their
+    ``y`` is all zeros, ``utt`` indexes after the labelled utterances).
     """
     spec = manifest.sequence_spec
     if spec is None:
@@ -332,6 +334,13 @@ def sequence_dataset(manifest: RecordsManifest, *, folds: Sequence[int], batch_s
     n_classes = len(manifest.classes)
     paths = [str(manifest.root / s["sequences"]["path"]) for s in manifest.shards if s["fold"] in set(folds)]
     n = sum(s["utterances"][1] - s["utterances"][0] for s in manifest.shards if s["fold"] in set(folds))
+    if vote_only:
+        if repeats is not None or normalize is not None:
+            raise RecordsError("vote_only sequences take neither repeats nor normalize (both are indexed by the "
+                               "labelled utterances)")
+        extra = [s for s in manifest.vote_only_shards if s["fold"] in set(folds)]
+        paths += [str(manifest.root / s["path"]) for s in extra]
+        n += sum(s["utterances"][1] - s["utterances"][0] for s in extra)
     if repeats is not None:
         repeats = np.asarray(repeats, dtype=np.int64)
         if repeats.shape != (len(manifest.utterances),) or (repeats < 0).any():

@@ -202,6 +202,33 @@ def write_feature_shard(path: str, members: list[dict[str, Any]], features: dict
     return out
 
 
+def write_sequence_shard(path: str, members: list[dict[str, Any]], features: dict[str, Any],
+                         sequences: str = "log-mel") -> dict[str, Any]:
+    """Write one sequence shard of unlabelled utterances (unless it is already in place): each member's
+    whole frame sequence with label -1, as :func:`write_feature_shard` writes them beside its segments.
+
+    Args:
+        members: the shard's utterances in order, each with ``index``, ``cache`` (its log-Mel frames
+            file) and, for another ``sequences`` kind, ``sequence_cache``.
+
+    Returns:
+        ``{"count", "size", "sha256"}``.
+    """
+    config = FeatureConfig.from_dict(features)
+    seq_spec = SequenceSpec(*sequence_layout(sequences, config))
+    writer = None if Path(path).is_file() else ShardWriter(path)
+    try:
+        if writer is not None:
+            for m in members:
+                seq = read_frames(m["cache"] if sequences == "log-mel" else m["sequence_cache"])[0]
+                writer.write(seq_spec.encode(seq, utterance=m["index"], label=-1))
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return {"count": len(members), **_finish(writer, path)}
+
+
 def _finish(writer: ShardWriter | None, path: str) -> dict[str, Any]:
     """Close ``writer`` (renaming its shard into place), or read back a shard already in place: size, sha256."""
     if writer is not None:

@@ -94,6 +94,17 @@ class RecordsManifest:
         return self.data["shards"]
 
     @property
+    def vote_only(self) -> list[dict[str, Any]]:
+        """Utterances without a majority label (``build-records --no-majority keep``), each with ``index``
+        (after the labelled utterances), ``fold``, ``votes`` and ``sequence_frames``; empty otherwise."""
+        return self.data.get("vote_only", [])
+
+    @property
+    def vote_only_shards(self) -> list[dict[str, Any]]:
+        """The sequence shards of :attr:`vote_only`, one per fold that holds any."""
+        return self.data.get("vote_only_shards", [])
+
+    @property
     def n_folds(self) -> int:
         return int(self.data["folds"]["n_folds"])
 
@@ -161,9 +172,17 @@ class RecordsManifest:
                     self.root / seq["path"], count=n, sha256=seq["sha256"], parse=sequence_spec.parse)]
             return problems
 
+        def check_vote_only(shard):
+            n = shard["utterances"][1] - shard["utterances"][0]
+            return verify_shard(self.root / shard["path"], count=n, sha256=shard["sha256"], parse=sequence_spec.parse)
+
         # TensorFlow's reading and hashlib release the GIL: threads check shards side by side.
         with concurrent.futures.ThreadPoolExecutor(cpu_count()) as pool:
-            found = pool.map(check, self.shards)
+            found = list(pool.map(check, self.shards))
+            vote_only = list(pool.map(check_vote_only, self.vote_only_shards))
+        for shard, problems in zip(self.vote_only_shards, vote_only):
+            if problems:
+                bad[shard["path"]] = problems
         for i, (shard, problems) in enumerate(zip(self.shards, found)):
             lo, hi = shard["utterances"]
             expected = sum(u["segments"] for u in self.utterances[lo:hi])
@@ -235,4 +254,5 @@ class RecordsManifest:
             "warnings": self.data.get("warnings", []),
             "audit": leakage_audit(self.utterances, self.n_folds),
             "votes": vote_statistics(self.utterances, classes),  # None without a votes column
+            "vote_only": len(self.vote_only),
         }

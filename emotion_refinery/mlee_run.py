@@ -31,10 +31,14 @@ from emotion_refinery.utterance import decision_scores
 from emotion_refinery.votes import soft_targets
 from tf_records.atomic import atomic_path, write_bytes, write_json
 
-__all__ = ["MLEEConfig", "run_mlee", "SPEEDS"]
+__all__ = ["MLEEConfig", "run_mlee", "SPEEDS", "TRAIN_ON"]
 
 #: ``--speed-perturb``: every training utterance once at each of these speeds per epoch (the publication's).
 SPEEDS = (0.9, 1.0, 1.1)
+#: ``--train-on``: the MLEE model learns from the utterances with a majority label (``dominant``), or
+#: also from the records' unlabelled ones (``all``; ``build-records --no-majority keep``), whose existence
+#: targets are the classes any annotator chose (none: a negative of every class).
+TRAIN_ON = ("dominant", "all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +54,7 @@ class MLEEConfig:
     lr: float | None = None
     head: str = "adam"
     speed_perturb: bool = False
+    train_on: str = "dominant"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -57,6 +62,11 @@ class MLEEConfig:
             raise EmorefineError(f"Received: variant={self.variant!r}; expected one of {', '.join(VARIANTS)}")
         if self.head not in HEADS:
             raise EmorefineError(f"Received: head={self.head!r}; expected one of {', '.join(HEADS)}")
+        if self.train_on not in TRAIN_ON:
+            raise EmorefineError(f"Received: train_on={self.train_on!r}; expected one of {', '.join(TRAIN_ON)}")
+        if self.train_on == "all" and self.variant in ("hard", "soft"):
+            raise EmorefineError(f"Received: train_on='all' with variant={self.variant!r}; the utterances without "
+                                 "a majority train the MLEE model only: expected variant mlee, pretrain or fusion")
         if not isinstance(self.speed_perturb, bool):
             raise EmorefineError(f"Received: speed_perturb={self.speed_perturb!r}; expected true or false")
         if self.backbone not in backbone_names("utterances"):
@@ -72,18 +82,25 @@ def _fold_path(run: RunDir, k: int) -> Path:
 
 
 class _Tables:
-    """Every utterance's targets (hard, soft, existence), indexed by utterance index."""
+    """Every utterance's targets (hard, soft, existence), indexed by utterance index: the labelled
+    utterances, then the unlabelled ones (``vote_only``: existence from their votes, no hard or soft target)."""
 
     def __init__(self, manifest: RecordsManifest):
-        k = len(manifest.classes)
-        self.hard = np.eye(k, dtype=np.float32)[[u["label_index"] for u in manifest.utterances]]
-        self.soft = soft_targets(manifest.utterances, manifest.classes).astype(np.float32)
-        self.existence = existence_targets(manifest.utterances, manifest.classes)
+        k, m = len(manifest.classes), len(manifest.vote_only)
+        none = np.zeros((m, k), np.float32)
+        self.hard = np.concatenate([np.eye(k, dtype=np.float32)[[u["label_index"] for u in manifest.utterances]],
+                                    none])
+        self.soft = np.concatenate([soft_targets(manifest.utterances, manifest.classes).astype(np.float32), none])
+        voted = none.copy()
+        for row, u in zip(voted, manifest.vote_only):
+            row[[manifest.classes.index(c) for c, n in u["votes"].items() if n > 0]] = 1.0
+        self.existence = np.concatenate([existence_targets(manifest.utterances, manifest.classes), voted])
 
 
-def _datasets(manifest, train_folds, val_fold, targets: np.ndarray, weights: np.ndarray, config, seed):
+def _datasets(manifest, train_folds, val_fold, targets: np.ndarray, weights: np.ndarray, config, seed,
+              vote_only: bool = False):
     """Training and validation batches ``(inputs, target, sample weight)`` with ``targets`` / ``weights`` rows
-    looked up by utterance index."""
+    looked up by utterance index; ``vote_only``: the training folds' unlabelled utterances too."""
     import tensorflow as tf
 
     from emotion_refinery.datasets import sequence_dataset
@@ -94,7 +111,8 @@ def _datasets(manifest, train_folds, val_fold, targets: np.ndarray, weights: np.
         return {"frames": x["frames"], "mask": x["mask"]}, tf.gather(table, x["utt"]), tf.gather(w, x["utt"])
 
     train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
-                             buckets=4, speeds=SPEEDS if config.speed_perturb else ()).map(attach)
+                             buckets=4, speeds=SPEEDS if config.speed_perturb else (),
+                             vote_only=vote_only).map(attach)
     val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size).map(attach)
     return train, val
 
@@ -179,24 +197,31 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tabl
     n_classes = len(manifest.classes)
     # Inverse class frequencies of the training folds: per utterance by its label for the classifiers,
     # per class of presence for the existence loss.
-    label_weight = inverse_frequency(tables.hard[train_rows])[[u["label_index"] for u in manifest.utterances]]
+    label_weight = np.zeros(len(tables.hard), np.float32)  # unlabelled utterances: no classifier target
+    label_weight[:len(manifest.utterances)] = inverse_frequency(tables.hard[train_rows])[
+        [u["label_index"] for u in manifest.utterances]]
+    everyone = config.train_on == "all"
+    if everyone:  # the existence loss also learns from the training folds' unlabelled utterances
+        train_rows = np.concatenate([train_rows, np.array([u["index"] for u in manifest.vote_only
+                                                           if u["fold"] in train_folds], np.int64)])
     exist_weight = inverse_frequency(tables.existence[train_rows])
-    ones = np.ones(len(manifest.utterances), np.float32)
+    ones = np.ones(len(tables.hard), np.float32)
     stages: dict[str, dict] = {}
 
     def model_of(activation):
         return build_sequence_model(config.backbone, n_features=manifest.sequence_spec.n_features,
                                     n_classes=n_classes, mean=mean, variance=variance, activation=activation)
 
-    def train(stage, model, targets, weights, loss, lr):
-        data = _datasets(manifest, train_folds, val_fold, targets, weights, config, seed)
+    def train(stage, model, targets, weights, loss, lr, vote_only=False):
+        data = _datasets(manifest, train_folds, val_fold, targets, weights, config, seed, vote_only=vote_only)
         stages[stage] = _fit(model, *data, loss=loss, lr=lr, config=config, log=log,
                              name=f"fold {k + 1}/{manifest.n_folds} {stage}")
         return model
 
     def mlee_model():
         return train("mlee", model_of("sigmoid"), tables.existence, ones, weighted_bce(exist_weight),
-                     config.lr if config.variant == "mlee" and config.lr else LEARNING_RATES["mlee"])
+                     config.lr if config.variant == "mlee" and config.lr else LEARNING_RATES["mlee"],
+                     vote_only=everyone)
 
     def classifier(stage, targets):
         return train(stage, model_of("softmax"), targets, label_weight, "categorical_crossentropy",
@@ -251,7 +276,8 @@ def _evaluate(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tables
         "config": dataclasses.asdict(config),
         "wa": scores["wa"], "ua": scores["ua"], "macro_f1": scores["macro_f1"],
         "confusion": scores["confusion"].tolist(),
-        "existence": existence_scores(tables.existence, present, classes),
+        "existence": existence_scores(tables.existence[:len(manifest.utterances)], present, classes),
+        "vote_only_utterances": len(manifest.vote_only) if config.train_on == "all" else 0,
         "voted_utterances": sum(bool(u.get("votes")) for u in manifest.utterances),
         "seconds": float(sum(f["seconds"] for f in folds)),
         "folds": folds,
@@ -271,6 +297,10 @@ def run_mlee(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config:
                              "which a speed change scales)")
     with utterance_run(records_dir, run_dir, "mlee", config, sequences="spectrogram") as (
             manifest, run, record):
+        if config.train_on == "all" and not manifest.vote_only:
+            raise EmorefineError(f"Received: train_on='all' with records {str(manifest.root)!r} that hold no "
+                                 "unlabelled utterances; expected records built with `build-records "
+                                 "--no-majority keep` from a corpus with utterances voted on without a majority")
         tables = _Tables(manifest)
         if not any(u.get("votes") for u in manifest.utterances):
             log("note: no utterance of these records carries votes, so the soft targets are the one-hot labels "

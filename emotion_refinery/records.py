@@ -37,9 +37,10 @@ import threadpoolctl
 from emotion_refinery import __version__
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.corpora import Utterance, scan_corpus
+from emotion_refinery.corpora.base import Skipped
 from emotion_refinery.errors import NothingUsableError, RecordsError
 from emotion_refinery.extraction import (cached_frames, extract_frames, extract_llds, extract_spectrogram, read_frames,
-                                         write_feature_shard)
+                                         write_feature_shard, write_sequence_shard)
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
 from emotion_refinery.processes import cpu_count, exit_with_parent
@@ -47,7 +48,10 @@ from tf_records.atomic import remove_leftovers, write_json
 from tf_records.schema import SCHEMA_VERSION
 from tf_records.writer import shard_name
 
-__all__ = ["BuildResult", "build_records", "SHARD_SEGMENTS"]
+__all__ = ["BuildResult", "build_records", "SHARD_SEGMENTS", "NO_MAJORITY"]
+
+#: ``--no-majority``: what becomes of utterances whose annotators gave no class a majority.
+NO_MAJORITY = ("skip", "keep")
 
 PARTIAL = ".partial"
 SHARDS = "shards"
@@ -70,7 +74,7 @@ class BuildResult:
 
 
 def _settings(corpus_name, root, manifest, features: FeatureConfig, n_folds, folds_by, seed, shard_segments,
-              preset=None, sequences=None):
+              preset=None, sequences=None, no_majority="skip"):
     settings = {
         "schema_version": SCHEMA_VERSION,
         "preset": preset,
@@ -81,6 +85,8 @@ def _settings(corpus_name, root, manifest, features: FeatureConfig, n_folds, fol
     }
     if sequences is not None:  # absent from records without sequence shards (and from older records)
         settings["sequences"] = sequences
+    if no_majority != "skip":  # absent unless kept (and from older records)
+        settings["no_majority"] = no_majority
     return settings
 
 
@@ -133,6 +139,7 @@ def build_records(
     progress: Progress | None = None,
     preset: str | None = None,
     sequences: str | None = None,
+    no_majority: str = "skip",
 ) -> BuildResult:
     """Build (or finish, or confirm) a records folder.
 
@@ -150,6 +157,11 @@ def build_records(
         sequences: also store every utterance's whole frame sequence, one example per utterance, in
             sequence shards beside the feature shards (same utterances, same order): ``"log-mel"``
             (the log-Mel frames the segments are cut from), or ``None``.
+        no_majority: the corpus' unlabelled utterances (votes, no majority among the classes:
+            :attr:`~emotion_refinery.corpora.base.Scan.unlabelled`): ``"skip"`` them with their reason, or
+            ``"keep"`` them (records with ``sequences`` only) as sequence shards of their own, in the fold
+            of their speaker (session) group, or a seeded fold with label-stratified folds, for
+            ``mlee --train-on all``; nothing else reads them.
         progress: called as ``progress(stage, done, total)`` with stage ``"extract"`` or ``"write"``.
 
     Raises:
@@ -159,11 +171,20 @@ def build_records(
     """
     start = time.perf_counter()
     progress = progress or (lambda stage, done, total: None)
+    if no_majority not in NO_MAJORITY:
+        raise RecordsError(f"Received: no_majority={no_majority!r}; expected one of {', '.join(NO_MAJORITY)}")
+    if no_majority == "keep" and sequences is None:
+        raise RecordsError("Received: no_majority='keep' without sequences; the utterances without a majority "
+                           "train MLEE, which reads sequence shards: expected --sequences log-mel, lld or "
+                           "spectrogram as well")
     adapter, scan = scan_corpus(corpus_dir, corpus=corpus, manifest=manifest)
+    if no_majority == "skip":
+        scan.skipped.extend(Skipped(u.path, reason) for u, reason in scan.unlabelled)
+        scan.unlabelled = []
     root = Path(corpus_dir).resolve()
     out = Path(out_dir)
     settings = _settings(adapter.name, root, Path(manifest).resolve() if manifest else None, features,
-                         n_folds, folds_by, seed, shard_segments, preset, sequences)
+                         n_folds, folds_by, seed, shard_segments, preset, sequences, no_majority)
 
     status = _prepare_out_dir(out, settings)
     if status == "up-to-date":
@@ -229,9 +250,10 @@ def _run(pool, fn, jobs: list[tuple], stage: str, progress, done: int = 0, total
 def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed, shard_segments, pool, workers,
            progress, status, start) -> BuildResult:
     # Phase 1: frames for every utterance, from the cache where an earlier attempt left them.
-    results: list[Any] = [None] * len(scan.utterances)
+    inputs = scan.utterances + [u for u, _ in scan.unlabelled]
+    results: list[Any] = [None] * len(inputs)
     jobs, slots = [], []
-    for i, utt in enumerate(scan.utterances):
+    for i, utt in enumerate(inputs):
         cache = partial / "frames" / _cache_name(utt)
         found = cached_frames(cache, features.to_dict()) if cache.is_file() else None  # None: missing or damaged
         if found is not None:
@@ -240,12 +262,12 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
             jobs.append((utt.path, str(cache), features.to_dict()))
             slots.append(i)
     for i, r in zip(slots, _run(pool, extract_frames, jobs, "extract", progress,
-                                 done=len(scan.utterances) - len(jobs), total=len(scan.utterances))):
+                                 done=len(inputs) - len(jobs), total=len(inputs))):
         results[i] = r
 
     skipped = [{"path": s.path, "reason": s.reason} for s in scan.skipped]
     usable = []
-    for utt, result in zip(scan.utterances, results):
+    for utt, result in zip(inputs, results):
         if isinstance(result, str):
             skipped.append({"path": utt.path, "reason": result})
         else:
@@ -263,6 +285,11 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
         if not usable:
             raise NothingUsableError(f"No usable utterance in {root}: no file gave {sequences} frames")
 
+    unlabelled = sorted((r for r in usable if r[0].label is None), key=lambda r: r[0].id)
+    usable = [r for r in usable if r[0].label is not None]
+    if not usable:
+        raise NothingUsableError(f"No usable labelled utterance in {root}: the {len(unlabelled)} usable ones have "
+                                 "no majority label")
     # Folds over usable utterances in id order, then storage order: fold-major, id within fold.
     usable.sort(key=lambda r: r[0].id)
     class_index = {c: i for i, c in enumerate(scan.classes)}
@@ -307,6 +334,9 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
                               "sum": np.sum([w["sum"] for w in parts], axis=0).tolist(),
                               "sum_sq": np.sum([w["sum_sq"] for w in parts], axis=0).tolist()})
 
+    vote_only, vote_only_shards = _vote_only(unlabelled, rows, folds_by, n_folds, seed, features, sequences,
+                                             partial, out, skipped, pool, progress)
+
     data = {
         "schema_version": SCHEMA_VERSION,
         "emorefine_version": __version__,
@@ -319,6 +349,8 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
                        ({"votes": r["votes"]} if "votes" in r else {}) |
                        ({"session": r["session"]} if "session" in r else {}) for r in rows],
         "shards": shards,
+        **({"vote_only": vote_only, "vote_only_shards": vote_only_shards} if settings.get("no_majority") == "keep"
+           else {}),
         "normalization": normalization,
         "skipped": sorted(skipped, key=lambda s: s["path"]),
         "warnings": list(assignment.warnings),
@@ -326,6 +358,48 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
     write_json(out / MANIFEST_NAME, data)
     shutil.rmtree(partial, ignore_errors=True)
     return BuildResult(status, data, time.perf_counter() - start)
+
+
+def _vote_only(unlabelled: list[tuple], rows: list[dict], folds_by: str, n_folds: int, seed: int,
+               features: FeatureConfig, sequences: str | None, partial: Path, out: Path, skipped: list[dict], pool,
+               progress) -> tuple[list[dict], list[dict]]:
+    """The kept unlabelled utterances (``--no-majority keep``): manifest rows, indexed after the labelled
+    utterances, fold-major, each in the fold of its speaker (session) group, or with label-stratified
+    folds a fold drawn from ``seed``; and one sequence shard per fold that holds any. An utterance whose
+    group has no labelled utterance (so no fold) is skipped with the reason."""
+    if not unlabelled:
+        return [], []
+    if folds_by in ("speaker", "session"):
+        group_fold = {r[folds_by]: r["fold"] for r in rows}
+        drawn = None
+    else:
+        drawn = np.random.default_rng([seed, 3]).integers(0, n_folds, len(unlabelled))
+    kept = []
+    for i, (utt, n_samples, n_frames, *own) in enumerate(unlabelled):
+        group = getattr(utt, folds_by) if drawn is None else None
+        if drawn is None and group not in group_fold:
+            skipped.append({"path": utt.path, "reason": f"no majority label, and its {folds_by} {group!r} has no "
+                                                        "labelled utterance, so no fold holds it"})
+            continue
+        kept.append({"id": utt.id, "path": utt.path, "speaker": utt.speaker, "text": utt.text,
+                     "fold": int(group_fold[group] if drawn is None else drawn[i]),
+                     "duration": n_samples / features.sr, "sequence_frames": own[0] if own else n_frames,
+                     "votes": utt.votes or {}, **({"session": utt.session} if utt.session else {}),
+                     "cache": str(partial / "frames" / _cache_name(utt))})
+    kept.sort(key=lambda r: (r["fold"], r["id"]))
+    for i, r in enumerate(kept):
+        r["index"] = len(rows) + i
+    plan = []
+    for fold in sorted({r["fold"] for r in kept}):
+        members = [r for r in kept if r["fold"] == fold]
+        plan.append({"path": f"{SHARDS}/{shard_name('vote-only', fold=fold, index=0, count=1)}", "fold": fold,
+                     "utterances": [members[0]["index"], members[-1]["index"] + 1]})
+    jobs = [(str(out / p["path"]),
+             [{**r, "sequence_cache": f"{r['cache']}.{sequences}"} for r in kept if r["fold"] == p["fold"]],
+             features.to_dict(), sequences) for p in plan]
+    written = _run(pool, write_sequence_shard, jobs, "write", progress)
+    shards = [{**p, "size": w["size"], "sha256": w["sha256"]} for p, w in zip(plan, written)]
+    return [{k: v for k, v in r.items() if k != "cache"} for r in kept], shards
 
 
 def _sequence_frames(kind: str, usable: list[tuple], partial: Path, features: FeatureConfig, skipped: list[dict],

@@ -272,7 +272,9 @@ def mlee_markdown(report: dict) -> str:
         f"{report['protocol']['validation']}; {report['voted_utterances']} of {sum(map(sum, report['confusion']))} "
         "utterances carry votes.",
         f"Backbone `{c['backbone']}`, variant `{c['variant']}`, at most {c['epochs']} epochs per model, batch "
-        f"{c['batch_size']}, Adam lr {c['lr'] or 'as published'}, patience {c['patience']}, seed {c['seed']}.", "",
+        f"{c['batch_size']}, Adam lr {c['lr'] or 'as published'}, patience {c['patience']}, seed {c['seed']}."
+        + (f" The MLEE model also trained on the {report['vote_only_utterances']} unlabelled utterances (no "
+           "majority; `--train-on all`) of its training folds." if report.get("vote_only_utterances") else ""), "",
         "| WA (%) | UA (%) | macro-F1 (%) | existence macro-F1 (%) | time (s) |", "|---:|---:|---:|---:|---:|",
         f"| {100 * report['wa']:.2f} | {100 * report['ua']:.2f} | {100 * report['macro_f1']:.2f} | "
         f"{100 * e['macro_f1']:.2f} | {report['seconds']:.0f} |", "",

@@ -19,7 +19,10 @@ With ``annotators`` > 0 every utterance also gets that many simulated annotators
 ``votes`` column, one label per annotator): each hears the emotions present — the label over its
 region and neutral over the rest — and votes for one of them with probability equal to the share of
 the utterance it covers, or, with probability ``annotator_noise``, for a class drawn at random.
-``truth.json`` then lists each utterance's ``present`` emotions (its emotion existence).
+``truth.json`` then lists each utterance's ``present`` emotions (its emotion existence). With
+``majority_labels`` the manifest's label is what a voted corpus gives instead: the class with more than
+half of the votes, or none (an empty label: an unlabelled utterance, as IEMOCAP's ``xxx``); ``truth.json``
+keeps the generator's label.
 
 Two knobs make the corpus harder. ``pattern_level`` scales every emotion pattern (below 1 the cues
 are fainter against the voice). ``speaker_habit`` gives every speaker but the first a habitual cue of
@@ -90,6 +93,7 @@ def make_corpus(
     annotator_noise: float = 0.1,
     pattern_level: float = 1.0,
     speaker_habit: float = 0.0,
+    majority_labels: bool = False,
 ) -> Path:
     """Write the synthetic corpus to ``out_dir`` and return the path of its ``manifest.csv``.
 
@@ -106,6 +110,9 @@ def make_corpus(
         raise EmorefineError(f"Received: pattern_level={pattern_level!r}; expected a positive number (1: as designed)")
     if isinstance(speaker_habit, bool) or not isinstance(speaker_habit, (int, float)) or not speaker_habit >= 0:
         raise EmorefineError(f"Received: speaker_habit={speaker_habit!r}; expected a non-negative number (0: none)")
+    if majority_labels and not annotators:
+        raise EmorefineError("Received: majority_labels=True with annotators=0; expected annotators > 0 (the "
+                             "majority labels come from their votes)")
     voter = np.random.default_rng([seed, 1])
     out = Path(out_dir)
     (out / "wav").mkdir(parents=True, exist_ok=True)
@@ -147,6 +154,9 @@ def make_corpus(
                 votes = [str(voter.choice(CLASSES)) if voter.random() < annotator_noise
                          else str(names[voter.choice(len(names), p=p / p.sum())]) for _ in range(annotators)]
                 row["votes"] = ";".join(votes)
+                if majority_labels:
+                    top, n = max(((c, votes.count(c)) for c in CLASSES), key=lambda cn: cn[1])
+                    row["label"] = top if n > annotators / 2 else ""
                 entry["present"] = sorted(c for c, v in present.items() if v > 0)
             rows.append(row)
             truth[Path(rel).with_suffix("").as_posix()] = entry

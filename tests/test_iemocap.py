@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -69,10 +71,16 @@ def test_labels_votes_speakers_sessions_and_texts(release):
     assert got["Ses01M_script01_1_F000"].votes == {"happy": 2.0}  # "Other:amused" is dropped
     assert got["Ses01F_impro01_F000"].path.endswith("Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav")
     reasons = {s.path.rsplit("/", 1)[-1]: s.reason for s in scan.skipped}
-    assert "IEMOCAP label 'fru' is not one of the classes" in reasons["Ses01F_impro01_F001.wav"]
-    assert "'xxx'" in reasons["Ses01F_impro01_F002.wav"]
     assert "no audio file" in reasons["Ses01F_impro01_M002.wav"]
-    assert len(scan.skipped) == 3
+    assert len(scan.skipped) == 1
+    # Turns without a label among the classes are unlabelled utterances, with their votes over the classes.
+    unlabelled = {u.id: (u, why) for u, why in scan.unlabelled}
+    assert sorted(unlabelled) == ["Ses01F_impro01_F001", "Ses01F_impro01_F002"]
+    fru, why = unlabelled["Ses01F_impro01_F001"]
+    assert fru.label is None and fru.votes == {"angry": 1.0} and fru.speaker == "Ses01F"
+    assert "IEMOCAP label 'fru' is not one of the classes" in why
+    xxx, why = unlabelled["Ses01F_impro01_F002"]
+    assert xxx.votes == {"sad": 1.0, "neutral": 1.0, "angry": 1.0} and "'xxx'" in why
 
 
 def test_variants_improvised_only_and_excited_kept_apart(release):
@@ -106,6 +114,52 @@ def test_leave_one_session_out_records_keep_votes_and_sessions(release, tmp_path
 
 
 @pytest.mark.slow
+def test_unlabelled_turns_are_skipped_by_default_and_kept_as_vote_only_sequences(release, tmp_path):
+    from emotion_refinery.config import FeatureConfig
+    from emotion_refinery.datasets import sequence_dataset
+    from emotion_refinery.errors import RecordsError
+
+    features = FeatureConfig(segment_hop=8)
+    build_records(release, tmp_path / "skip", corpus="iemocap", features=features, n_folds=4, folds_by="speaker",
+                  workers=1, sequences="log-mel")
+    skipped = RecordsManifest.load(tmp_path / "skip")
+    assert skipped.vote_only == [] and "vote_only" not in skipped.data
+    reasons = {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in skipped.data["skipped"]}
+    assert "IEMOCAP label 'fru' is not one of the classes" in reasons["Ses01F_impro01_F001.wav"]
+    with pytest.raises(RecordsError, match="no_majority='keep' without sequences"):
+        build_records(release, tmp_path / "bad", corpus="iemocap", features=features, n_folds=4,
+                      folds_by="speaker", workers=1, no_majority="keep")
+    with pytest.raises(RecordsError, match="Received: no_majority='some'; expected one of skip, keep"):
+        build_records(release, tmp_path / "bad", corpus="iemocap", features=features, n_folds=4,
+                      folds_by="speaker", workers=1, sequences="log-mel", no_majority="some")
+
+    build_records(release, tmp_path / "keep", corpus="iemocap", features=features, n_folds=4, folds_by="speaker",
+                  workers=1, sequences="log-mel", no_majority="keep")
+    manifest = RecordsManifest.load(tmp_path / "keep")
+    assert manifest.utterances == skipped.utterances  # the labelled part is unchanged
+    assert not any("IEMOCAP label" in s["reason"] for s in manifest.data["skipped"])
+    n = len(manifest.utterances)
+    fold = next(u["fold"] for u in manifest.utterances if u["speaker"] == "Ses01F")
+    assert [(u["id"], u["index"], u["fold"], u["votes"]) for u in manifest.vote_only] == [
+        ("Ses01F_impro01_F001", n, fold, {"angry": 1.0}),
+        ("Ses01F_impro01_F002", n + 1, fold, {"sad": 1.0, "neutral": 1.0, "angry": 1.0})]
+    assert [s["fold"] for s in manifest.vote_only_shards] == [fold]
+    assert manifest.verify() == {} and manifest.summary()["vote_only"] == 2
+    seen = {}
+    for x, y in sequence_dataset(manifest, folds=[fold], vote_only=True):
+        for utt, n_frames, target in zip(x["utt"].numpy(), x["mask"].numpy().sum(axis=1), y.numpy()):
+            seen[int(utt)] = (int(n_frames), target.sum())
+    for u in manifest.vote_only:  # whole sequences, no label
+        assert seen[u["index"]] == (u["sequence_frames"], 0.0)
+    assert n not in {int(u) for x, _ in sequence_dataset(manifest, folds=[fold]) for u in x["utt"].numpy()}
+    # A damaged vote-only shard is found by verify.
+    shard = tmp_path / "keep" / manifest.vote_only_shards[0]["path"]
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert list(manifest.verify()) == [manifest.vote_only_shards[0]["path"]]
+
+
 def test_a_cremad_tree_with_votes_builds_records_that_mlee_trains_on(tmp_path):
     """CREMA-D's own layout (AudioWAV/ and the tabulated votes beside it) → voted records → an MLEE run."""
     from emotion_refinery.mlee_run import MLEEConfig, run_mlee
@@ -131,3 +185,33 @@ def test_a_cremad_tree_with_votes_builds_records_that_mlee_trains_on(tmp_path):
                                                                    batch_size=8),
                       log=lambda s: None)
     assert report["voted_utterances"] == 18 and set(report["existence"]["per_class"]) == set(manifest.classes)
+
+
+@pytest.mark.slow  # trains
+def test_mlee_trains_on_all_utterances_with_the_unlabelled_ones_as_existence_targets(release, tmp_path):
+    from emotion_refinery.config import FeatureConfig
+    from emotion_refinery.errors import EmorefineError
+    from emotion_refinery.mlee_run import MLEEConfig, _Tables, run_mlee
+
+    build_records(release, tmp_path / "rec", corpus="iemocap", features=FeatureConfig(segment_hop=8), n_folds=4,
+                  folds_by="speaker", workers=1, sequences="log-mel", no_majority="keep")
+    manifest = RecordsManifest.load(tmp_path / "rec")
+    tables = _Tables(manifest)
+    n = len(manifest.utterances)
+    # neutral, happy, sad, angry: fru's one vote for anger; xxx's votes for sadness, neutral and anger.
+    np.testing.assert_array_equal(tables.existence[n:], [[0, 0, 0, 1], [1, 0, 1, 1]])
+    assert not tables.hard[n:].any() and not tables.soft[n:].any()
+    config = MLEEConfig(variant="mlee", backbone="blstm_attention", epochs=1, batch_size=4, train_on="all")
+    report = run_mlee(tmp_path / "rec", tmp_path / "all", config, log=lambda s: None)
+    dominant = run_mlee(tmp_path / "rec", tmp_path / "dominant", dataclasses.replace(config, train_on="dominant"),
+                        log=lambda s: None)
+    assert report["vote_only_utterances"] == 2 and sum(map(sum, report["confusion"])) == n  # tested: labelled
+    fold = manifest.vote_only[0]["fold"]
+    for a, b in zip(report["folds"], dominant["folds"]):
+        trains_on_them = a["fold"] != fold and a["validation_fold"] != fold
+        assert a["train_utterances"] - b["train_utterances"] == (2 if trains_on_them else 0)
+    assert "also trained on the 2 unlabelled utterances" in (tmp_path / "all" / "report.md").read_text()
+    build_records(release, tmp_path / "rec-none", corpus="iemocap", features=FeatureConfig(segment_hop=8),
+                  n_folds=4, folds_by="speaker", workers=1, sequences="log-mel")
+    with pytest.raises(EmorefineError, match="Received: train_on='all' with records"):
+        run_mlee(tmp_path / "rec-none", tmp_path / "x", config, log=lambda s: None)

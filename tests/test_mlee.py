@@ -106,6 +106,15 @@ def test_probe_is_the_softmax_layer_that_minimises_the_weighted_soft_cross_entro
         assert objective(coef + 0.05 * rng.normal(size=coef.shape), bias + 0.05 * rng.normal(size=k)) > best
 
 
+def test_train_on_is_checked():
+    from emotion_refinery.mlee_run import MLEEConfig
+
+    with pytest.raises(EmorefineError, match="Received: train_on='most'; expected one of dominant, all"):
+        MLEEConfig(train_on="most")
+    with pytest.raises(EmorefineError, match="Received: train_on='all' with variant='soft'"):
+        MLEEConfig(variant="soft", train_on="all")
+
+
 def test_a_bad_variant_is_refused():
     from emotion_refinery.mlee_run import MLEEConfig
 

@@ -199,6 +199,18 @@ def test_simulated_annotators_vote_for_the_emotions_present(tmp_path):
     noisy = make_corpus(tmp_path / "noisy", per_class=4, seed=2, annotators=7, annotator_noise=1.0)
     counts = [parse_votes(r["votes"]) for r in csv.DictReader(open(noisy))]
     assert len(set().union(*counts)) == 4  # random votes reach every class
+    four = make_corpus(tmp_path / "four", per_class=4, seed=2, annotators=4, annotator_noise=0.0)
+    majority = make_corpus(tmp_path / "majority", per_class=4, seed=2, annotators=4, annotator_noise=0.0,
+                           majority_labels=True)
+    blank = 0
+    for row, plain_row in zip(csv.DictReader(open(majority)), csv.DictReader(open(four))):
+        votes = parse_votes(row["votes"])
+        assert votes == parse_votes(plain_row["votes"])  # the same votes, labelled by their majority
+        top = max(votes, key=votes.get)
+        assert row["label"] == (top if votes[top] > 2 else "")  # a 2–2 tie has no majority
+        blank += row["label"] == ""
+        assert truth[row["path"][:-4]]["label"] == plain_row["label"]
+    assert 0 < blank < 16
 
 
 def _band_energy(path, low, high):

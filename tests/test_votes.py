@@ -75,3 +75,18 @@ def test_round_zero_targets_from_votes_and_the_rules_mix_them_in(tmp_path):
         wdsl = next_targets(manifest, fold, q, rule="wdsl", alpha=0.2, source="votes")
         np.testing.assert_allclose(wdsl, 0.8 * q + 0.2 * votes, rtol=1e-5)
     assert any(not np.isin(row, (0.0, 1.0)).all() for row in expected)  # some rows really are soft
+
+
+def test_csv_rows_with_votes_and_no_label_are_unlabelled_utterances(tmp_path):
+    from emotion_refinery.corpora import scan_corpus
+
+    rows = ROWS + [("u1.wav", "", "anger;neutral"), ("u2.wav", "", "joy:2"), ("u3.wav", "", "")]
+    for path, _, _ in rows:
+        write_wav(tmp_path / path, tone(220, 0.5))
+    (tmp_path / "m.csv").write_text("path,label,votes\n" + "".join(f"{p},{l},{v}\n" for p, l, v in rows))
+    _, scan = scan_corpus(tmp_path, corpus="csv", manifest=tmp_path / "m.csv")
+    assert [(u.id, u.label, u.votes) for u, _ in scan.unlabelled] == [("u1", None, {"anger": 1.0, "neutral": 1.0})]
+    reasons = {s.path.rsplit("/", 1)[-1]: s.reason for s in scan.skipped}
+    assert reasons["u3.wav"] == "empty label"  # neither label nor votes
+    assert reasons["u2.wav"].startswith("votes name joy, which no usable row has as label")
+    assert scan.classes == ["anger", "neutral"] and len(scan.utterances) == len(ROWS)

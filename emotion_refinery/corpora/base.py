@@ -14,12 +14,13 @@ __all__ = ["Utterance", "Skipped", "Scan", "Corpus", "audio_files"]
 
 @dataclasses.dataclass(frozen=True)
 class Utterance:
-    """One labelled recording.
+    """One recording: labelled, or (``label`` None) with annotator votes but no majority among the classes.
 
     Attributes:
         id: stable, unique within the corpus (e.g. ``03a01Fa`` for Emo-DB).
         path: absolute path of the audio file.
-        label: class name, one of the corpus's ``classes``.
+        label: class name, one of the corpus's ``classes``; ``None`` for an utterance of
+            :attr:`Scan.unlabelled` (its votes give no class a majority).
         speaker: speaker id, or ``None`` when the corpus does not say.
         votes: annotator votes per class name (CSV manifests only), or ``None``.
         text: id of the sentence (word, statement) spoken, equal for every utterance of the same
@@ -30,7 +31,7 @@ class Utterance:
 
     id: str
     path: str
-    label: str
+    label: str | None
     speaker: str | None = None
     votes: dict[str, float] | None = None
     text: str | None = None
@@ -47,11 +48,18 @@ class Skipped:
 
 @dataclasses.dataclass
 class Scan:
-    """Result of scanning a corpus: class names in index order, usable utterances, skipped inputs."""
+    """Result of scanning a corpus: class names in index order, usable utterances, skipped inputs.
+
+    ``unlabelled``: utterances without a label (``label`` None) that annotators voted on without a
+    majority among the classes, each with the reason it has no label. ``build-records`` skips them with
+    that reason, or with ``--no-majority keep`` stores them for ``mlee --train-on all`` (negatives of
+    the classes nobody chose).
+    """
 
     classes: list[str]
     utterances: list[Utterance]
     skipped: list[Skipped]
+    unlabelled: list[tuple[Utterance, str]] = dataclasses.field(default_factory=list)
 
 
 class Corpus:

@@ -10,6 +10,8 @@ Columns: ``path`` and ``label`` (required), ``speaker``, ``votes``, ``id``, ``te
 path relative to the root, without extension (POSIX). ``votes`` holds annotator votes:
 ``class:count`` pairs separated by ``;``, or one label per annotator separated by ``;``. ``text`` names the sentence spoken (any string; equal for
 utterances of the same text); ``session`` the recording session (for ``--folds-by session``). The classes are the sorted labels of the usable rows.
+A row with votes and an empty label (the annotators gave no class a majority) is an unlabelled
+utterance (:attr:`~emotion_refinery.corpora.base.Scan.unlabelled`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class CsvManifest(Corpus):
         rows = _read(Path(manifest))
         utterances: list[Utterance] = []
         skipped: list[Skipped] = []
+        unlabelled: list[tuple[Utterance, str]] = []
         seen: dict[str, str] = {}
         for line, row in rows:
             cell = {k: (row.get(k) or "").strip() for k in ("path", "label", "speaker", "votes", "id", "text",
@@ -83,7 +86,7 @@ class CsvManifest(Corpus):
             if not path.is_file():
                 skipped.append(Skipped(str(path), "file not found"))
                 continue
-            if not cell["label"]:
+            if not cell["label"] and not cell["votes"]:
                 skipped.append(Skipped(str(path), "empty label"))
                 continue
             votes = None
@@ -100,10 +103,21 @@ class CsvManifest(Corpus):
                 skipped.append(Skipped(str(path), f"duplicate utterance id {uid!r} (also {seen[uid]})"))
                 continue
             seen[uid] = str(path)
-            utterances.append(Utterance(uid, str(path), cell["label"], cell["speaker"] or None, votes,
-                                        text=cell["text"] or None, session=cell["session"] or None))
+            utt = Utterance(uid, str(path), cell["label"] or None, cell["speaker"] or None, votes,
+                            text=cell["text"] or None, session=cell["session"] or None)
+            if utt.label is None:  # votes without a label: no majority
+                unlabelled.append((utt, "empty label (votes without a majority)"))
+            else:
+                utterances.append(utt)
         utterances = _drop_unknown_votes(utterances, skipped)
-        return Scan(sorted({u.label for u in utterances}), utterances, skipped)
+        classes = {u.label for u in utterances}
+        for utt, reason in list(unlabelled):
+            if not set(utt.votes) <= classes:
+                unlabelled.remove((utt, reason))
+                skipped.append(Skipped(utt.path, f"votes name {', '.join(sorted(set(utt.votes) - classes))}, which "
+                                                 f"no usable row has as label; expected votes over "
+                                                 f"{', '.join(sorted(classes))}"))
+        return Scan(sorted(classes), utterances, skipped, unlabelled)
 
 
 def _read(manifest: Path) -> list[tuple[int, dict[str, str]]]:

@@ -16,7 +16,9 @@ An evaluation file holds, per turn, a summary line and one line per annotator::
 The summary label (``neu``, ``hap``, ``exc``, ``sad``, ``ang``, ``fru``, ``fea``, ``sur``, ``dis``,
 ``oth``, or ``xxx`` where the annotators did not agree) is the utterance's label; the ``C-`` lines are
 the categorical votes (an annotator may choose several categories; each counts one vote). Votes for
-categories outside the classes are dropped. The speaker is the session plus the letter of the last
+categories outside the classes are dropped. A turn whose summary label is not one of the classes
+(``xxx``, ``fru``, …) has no label: it is skipped, or kept as an unlabelled utterance with its votes
+over the classes (``build-records --no-majority keep``, for ``mlee --train-on all``). The speaker is the session plus the letter of the last
 part of the turn name (``Ses01F_impro01_M003`` is spoken by ``Ses01M``, whoever wore the markers);
 the session (``Ses01``) groups the two speakers of a session for leave-one-session-out
 (``--folds-by session``). The text of a scripted turn is its script (``script01_1``), performed in
@@ -75,6 +77,7 @@ class Iemocap(Corpus):
                              if not p.name.startswith("."))
         utterances: list[Utterance] = []
         skipped: list[Skipped] = []
+        unlabelled: list[tuple[Utterance, str]] = []
         for path in evaluations:
             for turn, code, votes in _turns(path):
                 m = TURN.match(turn)
@@ -88,10 +91,6 @@ class Iemocap(Corpus):
                     skipped.append(Skipped(str(wav), f"scripted turn; {self.name} uses the improvised dialogs only"))
                     continue
                 label = self.class_of.get(SUMMARY_CODES.get(code, ""))
-                if label is None:
-                    skipped.append(Skipped(str(wav), f"IEMOCAP label {code!r} is not one of the classes "
-                                                     f"({self._class_codes()})"))
-                    continue
                 if not wav.is_file():
                     skipped.append(Skipped(str(wav), f"no audio file for turn {turn!r} of {path.name}"))
                     continue
@@ -101,12 +100,17 @@ class Iemocap(Corpus):
                     if c is not None:
                         counts[c] = counts.get(c, 0.0) + 1.0
                 script = m["dialog"] if m["dialog"].startswith("script") else None
-                utterances.append(Utterance(turn, str(wav), label, f"{m['session']}{m['speaker']}",
-                                            votes=counts or None, text=script, session=m["session"]))
+                utt = Utterance(turn, str(wav), label, f"{m['session']}{m['speaker']}", votes=counts or None,
+                                text=script, session=m["session"])
+                if label is None:  # xxx (no agreement), frustration, …: no label among the classes
+                    unlabelled.append((utt, f"IEMOCAP label {code!r} is not one of the classes "
+                                            f"({self._class_codes()})"))
+                    continue
+                utterances.append(utt)
         if not evaluations:
             skipped.append(Skipped(str(root), "no Session*/dialog/EmoEvaluation/*.txt below this folder; "
                                               "expected the IEMOCAP release folder (IEMOCAP_full_release)"))
-        return Scan(list(self.classes), utterances, skipped)
+        return Scan(list(self.classes), utterances, skipped, unlabelled)
 
     def _class_codes(self) -> str:
         codes = {v: k for k, v in SUMMARY_CODES.items()}
