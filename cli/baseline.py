@@ -13,9 +13,13 @@ from cli import options
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--speaker-norm/--no-speaker-norm", default=False, show_default=True,
               help="Z-normalise each speaker's features with that speaker's own mean and std (no labels).")
+@click.option("--label-noise", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Fit on labels with this share flipped at random (seeded by --seed: the same flips as refine / "
+                   "lcw --label-noise with that seed); the folds are scored on the true labels. 0: off.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --label-noise.")
 @options.as_json
 @options.quiet
-def baseline(records_dir, speaker_norm, as_json, quiet):
+def baseline(records_dir, speaker_norm, label_noise, seed, as_json, quiet):
     """The classical baseline of RECORDS_DIR: eGeMAPSv02 functionals + RBF SVM, the records' folds.
 
     \b
@@ -23,17 +27,20 @@ def baseline(records_dir, speaker_norm, as_json, quiet):
     eGeMAPSv02 functionals with openSMILE (cached in RECORDS_DIR/baseline-features.npz),
     classifies them with StandardScaler + SVC(rbf) fitted on the other folds and writes
     WA, UA, macro-F1, the confusion matrix and every prediction to RECORDS_DIR/baseline.json
-    (one entry per variant: plain, speaker_norm). Needs: pip install "emorefine[baseline]".
+    (one entry per variant: plain, speaker_norm, and each planted noise). Needs: pip install
+    "emorefine[baseline]".
     """
     from emotion_refinery.baseline import run_baseline
 
     with options.Progress(not quiet and not as_json) as progress:
-        result = run_baseline(records_dir, speaker_norm=speaker_norm, progress=progress)
+        result = run_baseline(records_dir, speaker_norm=speaker_norm, label_noise=label_noise, seed=seed,
+                              progress=progress)
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return
     norm = "speaker-normalised " if speaker_norm else ""
-    click.echo(f"Baseline ({norm}eGeMAPSv02 + SVM, {result['protocol']['protocol']}), "
+    noise = f", {100 * label_noise:g} % of the training labels flipped (seed {seed})" if label_noise else ""
+    click.echo(f"Baseline ({norm}eGeMAPSv02 + SVM, {result['protocol']['protocol']}{noise}), "
                f"{result['n_utterances']} utterances: WA {100 * result['wa']:.2f} %, UA {100 * result['ua']:.2f} %, "
                f"macro-F1 {100 * result['macro_f1']:.2f} % ({result['seconds']:.1f} s"
                f"{', cached features' if result['cached'] else ''})")

@@ -29,12 +29,13 @@ import numpy as np
 
 from emotion_refinery.audio import load
 from emotion_refinery.errors import AudioError, EmorefineError
+from emotion_refinery.label_noise import training_labels
 from emotion_refinery.manifest import MANIFEST_NAME, RecordsManifest
 from emotion_refinery.utterance import decision_scores, speaker_normalise
 from tf_records.atomic import atomic_path, write_json
 
 __all__ = ["RESULT_NAME", "FEATURES_NAME", "FEATURE_SET", "INSTALL_HINT", "BaselineUnavailable",
-           "extract_features", "speaker_normalise", "cross_validate", "run_baseline", "load_baseline"]
+           "extract_features", "speaker_normalise", "cross_validate", "run_baseline", "load_baseline", "variant_name"]
 
 RESULT_NAME = "baseline.json"
 FEATURES_NAME = "baseline-features.npz"
@@ -141,13 +142,15 @@ def _cached_features(manifest: RecordsManifest, digest: str, *, workers: int, pr
     return x, False
 
 
-def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, *, n_classes: int) -> dict[str, Any]:
+def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, *, n_classes: int,
+                   train_labels: np.ndarray | None = None) -> dict[str, Any]:
     """``StandardScaler + SVC(rbf)`` under the given folds; metrics of the pooled out-of-fold predictions.
 
     Args:
         features: ``(n_utterances, n_features)``.
-        labels: int ``(n_utterances,)`` in ``[0, n_classes)``.
+        labels: int ``(n_utterances,)`` in ``[0, n_classes)``: what the predictions are scored against.
         folds: int ``(n_utterances,)``; each fold id is predicted by a model fitted on all other folds.
+        train_labels: the labels the models are fitted on, if not ``labels`` (planted noise).
 
     Returns:
         ``wa``, ``ua`` (mean recall over the classes present), ``macro_f1`` (over the same classes),
@@ -159,29 +162,37 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, 
     from sklearn.svm import SVC
 
     x, y, f = np.asarray(features, dtype=np.float64), np.asarray(labels), np.asarray(folds)
-    if x.ndim != 2 or y.shape != (x.shape[0],) or f.shape != y.shape or len(np.unique(f)) < 2:
-        raise EmorefineError(f"Received: features {x.shape}, labels {y.shape}, folds {f.shape} "
-                             f"({len(np.unique(f))} fold ids); expected (n, n_features), (n,), (n,), 2+ fold ids")
+    fit_y = y if train_labels is None else np.asarray(train_labels)
+    if x.ndim != 2 or y.shape != (x.shape[0],) or f.shape != y.shape or fit_y.shape != y.shape or \
+            len(np.unique(f)) < 2:
+        raise EmorefineError(f"Received: features {x.shape}, labels {y.shape}, train labels {fit_y.shape}, folds "
+                             f"{f.shape} ({len(np.unique(f))} fold ids); expected (n, n_features), (n,), (n,), (n,), "
+                             "2+ fold ids")
     predictions = np.empty(len(y), dtype=np.int64)
     for fold in np.unique(f):
         test = f == fold
         model = make_pipeline(StandardScaler(), SVC(kernel="rbf"))
-        predictions[test] = model.fit(x[~test], y[~test]).predict(x[test])
+        predictions[test] = model.fit(x[~test], fit_y[~test]).predict(x[test])
     scores = decision_scores(y, predictions, n_classes=n_classes)
     return {**scores, "confusion": scores["confusion"].tolist(), "predictions": predictions.tolist()}
 
 
-def run_baseline(records_dir: str | os.PathLike, *, speaker_norm: bool = False, workers: int = MAX_WORKERS,
+def run_baseline(records_dir: str | os.PathLike, *, speaker_norm: bool = False, label_noise: float = 0.0,
+                 seed: int = 0, workers: int = MAX_WORKERS,
                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Compute (or reuse) the features, cross-validate, and record the result in ``RECORDS_DIR/baseline.json``.
 
     Args:
         records_dir: a folder made by ``build-records``.
         speaker_norm: z-normalise each speaker's features by that speaker's statistics first.
+        label_noise: fit on the labels of :func:`emotion_refinery.label_noise.training_labels` (this share
+            flipped, seeded by ``seed``: the same flips as ``refine`` / ``lcw --label-noise`` with that seed);
+            the predictions are scored on the true labels.
         workers: feature-extraction processes (at most 2).
 
     Returns:
-        This variant's entry of ``baseline.json`` (``runs["plain"]`` or ``runs["speaker_norm"]``), plus
+        This variant's entry of ``baseline.json`` (``runs["plain"]`` or ``runs["speaker_norm"]``; with noise
+        ``runs["plain-noise0.2-seed0"]`` and so on), plus
         ``cached`` (whether the features came from the cache) and ``path`` (the JSON written); neither is stored.
 
     Raises:
@@ -196,11 +207,12 @@ def run_baseline(records_dir: str | os.PathLike, *, speaker_norm: bool = False, 
         x = speaker_normalise(x, [u.get("speaker") for u in utts])
     classes = manifest.classes
     scores = cross_validate(x, np.array([u["label_index"] for u in utts]), np.array([u["fold"] for u in utts]),
-                            n_classes=len(classes))
+                            n_classes=len(classes), train_labels=training_labels(manifest, label_noise, seed))
     predicted = scores.pop("predictions")
     entry = {
         "feature_set": f"{FEATURE_SET} functionals (openSMILE {_opensmile().__version__}), 88 per utterance",
         "classifier": CLASSIFIER, "speaker_norm": speaker_norm, "protocol": manifest.data["folds"],
+        "label_noise": {"share": label_noise, "seed": seed} if label_noise else None,
         **scores, "classes": classes, "n_utterances": len(utts), "manifest_sha256": digest,
         "predictions": [{"id": u["id"], "fold": u["fold"], "label": u["label"], "predicted": classes[p]}
                         for u, p in zip(utts, predicted)],
@@ -208,9 +220,16 @@ def run_baseline(records_dir: str | os.PathLike, *, speaker_norm: bool = False, 
     entry["seconds"] = time.perf_counter() - start
     path = manifest.root / RESULT_NAME
     runs = load_baseline(manifest.root, predictions=True) or {}  # the other variant, if made on this manifest
-    runs["speaker_norm" if speaker_norm else "plain"] = entry
+    runs[variant_name(speaker_norm, label_noise, seed)] = entry
     write_json(path, {"runs": dict(sorted(runs.items()))})
     return {**entry, "cached": cached, "path": str(path)}
+
+
+def variant_name(speaker_norm: bool, label_noise: float = 0.0, seed: int = 0) -> str:
+    """The key of a baseline variant in ``baseline.json``: ``plain`` / ``speaker_norm``, with planted noise
+    ``plain-noise0.2-seed0``."""
+    name = "speaker_norm" if speaker_norm else "plain"
+    return f"{name}-noise{label_noise:g}-seed{seed}" if label_noise else name
 
 
 def load_baseline(records_dir: str | os.PathLike, *, predictions: bool = False) -> dict[str, dict[str, Any]] | None:

@@ -140,10 +140,13 @@ def _baselines(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """``(row name, baseline.json entry)`` of the baselines made on the run's records manifest (same folds)."""
     runs = report.get("baseline") or {}
     digest = report["records"].get("manifest_sha256")
-    names = {"plain": "baseline: eGeMAPSv02 + SVM (same folds)",
-             "speaker_norm": "baseline: eGeMAPSv02 + SVM, speaker-normalised (same folds)"}
-    return [(names.get(key, f"baseline: {key}"), runs[key]) for key in sorted(runs)
-            if runs[key].get("manifest_sha256") == digest]
+    config = report.get("config") or {}
+    noise = {"share": config["label_noise"], "seed": config.get("seed", 0)} if config.get("label_noise") else None
+    names = {False: "baseline: eGeMAPSv02 + SVM", True: "baseline: eGeMAPSv02 + SVM, speaker-normalised"}
+    planted = ", the same planted noise" if noise else ""
+    # A run with planted noise is compared with the baseline fitted on the same flipped labels, others without.
+    return [(f"{names[key.startswith('speaker_norm')]}{planted} (same folds)", runs[key]) for key in sorted(runs)
+            if runs[key].get("manifest_sha256") == digest and runs[key].get("label_noise") == noise]
 
 
 def _baseline_lines(report: dict[str, Any]) -> list[str]:

@@ -280,3 +280,58 @@ def test_accuracy_curve_draws_the_baseline(tmp_path):
     marked = matplotlib.image.imread(plots.accuracy_curve(*args, tmp_path / "b.png", n_classes=4,
                                                           baseline=(0.761, 0.743)))
     assert plain.shape == marked.shape and np.abs(plain - marked).sum() > 0
+
+
+def test_planted_noise_fits_on_the_flipped_labels_and_scores_on_the_true_ones():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = np.eye(3)[y] * 5 + rng.normal(0, 0.3, (60, 3))  # separable: clean labels give 100 %
+    folds = np.tile(np.arange(4), 15)
+    assert B.cross_validate(x, y, folds, n_classes=3)["wa"] == 1.0
+    shifted = B.cross_validate(x, y, folds, n_classes=3, train_labels=(y + 1) % 3)  # every label flipped
+    np.testing.assert_array_equal(shifted["predictions"], (y + 1) % 3)
+    assert shifted["wa"] == 0.0 and np.trace(np.array(shifted["confusion"])) == 0
+    with pytest.raises(EmorefineError, match=r"train labels \(59,\)"):
+        B.cross_validate(x, y, folds, n_classes=3, train_labels=y[:59])
+    assert B.variant_name(False) == "plain" and B.variant_name(True, 0.2, 3) == "speaker_norm-noise0.2-seed3"
+
+
+def test_a_noisy_run_is_kept_beside_the_clean_one_and_uses_the_runs_flips(opensmile, records, monkeypatch):
+    from emotion_refinery.label_noise import training_labels
+
+    clean = B.run_baseline(records, workers=1)
+    captured = {}
+    real = B.cross_validate
+
+    def spy(x, labels, folds, **kw):
+        captured.update(labels=labels, train=kw["train_labels"])
+        return real(x, labels, folds, **kw)
+
+    monkeypatch.setattr(B, "cross_validate", spy)
+    noisy = B.run_baseline(records, label_noise=0.5, seed=1, workers=1)
+    m = RecordsManifest.load(records)
+    np.testing.assert_array_equal(captured["labels"], [u["label_index"] for u in m.utterances])
+    np.testing.assert_array_equal(captured["train"], training_labels(m, 0.5, 1))
+    assert (captured["train"] != captured["labels"]).sum() == 6  # half of the 12 utterances
+    runs = json.loads((records / B.RESULT_NAME).read_text())["runs"]
+    assert set(runs) == {"plain", "plain-noise0.5-seed1"}
+    assert runs["plain"]["label_noise"] is None and runs["plain"]["wa"] == clean["wa"]
+    assert runs["plain-noise0.5-seed1"]["label_noise"] == {"share": 0.5, "seed": 1} and noisy["label_noise"]
+    result = invoke(records, "--label-noise", "1.5")
+    assert result.exit_code == 2 and "1.5" in result.output
+
+
+def test_a_run_is_compared_with_the_baseline_of_its_own_planted_noise():
+    from emotion_refinery.report import _baselines
+
+    entry = {"wa": 0.5, "manifest_sha256": "a" * 64}
+    runs = {"plain": {**entry, "label_noise": None}, "speaker_norm": entry,  # written before label_noise existed
+            "plain-noise0.2-seed0": {**entry, "label_noise": {"share": 0.2, "seed": 0}},
+            "plain-noise0.2-seed1": {**entry, "label_noise": {"share": 0.2, "seed": 1}}}
+    report = {"baseline": runs, "records": {"manifest_sha256": "a" * 64}}
+    clean = _baselines({**report, "config": {"label_noise": 0.0, "seed": 0}})
+    assert [name for name, _ in clean] == ["baseline: eGeMAPSv02 + SVM (same folds)",
+                                          "baseline: eGeMAPSv02 + SVM, speaker-normalised (same folds)"]
+    noisy = _baselines({**report, "config": {"label_noise": 0.2, "seed": 1}})
+    assert [(name, b["label_noise"]["seed"]) for name, b in noisy] == [
+        ("baseline: eGeMAPSv02 + SVM, the same planted noise (same folds)", 1)]
