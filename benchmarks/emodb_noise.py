@@ -11,13 +11,15 @@ flipped before training (`--label-noise P`), the test folds are scored on their 
               rows are reported)
     blstm     `lcw --update none --speaker-norm --epochs 16` (the BLSTM + attention network alone)
     lcw       `lcw --update both --speaker-norm --epochs 16` (LC+W at the utterance level)
+    svm       `baseline [--speaker-norm] --label-noise P`: eGeMAPS + SVM fitted on the same flipped labels,
+              plain and speaker-normalised, over --svm-seeds seeds (mean ± sd; seconds per run)
 
 Every cell is resumable (an interrupted run continues), and the table is written from every finished
 run under --out, so cells may be run by several processes (one per core) with different --cells.
-A cell takes 20–90 minutes on one core.
+A cell takes 20–90 minutes on one core (svm: seconds).
 
     python benchmarks/emodb_noise.py [--out DIR] [--noise 0,0.1,0.2,0.3] [--cells hard,wdsl,...] [--seed 0]
-                                     [--table-only]
+                                     [--svm-seeds 5] [--table-only]
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from _common import EMODB, REPO, machine, write_section
+
+from emotion_refinery.baseline import load_baseline, variant_name
 
 #: method -> (command, run-directory stem, round read from its report; None: an utterance-level run).
 METHODS = {
@@ -47,6 +52,8 @@ LABELS = {
     "blstm": "BLSTM + attention (`lcw --update none`)",
     "lcw": "LC+W (`lcw --update both`)",
 }
+#: the baseline cell: row label -> speaker_norm.
+SVM = {"eGeMAPS + SVM (`baseline`)": False, "eGeMAPS + SVM, speaker-normalised": True}
 
 
 def _flags(stem: str, noise: float, seed: int) -> list[str]:
@@ -93,25 +100,50 @@ def _cell(run: Path, round_: int | None) -> dict | None:
             if n and round_ != 0 else ""}
 
 
+def _svm_rows(records: Path, noises: list[float], seeds: int) -> list[str]:
+    """Table rows of the baseline cells found in ``records/baseline.json``: mean ± sd over the seeds run."""
+    runs = load_baseline(records) or {}
+    rows = []
+    for label, norm in SVM.items():
+        for noise in noises:
+            found = [runs[k] for k in (variant_name(norm, noise, s) for s in range(seeds if noise else 1)) if k in runs]
+            if not found:
+                continue
+            wa, ua, f1 = (100 * np.array([r[m] for r in found]) for m in ("wa", "ua", "macro_f1"))
+            spread = (lambda a: f"{a.mean():.2f} ± {a.std():.2f}") if len(found) > 1 else (lambda a: f"{a[0]:.2f}")
+            seeds_note = f" ({len(found)} seeds)" if len(found) > 1 else ""
+            rows.append(f"| {label}{seeds_note} | {100 * noise:.0f} % | {spread(wa)} | {spread(ua)} | {spread(f1)} "
+                        "| | |")  # seconds per run: no time column
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "bench-out" / "emodb-noise")
     parser.add_argument("--noise", default="0,0.1,0.2,0.3")
     parser.add_argument("--cells", default="hard,wdsl,lcw-rule,blstm,lcw", help=f"methods to run, of {', '.join(METHODS)}")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--svm-seeds", type=int, default=5, help="seeds 0..N-1 of the svm cell's noise")
     parser.add_argument("--table-only", action="store_true", help="run nothing; tabulate the finished runs")
     args = parser.parse_args()
     noises = [float(n) for n in args.noise.split(",")]
     cells = args.cells.split(",")
-    unknown = [c for c in cells if c not in METHODS]
+    unknown = [c for c in cells if c not in METHODS and c != "svm"]
     if unknown:
-        parser.error(f"Received: --cells {','.join(unknown)}; expected some of {', '.join(METHODS)}")
+        parser.error(f"Received: --cells {','.join(unknown)}; expected some of {', '.join(METHODS)}, svm")
     cli = [sys.executable, "-m", "cli"]
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.table_only:
         records = _records(cli, args.out)
         for noise in noises:
             for method in cells:
+                if method == "svm":
+                    for norm in SVM.values():
+                        for seed in range(args.svm_seeds if noise else 1):
+                            if variant_name(norm, noise, seed) not in (load_baseline(records["refine"]) or {}):
+                                _run([*cli, "baseline", str(records["refine"]), "--label-noise", f"{noise:g}",
+                                      "--seed", str(seed), "--speaker-norm" if norm else "--no-speaker-norm", "-q"])
+                    continue
                 command, stem, round_ = METHODS[method]
                 run = args.out / f"{stem}-n{noise:g}-s{args.seed}"
                 if _cell(run, round_) is not None:
@@ -139,6 +171,7 @@ def main() -> None:
             minutes = f"{c['seconds'] / 60:.0f}" if c["seconds"] else ""
             lines.append(f"| {LABELS[method]} | {100 * noise:.0f} % | {100 * c['wa']:.2f} | {100 * c['ua']:.2f} | "
                          f"{100 * c['f1']:.2f} | {c['recovered']} | {minutes} |")
+    lines += _svm_rows(args.out / "rec-cpu-loso", noises, args.svm_seeds)
     body = "\n".join(lines)
     print(body)
     write_section("emodb-noise", body)
