@@ -37,6 +37,9 @@ _DEFAULTS = MLEEConfig()
 @click.option("--speed-perturb/--no-speed-perturb", default=_DEFAULTS.speed_perturb, show_default=True,
               help="Train on every utterance at speeds 0.9, 1.0 and 1.1 each epoch (tempo and pitch scaled in "
                    "the spectrogram; records built with --sequences spectrogram), as published.")
+@click.option("--speaker-norm/--no-speaker-norm", default=_DEFAULTS.speaker_norm, show_default=True,
+              help="Z-normalise each speaker's frames with that speaker's own mean and std over all their "
+                   "utterances (no labels), as lcw --speaker-norm; not with --train-on all.")
 @click.option("--train-on", type=click.Choice(TRAIN_ON), default=_DEFAULTS.train_on, show_default=True,
               help="dominant: every model learns from the utterances with a majority label; all: the MLEE model "
                    "(of mlee, pretrain, fusion) also from the records' utterances without one (build-records "

@@ -54,6 +54,7 @@ class MLEEConfig:
     lr: float | None = None
     head: str = "adam"
     speed_perturb: bool = False
+    speaker_norm: bool = False
     train_on: str = "dominant"
     seed: int = 0
 
@@ -67,8 +68,12 @@ class MLEEConfig:
         if self.train_on == "all" and self.variant in ("hard", "soft"):
             raise EmorefineError(f"Received: train_on='all' with variant={self.variant!r}; the utterances without "
                                  "a majority train the MLEE model only: expected variant mlee, pretrain or fusion")
-        if not isinstance(self.speed_perturb, bool):
-            raise EmorefineError(f"Received: speed_perturb={self.speed_perturb!r}; expected true or false")
+        for flag in ("speed_perturb", "speaker_norm"):
+            if not isinstance(getattr(self, flag), bool):
+                raise EmorefineError(f"Received: {flag}={getattr(self, flag)!r}; expected true or false")
+        if self.speaker_norm and self.train_on == "all":
+            raise EmorefineError("Received: speaker_norm=True with train_on='all'; the speaker statistics cover the "
+                                 "labelled utterances only: expected train_on='dominant' with speaker_norm")
         if self.backbone not in backbone_names("utterances"):
             raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
                                  f"{', '.join(backbone_names('utterances'))}")
@@ -98,9 +103,10 @@ class _Tables:
 
 
 def _datasets(manifest, train_folds, val_fold, targets: np.ndarray, weights: np.ndarray, config, seed,
-              vote_only: bool = False):
+              vote_only: bool = False, normalize=None):
     """Training and validation batches ``(inputs, target, sample weight)`` with ``targets`` / ``weights`` rows
-    looked up by utterance index; ``vote_only``: the training folds' unlabelled utterances too."""
+    looked up by utterance index; ``vote_only``: the training folds' unlabelled utterances too; ``normalize``:
+    the speaker tables of :func:`emotion_refinery.speaker_norm.sequence_tables`."""
     import tensorflow as tf
 
     from emotion_refinery.datasets import sequence_dataset
@@ -112,8 +118,8 @@ def _datasets(manifest, train_folds, val_fold, targets: np.ndarray, weights: np.
 
     train = sequence_dataset(manifest, folds=train_folds, batch_size=config.batch_size, shuffle=True, seed=seed,
                              buckets=4, speeds=SPEEDS if config.speed_perturb else (),
-                             vote_only=vote_only).map(attach)
-    val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size).map(attach)
+                             vote_only=vote_only, normalize=normalize).map(attach)
+    val = sequence_dataset(manifest, folds=[val_fold], batch_size=config.batch_size, normalize=normalize).map(attach)
     return train, val
 
 
@@ -137,7 +143,8 @@ def _fit(model, train, val, *, loss, lr: float, config: MLEEConfig, log, name: s
     return {"epochs": len(losses), "best_epoch": best + 1, "val_loss": float(losses[best])}
 
 
-def _embeddings(model, manifest: RecordsManifest, folds, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _embeddings(model, manifest: RecordsManifest, folds, batch_size: int, normalize=None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """``(embeddings (n, d), utterance indices (n,))`` of ``folds``' utterances: what ``model``'s output layer reads."""
     import keras
 
@@ -145,16 +152,17 @@ def _embeddings(model, manifest: RecordsManifest, folds, batch_size: int) -> tup
 
     embed = keras.Model(model.input, model.get_layer("predictions").input)
     xs, utts = [], []
-    for x, _ in sequence_dataset(manifest, folds=folds, batch_size=batch_size):
+    for x, _ in sequence_dataset(manifest, folds=folds, batch_size=batch_size, normalize=normalize):
         xs.append(np.asarray(embed({"frames": x["frames"], "mask": x["mask"]}, training=False)))
         utts.append(x["utt"].numpy())
     return np.concatenate(xs).astype(np.float64), np.concatenate(utts)
 
 
 def _fit_probe(model, manifest: RecordsManifest, train_folds, val_fold: int, targets: np.ndarray,
-               weights: np.ndarray, config: MLEEConfig, seed: int, log, name: str) -> dict:
+               weights: np.ndarray, config: MLEEConfig, seed: int, log, name: str, normalize=None) -> dict:
     """Set ``model``'s output layer (a softmax on frozen encoders) to the converged probe (:func:`fit_probe`)."""
-    (tx, tu), (vx, vu) = (_embeddings(model, manifest, f, config.batch_size) for f in (train_folds, [val_fold]))
+    (tx, tu), (vx, vu) = (_embeddings(model, manifest, f, config.batch_size, normalize)
+                          for f in (train_folds, [val_fold]))
     probe = fit_probe(tx, targets[tu], weights[tu], vx, targets[vu], weights[vu], seed=seed)
     model.get_layer("predictions").set_weights([probe["kernel"], probe["bias"]])
     log(f"  {name}: probe fitted to convergence (C {probe['C']:g}), val_loss {probe['val_loss']:.4f}")
@@ -193,7 +201,12 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tabl
     train_rows = np.array([u["index"] for u in manifest.utterances if u["fold"] in train_folds])
     seed = (config.seed * 1_000_003 + k) % (2**31 - 1)
     keras.utils.set_random_seed(seed)
-    mean, variance = sequence_statistics(manifest, train_folds)
+    normalize = None
+    if config.speaker_norm:
+        from emotion_refinery.speaker_norm import sequence_tables
+
+        normalize = sequence_tables(manifest)  # one pass over the sequences, no labels
+    mean, variance = sequence_statistics(manifest, train_folds, normalize=normalize)
     n_classes = len(manifest.classes)
     # Inverse class frequencies of the training folds: per utterance by its label for the classifiers,
     # per class of presence for the existence loss.
@@ -213,7 +226,8 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tabl
                                     n_classes=n_classes, mean=mean, variance=variance, activation=activation)
 
     def train(stage, model, targets, weights, loss, lr, vote_only=False):
-        data = _datasets(manifest, train_folds, val_fold, targets, weights, config, seed, vote_only=vote_only)
+        data = _datasets(manifest, train_folds, val_fold, targets, weights, config, seed, vote_only=vote_only,
+                         normalize=normalize)
         stages[stage] = _fit(model, *data, loss=loss, lr=lr, config=config, log=log,
                              name=f"fold {k + 1}/{manifest.n_folds} {stage}")
         return model
@@ -239,10 +253,11 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tabl
         final = _head(encoders, n_classes, config.variant)
         if config.head == "probe":
             stages[config.variant] = _fit_probe(final, manifest, train_folds, val_fold, tables.soft, label_weight,
-                                                config, seed, log, f"fold {k + 1}/{manifest.n_folds} {config.variant}")
+                                                config, seed, log, f"fold {k + 1}/{manifest.n_folds} {config.variant}",
+                                                normalize)
         else:
             final = train(config.variant, final, tables.soft, label_weight, "categorical_crossentropy", last_lr)
-    test = sequence_dataset(manifest, folds=[k], batch_size=config.batch_size)
+    test = sequence_dataset(manifest, folds=[k], batch_size=config.batch_size, normalize=normalize)
     probs = final.predict(test.map(lambda x, y: {"frames": x["frames"], "mask": x["mask"]}), verbose=0)
     with atomic_path(_fold_path(run, k)) as tmp, open(tmp, "wb") as f:
         np.savez(f, test_probabilities=probs.astype(np.float32))

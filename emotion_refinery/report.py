@@ -276,6 +276,8 @@ def mlee_markdown(report: dict) -> str:
         "utterances carry votes.",
         f"Backbone `{c['backbone']}`, variant `{c['variant']}`, at most {c['epochs']} epochs per model, batch "
         f"{c['batch_size']}, Adam lr {c['lr'] or 'as published'}, patience {c['patience']}, seed {c['seed']}."
+        + (" Frames z-normalised per speaker (`--speaker-norm`)." if c.get("speaker_norm") else "")
+        + (" Speeds 0.9 / 1.0 / 1.1 (`--speed-perturb`)." if c.get("speed_perturb") else "")
         + (f" The MLEE model also trained on the {report['vote_only_utterances']} unlabelled utterances (no "
            "majority; `--train-on all`) of its training folds." if report.get("vote_only_utterances") else ""), "",
         "| WA (%) | UA (%) | macro-F1 (%) | existence macro-F1 (%) | time (s) |", "|---:|---:|---:|---:|---:|",

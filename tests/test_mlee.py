@@ -113,6 +113,10 @@ def test_train_on_is_checked():
         MLEEConfig(train_on="most")
     with pytest.raises(EmorefineError, match="Received: train_on='all' with variant='soft'"):
         MLEEConfig(variant="soft", train_on="all")
+    with pytest.raises(EmorefineError, match="Received: speaker_norm=True with train_on='all'"):
+        MLEEConfig(speaker_norm=True, train_on="all")
+    with pytest.raises(EmorefineError, match="Received: speaker_norm='yes'; expected true or false"):
+        MLEEConfig(speaker_norm="yes")
 
 
 def test_a_bad_variant_is_refused():
@@ -196,3 +200,27 @@ def test_probe_head_is_fitted_on_the_frozen_encoder_and_saved_with_the_model(vot
     np.testing.assert_allclose(stored, expected, atol=1e-4)
     with pytest.raises(EmorefineError, match="other settings"):  # the head is a setting of the run
         run_mlee(voted_records, tmp_path / "run", dataclasses.replace(config, head="adam"), log=lines.append)
+
+
+@pytest.mark.slow
+def test_speaker_norm_run_trains_and_predicts_on_speaker_normalised_frames(voted_records, tmp_path):
+    from emotion_refinery.datasets import sequence_dataset
+    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.mlee_run import MLEEConfig, run_mlee
+    from emotion_refinery.speaker_norm import sequence_tables
+
+    config = MLEEConfig(variant="soft", backbone="blstm_attention", epochs=1, batch_size=8, speaker_norm=True)
+    report = run_mlee(voted_records, tmp_path / "run", config, log=lambda s: None)
+    assert report["config"]["speaker_norm"] is True
+    assert "per speaker (`--speaker-norm`)" in (tmp_path / "run" / "report.md").read_text()
+    manifest = RecordsManifest.load(voted_records)
+    model = keras.saving.load_model(RunDir(tmp_path / "run").model_path(0, 0))
+    stored = np.load(tmp_path / "run" / "rounds" / "round-00" / "mlee" / "fold-00.npz")["test_probabilities"]
+
+    def outputs(normalize):
+        test = sequence_dataset(manifest, folds=[0], batch_size=8, normalize=normalize)
+        return model.predict(test.map(lambda x, y: {"frames": x["frames"], "mask": x["mask"]}), verbose=0)
+
+    # The held-out fold is scored on its speaker-normalised frames, not the raw ones.
+    np.testing.assert_allclose(stored, outputs(sequence_tables(manifest)), atol=1e-5)
+    assert np.abs(stored - outputs(None)).max() > 1e-3
