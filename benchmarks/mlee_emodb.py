@@ -1,0 +1,96 @@
+"""MLEE's models on Emo-DB, leave-one-speaker-out, beside eGeMAPS + SVM on the same utterances and folds.
+
+Emo-DB's votes are derived from its perception test (`erkennung.txt`): 20 r votes for the label, the
+other 20 (1 − r) spread evenly over the other six classes. So the soft targets carry each utterance's
+agreement, and existence is "every class" for each utterance that not all listeners recognised (351
+of 535): the MLEE model has little to learn there, which is why this script runs the dominant-emotion
+classifier by default. Builds `--sequences spectrogram` records once (10 speaker folds), runs
+`emorefine mlee` per cell and `emorefine baseline` on the same records, and writes the table to
+BENCHMARKS.md. Resumable: finished runs are reused; an interrupted one continues.
+
+    python benchmarks/mlee_emodb.py [--out DIR] [--cells soft,soft-spk,fusion] [--epochs 12] [--seed 0]
+                                    [--table-only]
+
+A cell takes 45–100 minutes on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from _common import EMODB, REPO, machine, write_section
+
+from emotion_refinery.baseline import load_baseline
+
+#: cell -> mlee flags
+CELLS = {
+    "hard": ["--variant", "hard"],
+    "soft": ["--variant", "soft"],
+    "soft-spk": ["--variant", "soft", "--speaker-norm"],
+    "soft-speed": ["--variant", "soft", "--speed-perturb"],
+    "mlee": ["--variant", "mlee"],
+    "fusion": ["--variant", "fusion", "--head", "probe"],
+    "fusion-spk": ["--variant", "fusion", "--head", "probe", "--speaker-norm"],
+}
+
+
+def _run(cmd: list[str]) -> None:
+    print(" ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "bench-out" / "mlee-emodb")
+    parser.add_argument("--cells", default="soft,soft-spk,fusion", help=f"of {', '.join(CELLS)}")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table-only", action="store_true", help="run nothing; tabulate the finished runs")
+    args = parser.parse_args()
+    cells = args.cells.split(",")
+    unknown = [c for c in cells if c not in CELLS]
+    if unknown:
+        parser.error(f"Received: --cells {','.join(unknown)}; expected some of {', '.join(CELLS)}")
+    cli = [sys.executable, "-m", "cli"]
+    records = args.out / "rec-spec-loso"
+    if not args.table_only:
+        if not (records / "manifest.json").exists():
+            _run([*cli, "build-records", str(EMODB), "-o", str(records), "--preset", "fast", "--folds", "10",
+                  "--folds-by", "speaker", "--sequences", "spectrogram", "-q"])
+        for norm in ("--no-speaker-norm", "--speaker-norm"):
+            _run([*cli, "baseline", str(records), norm, "-q"])
+        for cell in cells:
+            _run([*cli, "mlee", str(records), "-o", str(args.out / f"{cell}-s{args.seed}"), *CELLS[cell],
+                  "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
+    lines = [
+        "## MLEE's models on Emo-DB, leave-one-speaker-out (`benchmarks/mlee_emodb.py`)", "",
+        f"Measured {machine()}, with `python benchmarks/mlee_emodb.py --cells {args.cells} --epochs {args.epochs} "
+        f"--seed {args.seed}` (cells one per core, two side by side): records `build-records --preset fast "
+        "--folds 10 --folds-by speaker --sequences spectrogram`, `emorefine mlee RECORDS -o RUN FLAGS --epochs "
+        f"{args.epochs}`; votes from the perception test (see the script's docstring); the baseline on the same "
+        "records.", "",
+        "| model | flags | WA % | UA % | macro-F1 % | existence macro-F1 % | time (min, one core) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for cell, flags in CELLS.items():
+        path = args.out / f"{cell}-s{args.seed}" / "report.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            lines.append(f"| `mlee_crnn`, {cell} | `{' '.join(flags)}` | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | "
+                         f"{100 * r['macro_f1']:.2f} | {100 * r['existence']['macro_f1']:.2f} | "
+                         f"{r['seconds'] / 60:.0f} |")
+    for name, b in sorted((load_baseline(records) or {}).items()):
+        if b.get("label_noise") is None:
+            lines.append(f"| eGeMAPS + SVM | `baseline{' --speaker-norm' if b['speaker_norm'] else ''}` | "
+                         f"{100 * b['wa']:.2f} | {100 * b['ua']:.2f} | {100 * b['macro_f1']:.2f} | | |")
+    body = "\n".join(lines)
+    print(body)
+    write_section("mlee-emodb", body)
+
+
+if __name__ == "__main__":
+    main()
