@@ -1,7 +1,7 @@
 """Planted label noise on Emo-DB, leave-one-speaker-out: the refinery's rules and LC+W on the same folds.
 
 Builds the speaker-fold records once (`--preset cpu` segments for the refinery, `--sequences lld` for the
-utterance-level models), then runs one cell per (method, noise): a seeded share of the utterance labels is
+utterance-level models), then runs one cell per (method, noise, seed): a seeded share of the utterance labels is
 flipped before training (`--label-noise P`), the test folds are scored on their true labels. Methods:
 
     hard      the refinery's round 0 (one-hot labels; round 0 of the wdsl run, or a 1-round run)
@@ -100,6 +100,13 @@ def _cell(run: Path, round_: int | None) -> dict | None:
             if n and round_ != 0 else ""}
 
 
+def _seed_runs(out: Path, stem: str, noise: float) -> list[Path]:
+    """The run directories of one (method, noise) cell under ``out``, one per seed, by seed."""
+    prefix = f"{stem}-n{noise:g}-s"
+    runs = [p for p in out.glob(f"{prefix}*") if p.name[len(prefix):].isdigit()]
+    return sorted(runs, key=lambda p: int(p.name[len(prefix):]))
+
+
 def _svm_rows(records: Path, noises: list[float], seeds: int) -> list[str]:
     """Table rows of the baseline cells found in ``records/baseline.json``: mean ± sd over the seeds run."""
     runs = load_baseline(records) or {}
@@ -154,8 +161,9 @@ def main() -> None:
                 _run([*cli, command, str(records[command]), "-o", str(run), *flags])
     lines = [
         "## Planted label noise on Emo-DB, leave-one-speaker-out (`benchmarks/emodb_noise.py`)", "",
-        f"Measured {machine()}, with `python benchmarks/emodb_noise.py --noise {args.noise} --seed {args.seed}` "
-        "(cells run one per core, two side by side; the table holds every finished run under its --out): "
+        f"Measured {machine()}, with `python benchmarks/emodb_noise.py --noise {args.noise} --seed S` "
+        "(cells run one per core, two side by side; the table holds every finished run under its --out, "
+        "mean ± sd where several seeds finished): "
         "Emo-DB, 10 speaker folds, a seeded share of the utterance labels flipped for training, early "
         "stopping, the rules and the utterance classifier's training folds; the test folds are scored on "
         "the true labels. Recovered: of the flipped labels, the share whose round targets (refinery) or "
@@ -165,12 +173,19 @@ def main() -> None:
     ]
     for method, (command, stem, round_) in METHODS.items():
         for noise in noises:
-            c = _cell(args.out / f"{stem}-n{noise:g}-s{args.seed}", round_)
-            if c is None:
+            found = [c for c in (_cell(run, round_) for run in _seed_runs(args.out, stem, noise)) if c is not None]
+            if not found:
                 continue
-            minutes = f"{c['seconds'] / 60:.0f}" if c["seconds"] else ""
-            lines.append(f"| {LABELS[method]} | {100 * noise:.0f} % | {100 * c['wa']:.2f} | {100 * c['ua']:.2f} | "
-                         f"{100 * c['f1']:.2f} | {c['recovered']} | {minutes} |")
+            minutes = f"{np.mean([c['seconds'] for c in found]) / 60:.0f}" if all(c["seconds"] for c in found) else ""
+            if len(found) == 1:
+                c = found[0]
+                lines.append(f"| {LABELS[method]} | {100 * noise:.0f} % | {100 * c['wa']:.2f} | {100 * c['ua']:.2f} | "
+                             f"{100 * c['f1']:.2f} | {c['recovered']} | {minutes} |")
+                continue
+            wa, ua, f1 = (100 * np.array([c[m] for c in found]) for m in ("wa", "ua", "f1"))
+            lines.append(f"| {LABELS[method]} ({len(found)} seeds) | {100 * noise:.0f} % | {wa.mean():.2f} ± "
+                         f"{wa.std():.2f} | {ua.mean():.2f} ± {ua.std():.2f} | {f1.mean():.2f} ± {f1.std():.2f} | "
+                         f"{' / '.join(c['recovered'] for c in found if c['recovered'])} | {minutes} |")
     lines += _svm_rows(args.out / "rec-cpu-loso", noises, args.svm_seeds)
     body = "\n".join(lines)
     print(body)
