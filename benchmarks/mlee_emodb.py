@@ -32,6 +32,7 @@ CELLS = {
     "soft": ["--variant", "soft"],
     "soft-spk": ["--variant", "soft", "--speaker-norm"],
     "soft-speed": ["--variant", "soft", "--speed-perturb"],
+    "soft-spk-speed": ["--variant", "soft", "--speaker-norm", "--speed-perturb"],
     "mlee": ["--variant", "mlee"],
     "fusion": ["--variant", "fusion", "--head", "probe"],
     "fusion-spk": ["--variant", "fusion", "--head", "probe", "--speaker-norm"],
