@@ -107,6 +107,16 @@ def _seed_runs(out: Path, stem: str, noise: float) -> list[Path]:
     return sorted(runs, key=lambda p: int(p.name[len(prefix):]))
 
 
+def _spread(values) -> str:
+    """Percentages of one seed, or their mean ± sd over several."""
+    a = 100 * np.asarray(values, np.float64)
+    return f"{a[0]:.2f}" if len(a) == 1 else f"{a.mean():.2f} ± {a.std():.2f}"
+
+
+def _seeds(n: int) -> str:
+    return f" ({n} seeds)" if n > 1 else ""
+
+
 def _svm_rows(records: Path, noises: list[float], seeds: int) -> list[str]:
     """Table rows of the baseline cells found in ``records/baseline.json``: mean ± sd over the seeds run."""
     runs = load_baseline(records) or {}
@@ -116,10 +126,8 @@ def _svm_rows(records: Path, noises: list[float], seeds: int) -> list[str]:
             found = [runs[k] for k in (variant_name(norm, noise, s) for s in range(seeds if noise else 1)) if k in runs]
             if not found:
                 continue
-            wa, ua, f1 = (100 * np.array([r[m] for r in found]) for m in ("wa", "ua", "macro_f1"))
-            spread = (lambda a: f"{a.mean():.2f} ± {a.std():.2f}") if len(found) > 1 else (lambda a: f"{a[0]:.2f}")
-            seeds_note = f" ({len(found)} seeds)" if len(found) > 1 else ""
-            rows.append(f"| {label}{seeds_note} | {100 * noise:.0f} % | {spread(wa)} | {spread(ua)} | {spread(f1)} "
+            wa, ua, f1 = (_spread([r[m] for r in found]) for m in ("wa", "ua", "macro_f1"))
+            rows.append(f"| {label}{_seeds(len(found))} | {100 * noise:.0f} % | {wa} | {ua} | {f1} "
                         "| | |")  # seconds per run: no time column
     return rows
 
@@ -177,15 +185,10 @@ def main() -> None:
             if not found:
                 continue
             minutes = f"{np.mean([c['seconds'] for c in found]) / 60:.0f}" if all(c["seconds"] for c in found) else ""
-            if len(found) == 1:
-                c = found[0]
-                lines.append(f"| {LABELS[method]} | {100 * noise:.0f} % | {100 * c['wa']:.2f} | {100 * c['ua']:.2f} | "
-                             f"{100 * c['f1']:.2f} | {c['recovered']} | {minutes} |")
-                continue
-            wa, ua, f1 = (100 * np.array([c[m] for c in found]) for m in ("wa", "ua", "f1"))
-            lines.append(f"| {LABELS[method]} ({len(found)} seeds) | {100 * noise:.0f} % | {wa.mean():.2f} ± "
-                         f"{wa.std():.2f} | {ua.mean():.2f} ± {ua.std():.2f} | {f1.mean():.2f} ± {f1.std():.2f} | "
-                         f"{' / '.join(c['recovered'] for c in found if c['recovered'])} | {minutes} |")
+            wa, ua, f1 = (_spread([c[m] for c in found]) for m in ("wa", "ua", "f1"))
+            recovered = " / ".join(c["recovered"] for c in found if c["recovered"])
+            lines.append(f"| {LABELS[method]}{_seeds(len(found))} | {100 * noise:.0f} % | {wa} | {ua} | {f1} | "
+                         f"{recovered} | {minutes} |")
     lines += _svm_rows(args.out / "rec-cpu-loso", noises, args.svm_seeds)
     body = "\n".join(lines)
     print(body)
