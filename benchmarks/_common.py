@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 from emotion_refinery.processes import cpu_count
@@ -34,3 +35,9 @@ def write_section(name: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def run_cli(cmd: list[str]) -> None:
+    """Print ``cmd`` without its interpreter and module (``python -m cli …``), then run it in the repository."""
+    print(" ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)

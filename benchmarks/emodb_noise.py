@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-from _common import EMODB, REPO, machine, write_section
+from _common import EMODB, REPO, machine, run_cli, write_section
 
 from emotion_refinery.baseline import load_baseline, variant_name
 
@@ -66,17 +65,12 @@ def _flags(stem: str, noise: float, seed: int) -> list[str]:
     }[stem] + common
 
 
-def _run(cmd: list[str]) -> None:
-    print(" ".join(cmd[2:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
-
-
 def _records(cli: list[str], out: Path) -> dict[str, Path]:
     paths = {"refine": out / "rec-cpu-loso", "lcw": out / "rec-lld-loso"}
     builds = {"refine": ["--preset", "cpu"], "lcw": ["--preset", "fast", "--sequences", "lld"]}
     for command, path in paths.items():
         if not (path / "manifest.json").exists():
-            _run([*cli, "build-records", str(EMODB), "-o", str(path), *builds[command], "--folds", "10",
+            run_cli([*cli, "build-records", str(EMODB), "-o", str(path), *builds[command], "--folds", "10",
                   "--folds-by", "speaker", "-q"])
     return paths
 
@@ -156,7 +150,7 @@ def main() -> None:
                     for norm in SVM.values():
                         for seed in range(args.svm_seeds if noise else 1):
                             if variant_name(norm, noise, seed) not in (load_baseline(records["refine"]) or {}):
-                                _run([*cli, "baseline", str(records["refine"]), "--label-noise", f"{noise:g}",
+                                run_cli([*cli, "baseline", str(records["refine"]), "--label-noise", f"{noise:g}",
                                       "--seed", str(seed), "--speaker-norm" if norm else "--no-speaker-norm", "-q"])
                     continue
                 command, stem, round_ = METHODS[method]
@@ -166,7 +160,7 @@ def main() -> None:
                 flags = _flags(stem, noise, args.seed)
                 if method == "hard" and not (run / "report.json").exists():
                     flags[flags.index("--rounds") + 1] = "1"  # a later wdsl cell extends this run
-                _run([*cli, command, str(records[command]), "-o", str(run), *flags])
+                run_cli([*cli, command, str(records[command]), "-o", str(run), *flags])
     lines = [
         "## Planted label noise on Emo-DB, leave-one-speaker-out (`benchmarks/emodb_noise.py`)", "",
         f"Measured {machine()}, with `python benchmarks/emodb_noise.py --noise {args.noise} --seed S` "

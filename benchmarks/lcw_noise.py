@@ -13,19 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-from _common import REPO, machine, write_section
+from _common import REPO, machine, run_cli, write_section
 
 #: (update, label confidence) pairs compared.
 VARIANTS = (("none", 0.9), ("both", 0.9), ("both", 0.5), ("labels", 0.5))
-
-
-def _run(cmd: list[str]) -> None:
-    print(" ".join(cmd[2:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
 
 
 def main() -> None:
@@ -40,16 +34,16 @@ def main() -> None:
     cli = [sys.executable, "-m", "cli"]
     corpus, records = args.out / "corpus", args.out / "records"
     if not (corpus / "manifest.csv").exists():
-        _run([*cli, "synth-corpus", str(corpus), "--per-class", str(args.per_class), "--seed", str(args.seed)])
+        run_cli([*cli, "synth-corpus", str(corpus), "--per-class", str(args.per_class), "--seed", str(args.seed)])
     if not (records / "manifest.json").exists():
-        _run([*cli, "build-records", str(corpus), "--manifest", str(corpus / "manifest.csv"), "-o", str(records),
+        run_cli([*cli, "build-records", str(corpus), "--manifest", str(corpus / "manifest.csv"), "-o", str(records),
               "--preset", "fast", "--folds", str(args.folds), "--folds-by", "speaker", "--sequences", "log-mel",
               "-q"])
     rows = []
     for noise in (float(n) for n in args.noise.split(",")):
         for update, confidence in VARIANTS:
             out = args.out / f"run-{update}-c{confidence:g}-n{noise:g}-e{args.epochs}"
-            _run([*cli, "lcw", str(records), "-o", str(out), "--update", update, "--label-confidence", str(confidence),
+            run_cli([*cli, "lcw", str(records), "-o", str(out), "--update", update, "--label-confidence", str(confidence),
                   "--label-noise", str(noise), "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
             rows.append((update, confidence, noise, json.loads((out / "report.json").read_text())))
     lines = [

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-from _common import EMODB, REPO, machine, write_section
+from _common import EMODB, REPO, machine, run_cli, write_section
 
 from emotion_refinery.baseline import load_baseline
 
@@ -37,11 +36,6 @@ CELLS = {
     "fusion": ["--variant", "fusion", "--head", "probe"],
     "fusion-spk": ["--variant", "fusion", "--head", "probe", "--speaker-norm"],
 }
-
-
-def _run(cmd: list[str]) -> None:
-    print(" ".join(cmd[2:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
 
 
 def main() -> None:
@@ -60,12 +54,12 @@ def main() -> None:
     records = args.out / "rec-spec-loso"
     if not args.table_only:
         if not (records / "manifest.json").exists():
-            _run([*cli, "build-records", str(EMODB), "-o", str(records), "--preset", "fast", "--folds", "10",
+            run_cli([*cli, "build-records", str(EMODB), "-o", str(records), "--preset", "fast", "--folds", "10",
                   "--folds-by", "speaker", "--sequences", "spectrogram", "-q"])
         for norm in ("--no-speaker-norm", "--speaker-norm"):
-            _run([*cli, "baseline", str(records), norm, "-q"])
+            run_cli([*cli, "baseline", str(records), norm, "-q"])
         for cell in cells:
-            _run([*cli, "mlee", str(records), "-o", str(args.out / f"{cell}-s{args.seed}"), *CELLS[cell],
+            run_cli([*cli, "mlee", str(records), "-o", str(args.out / f"{cell}-s{args.seed}"), *CELLS[cell],
                   "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
     lines = [
         "## MLEE's models on Emo-DB, leave-one-speaker-out (`benchmarks/mlee_emodb.py`)", "",

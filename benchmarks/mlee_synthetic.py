@@ -17,18 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-from _common import REPO, machine, write_section
+from _common import REPO, machine, run_cli, write_section
 
 VARIANTS = ("hard", "soft", "mlee", "pretrain", "fusion")
-
-
-def _run(cmd: list[str]) -> None:
-    print(" ".join(cmd[2:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
 
 
 def main() -> None:
@@ -49,11 +43,11 @@ def main() -> None:
     cli = [sys.executable, "-m", "cli"]
     corpus, records = args.out / "corpus", args.out / "records"
     if not (corpus / "manifest.csv").exists():
-        _run([*cli, "synth-corpus", str(corpus), "--per-class", str(args.per_class), "--annotators",
+        run_cli([*cli, "synth-corpus", str(corpus), "--per-class", str(args.per_class), "--annotators",
               str(args.annotators), "--annotator-noise", str(args.noise), "--seed", str(args.seed),
               *(["--majority-labels"] if args.majority_labels else [])])
     if not (records / "manifest.json").exists():
-        _run([*cli, "build-records", str(corpus), "--manifest", str(corpus / "manifest.csv"), "-o", str(records),
+        run_cli([*cli, "build-records", str(corpus), "--manifest", str(corpus / "manifest.csv"), "-o", str(records),
               "--preset", "fast", "--folds", str(args.folds), "--sequences", "spectrogram", "-q",
               *(["--no-majority", "keep"] if args.majority_labels else [])])
     rows = []
@@ -61,7 +55,7 @@ def main() -> None:
         for train_on in ("dominant", "all") if args.majority_labels and variant not in ("hard", "soft") else ("dominant",):
             out = args.out / (f"run-{variant}-e{args.epochs}" + ("" if args.head == "adam" else f"-{args.head}")
                               + ("" if train_on == "dominant" else "-all"))
-            _run([*cli, "mlee", str(records), "-o", str(out), "--variant", variant, "--epochs", str(args.epochs),
+            run_cli([*cli, "mlee", str(records), "-o", str(out), "--variant", variant, "--epochs", str(args.epochs),
                   "--train-on", train_on, "--head", args.head, "-q"])
             rows.append((variant if train_on == "dominant" else f"{variant}, `--train-on all`",
                          json.loads((out / "report.json").read_text())))
