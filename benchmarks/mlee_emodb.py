@@ -23,7 +23,7 @@ from pathlib import Path
 
 from _common import EMODB, REPO, machine, run_cli, write_section
 
-from emotion_refinery.baseline import load_baseline
+from emotion_refinery.baseline import load_baseline, variant_name
 
 #: cell -> mlee flags
 CELLS = {
@@ -56,8 +56,9 @@ def main() -> None:
         if not (records / "manifest.json").exists():
             run_cli([*cli, "build-records", str(EMODB), "-o", str(records), "--preset", "fast", "--folds", "10",
                   "--folds-by", "speaker", "--sequences", "spectrogram", "-q"])
-        for norm in ("--no-speaker-norm", "--speaker-norm"):
-            run_cli([*cli, "baseline", str(records), norm, "-q"])
+        for norm in (False, True):
+            if variant_name(norm) not in (load_baseline(records) or {}):
+                run_cli([*cli, "baseline", str(records), "--speaker-norm" if norm else "--no-speaker-norm", "-q"])
         for cell in cells:
             run_cli([*cli, "mlee", str(records), "-o", str(args.out / f"{cell}-s{args.seed}"), *CELLS[cell],
                   "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
