@@ -11,6 +11,9 @@ flipped before training (`--label-noise P`), the test folds are scored on their 
               rows are reported)
     blstm     `lcw --update none --speaker-norm --epochs 16` (the BLSTM + attention network alone)
     lcw       `lcw --update both --speaker-norm --epochs 16` (LC+W at the utterance level)
+    mlp       `lcw --backbone mlp --update none --speaker-norm` on `--sequences egemaps` records: a perceptron
+              on the baseline's own features (the 88 eGeMAPS functionals, speaker-normalised)
+    lcw-mlp   `lcw --backbone mlp --update both --label-confidence 0.5 --speaker-norm` on the same records
     svm       `baseline [--speaker-norm] --label-noise P`: eGeMAPS + SVM fitted on the same flipped labels,
               plain and speaker-normalised, over --svm-seeds seeds (mean ± sd; seconds per run)
 
@@ -42,7 +45,11 @@ METHODS = {
     "lcw-rule": ("refine", "refine-lcw", 1),
     "blstm": ("lcw", "lcw-none", None),
     "lcw": ("lcw", "lcw-both", None),
+    "mlp": ("lcw", "lcw-mlp-none", None),
+    "lcw-mlp": ("lcw", "lcw-mlp-both", None),
 }
+#: run-directory stem -> the records it reads, where not those of its command.
+RECORDS = {"lcw-mlp-none": "egemaps", "lcw-mlp-both": "egemaps"}
 LABELS = {
     "hard": "refinery round 0 (hard labels)",
     "wdsl": "refinery round 1, wdsl α 0.5, cross-fit",
@@ -50,6 +57,8 @@ LABELS = {
     "lcw-rule": "refinery round 1, `lcw` rule (on round 0's learned labels)",
     "blstm": "BLSTM + attention (`lcw --update none`)",
     "lcw": "LC+W (`lcw --update both`)",
+    "mlp": "perceptron on eGeMAPS functionals (`lcw --backbone mlp --update none`)",
+    "lcw-mlp": "LC+W on eGeMAPS functionals (`lcw --backbone mlp --update both --label-confidence 0.5`)",
 }
 #: the baseline cell: row label -> speaker_norm.
 SVM = {"eGeMAPS + SVM (`baseline`)": False, "eGeMAPS + SVM, speaker-normalised": True}
@@ -62,12 +71,15 @@ def _flags(stem: str, noise: float, seed: int) -> list[str]:
         "refine-lcw": ["--preset", "cpu", "--rounds", "2", "--rule", "lcw"],
         "lcw-none": ["--update", "none", "--epochs", "16", "--speaker-norm"],
         "lcw-both": ["--update", "both", "--epochs", "16", "--speaker-norm"],
+        "lcw-mlp-none": ["--backbone", "mlp", "--update", "none", "--speaker-norm"],
+        "lcw-mlp-both": ["--backbone", "mlp", "--update", "both", "--label-confidence", "0.5", "--speaker-norm"],
     }[stem] + common
 
 
 def _records(cli: list[str], out: Path) -> dict[str, Path]:
-    paths = {"refine": out / "rec-cpu-loso", "lcw": out / "rec-lld-loso"}
-    builds = {"refine": ["--preset", "cpu"], "lcw": ["--preset", "fast", "--sequences", "lld"]}
+    paths = {"refine": out / "rec-cpu-loso", "lcw": out / "rec-lld-loso", "egemaps": out / "rec-egemaps-loso"}
+    builds = {"refine": ["--preset", "cpu"], "lcw": ["--preset", "fast", "--sequences", "lld"],
+              "egemaps": ["--preset", "fast", "--sequences", "egemaps"]}
     for command, path in paths.items():
         if not (path / "manifest.json").exists():
             run_cli([*cli, "build-records", str(EMODB), "-o", str(path), *builds[command], "--folds", "10",
@@ -160,7 +172,7 @@ def main() -> None:
                 flags = _flags(stem, noise, args.seed)
                 if method == "hard" and not (run / "report.json").exists():
                     flags[flags.index("--rounds") + 1] = "1"  # a later wdsl cell extends this run
-                run_cli([*cli, command, str(records[command]), "-o", str(run), *flags])
+                run_cli([*cli, command, str(records[RECORDS.get(stem, command)]), "-o", str(run), *flags])
     lines = [
         "## Planted label noise on Emo-DB, leave-one-speaker-out (`benchmarks/emodb_noise.py`)", "",
         f"Measured {machine()}, with `python benchmarks/emodb_noise.py --noise {args.noise} --seed S` "

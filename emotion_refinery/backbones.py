@@ -229,6 +229,22 @@ def _blstm_attention(n_features: int) -> keras.Model:
     return keras.Model([frames, mask], x, name="blstm_attention")
 
 
+def _mlp(n_features: int) -> keras.Model:
+    """Mean of the frames (padding excluded) → Dense 256 (ReLU) → dropout 0.5. On ``--sequences egemaps``
+    (one frame of utterance functionals) it is a one-hidden-layer perceptron on the baseline's features,
+    small enough for corpora of a few hundred utterances; on frame sequences it sees only their mean."""
+    import keras
+
+    from emotion_refinery.layers import MaskedMeanPooling
+
+    frames = keras.Input((None, n_features), name="frames")
+    mask = keras.Input((None,), dtype="bool", name="mask")
+    x = MaskedMeanPooling(name="mean_over_time")(frames, mask=mask)
+    x = keras.layers.Dense(256, activation="relu", name="hidden")(x)
+    x = keras.layers.Dropout(0.5, name="hidden_dropout")(x)
+    return keras.Model([frames, mask], x, name="mlp")
+
+
 #: MLEE's convolution stack: (filters, kernel (time, frequency), stride), each followed by BN, ReLU and 2×2 max-pooling.
 MLEE_CONVS = ((16, (12, 16), 2), (24, (8, 12), 1), (32, (5, 7), 1))
 
@@ -287,6 +303,8 @@ BACKBONES: Mapping[str, Backbone] = types.MappingProxyType(
                      _blstm_attention, min_size=1, gpu_sized=False, reads="utterances"),
             Backbone("mlee_crnn", "3 × Conv2D → BLSTM 128 → self-attention → Dense 64 over whole utterances (MLEE)",
                      _mlee_crnn, min_size=1, gpu_sized=False, reads="utterances"),
+            Backbone("mlp", "mean over frames → Dense 256 → dropout: on `--sequences egemaps`, a perceptron on the "
+                     "utterance functionals", _mlp, min_size=1, gpu_sized=False, reads="utterances"),
         )
     }
 )

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emotion_refinery.audio import load
+from emotion_refinery.config import EGEMAPS
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.label_noise import training_labels
 from emotion_refinery.manifest import MANIFEST_NAME, RecordsManifest
@@ -39,7 +40,7 @@ __all__ = ["RESULT_NAME", "FEATURES_NAME", "FEATURE_SET", "INSTALL_HINT", "Basel
 
 RESULT_NAME = "baseline.json"
 FEATURES_NAME = "baseline-features.npz"
-FEATURE_SET = "eGeMAPSv02"
+FEATURE_SET = EGEMAPS
 CLASSIFIER = "StandardScaler + SVC(kernel='rbf', C=1, gamma='scale') (scikit-learn defaults)"
 INSTALL_HINT = 'pip install "emorefine[baseline]"'
 MAX_WORKERS = 2

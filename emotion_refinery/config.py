@@ -14,7 +14,7 @@ from typing import Any
 
 from emotion_refinery.errors import EmorefineError
 
-__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset", "SEQUENCE_FEATURES", "LLD_COLUMNS", "SPECTROGRAM",
+__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset", "SEQUENCE_FEATURES", "EGEMAPS", "EGEMAPS_FUNCTIONALS", "LLD_COLUMNS", "SPECTROGRAM",
            "sequence_layout",
            "LCW_UPDATES"]
 
@@ -164,6 +164,10 @@ _LLDS = ("pcm_loudness_sma", *(f"mfcc_sma[{i}]" for i in range(1, 13)), "pcm_zcr
 #: probability, F0 — and their deltas (openSMILE's own, emobase ``LowLevelDescriptors_Deltas``).
 LLD_COLUMNS = (*_LLDS, *(c.replace("_sma", "_sma_de") for c in _LLDS))
 
+#: The openSMILE feature set of ``emorefine baseline`` and ``--sequences egemaps``, and its functionals per utterance.
+EGEMAPS = "eGeMAPSv02"
+EGEMAPS_FUNCTIONALS = 88
+
 #: ``build-records --sequences`` choices → what the sequence shards hold.
 SEQUENCE_FEATURES: Mapping[str, str] = types.MappingProxyType({
     "log-mel": "the log-Mel frames the segments are cut from (n_mels features, the segments' dtype)",
@@ -171,6 +175,8 @@ SEQUENCE_FEATURES: Mapping[str, str] = types.MappingProxyType({
            "needs the [baseline] extra)",
     "spectrogram": "the MLEE input: log power spectrum, 400 bins of 10 Hz from 0 to 3990 Hz per 10 ms "
                    "(40 ms Hamming window, 1600-point DFT; float16)",
+    "egemaps": f"the baseline's inputs: the {EGEMAPS_FUNCTIONALS} {EGEMAPS} functionals of the whole utterance as "
+               "one frame (float32; needs the [baseline] extra), for the mlp backbone on small corpora",
 })
 
 #: ``--sequences spectrogram``: window and DFT length in samples at 16 kHz, and the bins kept.
@@ -185,6 +191,8 @@ def sequence_layout(kind: str, features: FeatureConfig) -> tuple[int, str]:
         return len(LLD_COLUMNS), "float32"
     if kind == "spectrogram":
         return SPECTROGRAM["bins"], "float16"
+    if kind == "egemaps":
+        return EGEMAPS_FUNCTIONALS, "float32"
     raise EmorefineError(f"Received: sequences={kind!r}; expected one of {', '.join(SEQUENCE_FEATURES)}")
 
 

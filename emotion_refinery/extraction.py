@@ -15,14 +15,14 @@ import google_crc32c
 import numpy as np
 
 from emotion_refinery.audio import load
-from emotion_refinery.config import LLD_COLUMNS, SPECTROGRAM, FeatureConfig, sequence_layout
+from emotion_refinery.config import EGEMAPS, LLD_COLUMNS, SPECTROGRAM, FeatureConfig, sequence_layout
 from emotion_refinery.errors import AudioError
 from emotion_refinery.features import frames_of, segment
 from tf_records.atomic import atomic_path
 from tf_records.schema import SegmentSpec, SequenceSpec
 from tf_records.writer import ShardWriter, sha256_file
 
-__all__ = ["extract_frames", "extract_llds", "extract_spectrogram", "read_frames", "cached_frames", "write_feature_shard"]
+__all__ = ["extract_frames", "extract_llds", "extract_egemaps", "extract_spectrogram", "read_frames", "cached_frames", "write_feature_shard"]
 
 
 def extract_frames(path: str, cache: str, features: dict[str, Any]) -> tuple[int, int] | str:
@@ -78,6 +78,26 @@ def extract_llds(path: str, cache: str, features: dict[str, Any]) -> int | str:
         return "too short: no 25 ms frame for the low-level descriptors"
     _write_cache(cache, frames, len(y))
     return len(frames)
+
+
+def extract_egemaps(path: str, cache: str, features: dict[str, Any]) -> int | str:
+    """Decode ``path`` and cache its ``--sequences egemaps`` frame: the utterance's eGeMAPSv02 functionals
+    (openSMILE, the same features as ``emorefine baseline``) as one float32 frame; return 1, or the reason
+    the file is unusable. Runs openSMILE: call it in a worker process (see :func:`extract_llds`)."""
+    import opensmile
+
+    config = FeatureConfig.from_dict(features)
+    try:
+        y = load(path, sr=config.sr)
+    except AudioError as e:
+        return str(e)
+    smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, EGEMAPS),
+                            feature_level=opensmile.FeatureLevel.Functionals)
+    frame = smile.process_signal(y, config.sr).to_numpy(dtype=np.float32)[:1]
+    if frame.shape[0] != 1 or not np.isfinite(frame).all():
+        return f"no finite {EGEMAPS} functionals ({len(y) / config.sr:.3f} s of audio)"
+    _write_cache(cache, frame, len(y))
+    return 1
 
 
 def extract_spectrogram(path: str, cache: str, features: dict[str, Any]) -> int | str:

@@ -39,7 +39,8 @@ from emotion_refinery.config import FeatureConfig
 from emotion_refinery.corpora import Utterance, scan_corpus
 from emotion_refinery.corpora.base import Skipped
 from emotion_refinery.errors import NothingUsableError, RecordsError
-from emotion_refinery.extraction import (cached_frames, extract_frames, extract_llds, extract_spectrogram, read_frames,
+from emotion_refinery.extraction import (cached_frames, extract_egemaps, extract_frames, extract_llds,
+                                         extract_spectrogram, read_frames,
                                          write_feature_shard, write_sequence_shard)
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
@@ -280,7 +281,7 @@ def _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed
         raise NothingUsableError(f"No usable utterance in {root}: all {len(skipped)} inputs were skipped{first}")
 
     sequences = settings.get("sequences")
-    if sequences in ("lld", "spectrogram"):
+    if sequences in _EXTRACTORS:
         usable = _sequence_frames(sequences, usable, partial, features, skipped, progress, workers=workers)
         if not usable:
             raise NothingUsableError(f"No usable utterance in {root}: no file gave {sequences} frames")
@@ -402,17 +403,21 @@ def _vote_only(unlabelled: list[tuple], rows: list[dict], folds_by: str, n_folds
     return [{k: v for k, v in r.items() if k != "cache"} for r in kept], shards
 
 
+#: ``--sequences`` kinds whose frames are computed from the audio (log-mel reuses the segments' frames).
+_EXTRACTORS = {"lld": extract_llds, "spectrogram": extract_spectrogram, "egemaps": extract_egemaps}
+
+
 def _sequence_frames(kind: str, usable: list[tuple], partial: Path, features: FeatureConfig, skipped: list[dict],
                      progress, *, workers: int) -> list[tuple]:
-    """``--sequences lld`` or ``spectrogram``: cache every usable utterance's frames of that kind (in worker
+    """``--sequences lld``, ``spectrogram`` or ``egemaps``: cache every usable utterance's frames of that kind (in worker
     processes: openSMILE aborts a process that has loaded TensorFlow); return the usable entries with
     their frame count appended, and add the utterances that gave none to ``skipped``."""
     import importlib.util
 
-    if kind == "lld" and importlib.util.find_spec("opensmile") is None:
-        raise RecordsError("Received: sequences='lld'; it needs the opensmile package, which is not installed. "
+    if kind in ("lld", "egemaps") and importlib.util.find_spec("opensmile") is None:
+        raise RecordsError(f"Received: sequences={kind!r}; it needs the opensmile package, which is not installed. "
                            "Install it with: pip install 'emorefine[baseline]'")
-    extract = extract_llds if kind == "lld" else extract_spectrogram
+    extract = _EXTRACTORS[kind]
     counts: list[Any] = [None] * len(usable)
     jobs, slots = [], []
     for i, (utt, *_) in enumerate(usable):

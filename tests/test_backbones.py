@@ -133,7 +133,7 @@ def test_unknown_name_lists_the_valid_names():
         build_sequence_model("tcnn", n_features=64, n_classes=7)
 
 
-@pytest.mark.parametrize("name, activation", [("blstm_attention", "softmax"), ("mlee_crnn", "sigmoid")])
+@pytest.mark.parametrize("name, activation", [("blstm_attention", "softmax"), ("mlee_crnn", "sigmoid"), ("mlp", "softmax")])
 def test_sequence_model_ignores_padded_frames_and_saves(tmp_path, name, activation):
     model = build_sequence_model(name, n_features=8, n_classes=4, seed=0, activation=activation)
     rng = np.random.default_rng(0)

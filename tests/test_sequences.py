@@ -235,3 +235,28 @@ def test_spectrogram_sequences_are_400_log_power_bins_of_10_hz(tmp_path):
         peak = np.bincount(x.astype(np.float32).argmax(axis=1)).argmax()
         assert peak == round(freqs[u["id"] + ".wav"] / 10)
     assert manifest.verify() == {}
+
+
+@pytest.mark.slow  # runs openSMILE
+def test_egemaps_sequences_are_the_baselines_functionals_as_one_frame(synthetic_corpus, tmp_path):
+    """`--sequences egemaps`: each utterance's 88 eGeMAPSv02 functionals, the numbers `emorefine baseline`
+    computes for it, stored as a one-frame sequence that the mlp backbone reads."""
+    pytest.importorskip("opensmile")
+    from emotion_refinery.baseline import extract_features
+
+    root, csv_path = synthetic_corpus
+    build_records(root, tmp_path / "rec", corpus="csv", manifest=csv_path, features=FEATURES, n_folds=3, workers=1,
+                  sequences="egemaps")
+    manifest = RecordsManifest.load(tmp_path / "rec")
+    assert (manifest.sequence_spec.n_features, manifest.sequence_spec.dtype) == (88, "float32")
+    assert manifest.verify() == {}
+    seqs = _sequences(manifest)
+    utts = manifest.utterances
+    assert all(seqs[u["index"]].shape == (1, 88) and u["sequence_frames"] == 1 for u in utts)
+    expected = extract_features([u["path"] for u in utts], sr=manifest.features.sr, workers=1)
+    np.testing.assert_allclose(np.stack([seqs[u["index"]][0] for u in utts]), expected, rtol=1e-6)
+    model = fold_model(manifest, [1, 2], LCWConfig(backbone="mlp"))
+    inputs = next(iter(sequence_dataset(manifest, folds=[0], batch_size=4)))[0]
+    probs = model.predict({"frames": inputs["frames"], "mask": inputs["mask"]}, verbose=0)
+    assert probs.shape == (len(inputs["utt"]), len(manifest.classes))
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
