@@ -11,7 +11,7 @@ BENCHMARKS.md. Resumable: finished runs are reused; an interrupted one continues
     python benchmarks/mlee_emodb.py [--out DIR] [--cells soft,soft-spk,fusion] [--epochs 12] [--seed 0]
                                     [--table-only]
 
-A cell takes 45–100 minutes on one core.
+A cell takes 45–100 minutes on one core (the mlp cells: a few minutes).
 """
 
 from __future__ import annotations
@@ -35,7 +35,16 @@ CELLS = {
     "mlee": ["--variant", "mlee"],
     "fusion": ["--variant", "fusion", "--head", "probe"],
     "fusion-spk": ["--variant", "fusion", "--head", "probe", "--speaker-norm"],
+    # the mlp backbone on the baseline's own features (`--sequences egemaps` records)
+    "soft-mlp-spk": ["--variant", "soft", "--speaker-norm", "--backbone", "mlp"],
+    "fusion-mlp-spk": ["--variant", "fusion", "--head", "probe", "--speaker-norm", "--backbone", "mlp"],
 }
+#: records folder -> its --sequences; a cell with `--backbone mlp` reads the egemaps records.
+RECORDS = {"rec-spec-loso": "spectrogram", "rec-egemaps-loso": "egemaps"}
+
+
+def _records_of(flags: list[str]) -> str:
+    return "rec-egemaps-loso" if "mlp" in flags else "rec-spec-loso"
 
 
 def main() -> None:
@@ -53,20 +62,21 @@ def main() -> None:
     cli = [sys.executable, "-m", "cli"]
     records = args.out / "rec-spec-loso"
     if not args.table_only:
-        if not (records / "manifest.json").exists():
-            run_cli([*cli, "build-records", str(EMODB), "-o", str(records), "--preset", "fast", "--folds", "10",
-                  "--folds-by", "speaker", "--sequences", "spectrogram", "-q"])
+        for name in sorted({_records_of(CELLS[c]) for c in cells} | {records.name}):
+            if not (args.out / name / "manifest.json").exists():
+                run_cli([*cli, "build-records", str(EMODB), "-o", str(args.out / name), "--preset", "fast", "--folds",
+                         "10", "--folds-by", "speaker", "--sequences", RECORDS[name], "-q"])
         for norm in (False, True):
             if variant_name(norm) not in (load_baseline(records) or {}):
                 run_cli([*cli, "baseline", str(records), "--speaker-norm" if norm else "--no-speaker-norm", "-q"])
         for cell in cells:
-            run_cli([*cli, "mlee", str(records), "-o", str(args.out / f"{cell}-s{args.seed}"), *CELLS[cell],
+            run_cli([*cli, "mlee", str(args.out / _records_of(CELLS[cell])), "-o", str(args.out / f"{cell}-s{args.seed}"), *CELLS[cell],
                   "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
     lines = [
         "## MLEE's models on Emo-DB, leave-one-speaker-out (`benchmarks/mlee_emodb.py`)", "",
         f"Measured {machine()}, with `python benchmarks/mlee_emodb.py --cells {args.cells} --epochs {args.epochs} "
         f"--seed {args.seed}` (cells one per core, two side by side): records `build-records --preset fast "
-        "--folds 10 --folds-by speaker --sequences spectrogram`, `emorefine mlee RECORDS -o RUN FLAGS --epochs "
+        "--folds 10 --folds-by speaker --sequences spectrogram` (`egemaps` for the mlp cells), `emorefine mlee RECORDS -o RUN FLAGS --epochs "
         f"{args.epochs}`; votes from the perception test (see the script's docstring); the baseline on the same "
         "records.", "",
         "| model | flags | WA % | UA % | macro-F1 % | existence macro-F1 % | time (min, one core) |",
@@ -76,7 +86,8 @@ def main() -> None:
         path = args.out / f"{cell}-s{args.seed}" / "report.json"
         if path.exists():
             r = json.loads(path.read_text())
-            lines.append(f"| `mlee_crnn`, {cell} | `{' '.join(flags)}` | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | "
+            backbone = "mlp" if "mlp" in flags else "mlee_crnn"
+            lines.append(f"| `{backbone}`, {cell} | `{' '.join(flags)}` | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | "
                          f"{100 * r['macro_f1']:.2f} | {100 * r['existence']['macro_f1']:.2f} | "
                          f"{r['seconds'] / 60:.0f} |")
     for name, b in sorted((load_baseline(records) or {}).items()):
