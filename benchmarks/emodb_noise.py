@@ -98,7 +98,9 @@ def _cell(run: Path, round_: int | None) -> dict | None:
         if not rounds:
             return None
         r = rounds[0]
-    n = r.get("label_noise") or {}
+    # Only learned labels (LC+W) or round targets can recover a flip; a plain network's "0 %" says nothing.
+    plain = r.get("config", {}).get("update") in ("none", "class-weights", "oversample")
+    n = {} if plain else r.get("label_noise") or {}
     flipped = n.get("flipped", n.get("flipped_pairs"))
     unit = "utterances" if round_ is not None else "(utterance, fold) pairs"
     return {"wa": r["wa"], "ua": r["ua"], "f1": r["macro_f1"], "seconds": r.get("seconds"),

@@ -39,12 +39,12 @@ CELLS = {
     "soft-mlp-spk": ["--variant", "soft", "--speaker-norm", "--backbone", "mlp"],
     "fusion-mlp-spk": ["--variant", "fusion", "--head", "probe", "--speaker-norm", "--backbone", "mlp"],
 }
-#: records folder -> its --sequences; a cell with `--backbone mlp` reads the egemaps records.
-RECORDS = {"rec-spec-loso": "spectrogram", "rec-egemaps-loso": "egemaps"}
+#: backbone -> (records folder, its --sequences).
+RECORDS = {"mlee_crnn": ("rec-spec-loso", "spectrogram"), "mlp": ("rec-egemaps-loso", "egemaps")}
 
 
-def _records_of(flags: list[str]) -> str:
-    return "rec-egemaps-loso" if "mlp" in flags else "rec-spec-loso"
+def _backbone(flags: list[str]) -> str:
+    return flags[flags.index("--backbone") + 1] if "--backbone" in flags else "mlee_crnn"
 
 
 def main() -> None:
@@ -60,17 +60,17 @@ def main() -> None:
     if unknown:
         parser.error(f"Received: --cells {','.join(unknown)}; expected some of {', '.join(CELLS)}")
     cli = [sys.executable, "-m", "cli"]
-    records = args.out / "rec-spec-loso"
+    records = args.out / RECORDS["mlee_crnn"][0]  # the baseline's records
     if not args.table_only:
-        for name in sorted({_records_of(CELLS[c]) for c in cells} | {records.name}):
+        for name, kind in sorted({RECORDS[_backbone(CELLS[c])] for c in cells} | {RECORDS["mlee_crnn"]}):
             if not (args.out / name / "manifest.json").exists():
                 run_cli([*cli, "build-records", str(EMODB), "-o", str(args.out / name), "--preset", "fast", "--folds",
-                         "10", "--folds-by", "speaker", "--sequences", RECORDS[name], "-q"])
+                         "10", "--folds-by", "speaker", "--sequences", kind, "-q"])
         for norm in (False, True):
             if variant_name(norm) not in (load_baseline(records) or {}):
                 run_cli([*cli, "baseline", str(records), "--speaker-norm" if norm else "--no-speaker-norm", "-q"])
         for cell in cells:
-            run_cli([*cli, "mlee", str(args.out / _records_of(CELLS[cell])), "-o", str(args.out / f"{cell}-s{args.seed}"), *CELLS[cell],
+            run_cli([*cli, "mlee", str(args.out / RECORDS[_backbone(CELLS[cell])][0]), "-o", str(args.out / f"{cell}-s{args.seed}"), *CELLS[cell],
                   "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
     lines = [
         "## MLEE's models on Emo-DB, leave-one-speaker-out (`benchmarks/mlee_emodb.py`)", "",
@@ -86,8 +86,7 @@ def main() -> None:
         path = args.out / f"{cell}-s{args.seed}" / "report.json"
         if path.exists():
             r = json.loads(path.read_text())
-            backbone = "mlp" if "mlp" in flags else "mlee_crnn"
-            lines.append(f"| `{backbone}`, {cell} | `{' '.join(flags)}` | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | "
+            lines.append(f"| `{_backbone(flags)}`, {cell} | `{' '.join(flags)}` | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | "
                          f"{100 * r['macro_f1']:.2f} | {100 * r['existence']['macro_f1']:.2f} | "
                          f"{r['seconds'] / 60:.0f} |")
     for name, b in sorted((load_baseline(records) or {}).items()):
