@@ -41,3 +41,22 @@ def run_cli(cmd: list[str]) -> None:
     """Print ``cmd`` without its interpreter and module (``python -m cli …``), then run it in the repository."""
     print(" ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def seed_runs(out: Path, prefix: str) -> list[Path]:
+    """The run directories ``out/{prefix}{seed}`` (one per seed), ordered by seed."""
+    runs = [p for p in out.glob(f"{prefix}*") if p.name[len(prefix):].isdigit()]
+    return sorted(runs, key=lambda p: int(p.name[len(prefix):]))
+
+
+def spread(values) -> str:
+    """Fractions as percentages: one seed's, or their mean ± sd over several."""
+    import numpy as np
+
+    a = 100 * np.asarray(values, np.float64)
+    return f"{a[0]:.2f}" if len(a) == 1 else f"{a.mean():.2f} ± {a.std():.2f}"
+
+
+def seeds_note(n: int) -> str:
+    """`` (N seeds)`` after a row label where a row averages several seeds."""
+    return f" ({n} seeds)" if n > 1 else ""

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import EMODB, REPO, machine, run_cli, write_section
+from _common import EMODB, REPO, machine, run_cli, seed_runs, seeds_note, spread, write_section
 
 from emotion_refinery.baseline import load_baseline, variant_name
 
@@ -113,23 +113,6 @@ def _cell(run: Path, round_: int | None) -> dict | None:
             if n and round_ != 0 else ""}
 
 
-def _seed_runs(out: Path, stem: str, noise: float) -> list[Path]:
-    """The run directories of one (method, noise) cell under ``out``, one per seed, by seed."""
-    prefix = f"{stem}-n{noise:g}-s"
-    runs = [p for p in out.glob(f"{prefix}*") if p.name[len(prefix):].isdigit()]
-    return sorted(runs, key=lambda p: int(p.name[len(prefix):]))
-
-
-def _spread(values) -> str:
-    """Percentages of one seed, or their mean ± sd over several."""
-    a = 100 * np.asarray(values, np.float64)
-    return f"{a[0]:.2f}" if len(a) == 1 else f"{a.mean():.2f} ± {a.std():.2f}"
-
-
-def _seeds(n: int) -> str:
-    return f" ({n} seeds)" if n > 1 else ""
-
-
 def _svm_rows(records: Path, noises: list[float], seeds: int) -> list[str]:
     """Table rows of the baseline cells found in ``records/baseline.json``: mean ± sd over the seeds run."""
     runs = load_baseline(records) or {}
@@ -139,8 +122,8 @@ def _svm_rows(records: Path, noises: list[float], seeds: int) -> list[str]:
             found = [runs[k] for k in (variant_name(norm, noise, s) for s in range(seeds if noise else 1)) if k in runs]
             if not found:
                 continue
-            wa, ua, f1 = (_spread([r[m] for r in found]) for m in ("wa", "ua", "macro_f1"))
-            rows.append(f"| {label}{_seeds(len(found))} | {100 * noise:.0f} % | {wa} | {ua} | {f1} "
+            wa, ua, f1 = (spread([r[m] for r in found]) for m in ("wa", "ua", "macro_f1"))
+            rows.append(f"| {label}{seeds_note(len(found))} | {100 * noise:.0f} % | {wa} | {ua} | {f1} "
                         "| | |")  # seconds per run: no time column
     return rows
 
@@ -197,13 +180,13 @@ def main() -> None:
     ]
     for method, (command, stem, round_) in METHODS.items():
         for noise in noises:
-            found = [c for c in (_cell(run, round_) for run in _seed_runs(args.out, stem, noise)) if c is not None]
+            found = [c for c in (_cell(run, round_) for run in seed_runs(args.out, f"{stem}-n{noise:g}-s")) if c is not None]
             if not found:
                 continue
             minutes = f"{np.mean([c['seconds'] for c in found]) / 60:.0f}" if all(c["seconds"] for c in found) else ""
-            wa, ua, f1 = (_spread([c[m] for c in found]) for m in ("wa", "ua", "f1"))
+            wa, ua, f1 = (spread([c[m] for c in found]) for m in ("wa", "ua", "f1"))
             recovered = " / ".join(c["recovered"] for c in found if c["recovered"])
-            lines.append(f"| {LABELS[method]}{_seeds(len(found))} | {100 * noise:.0f} % | {wa} | {ua} | {f1} | "
+            lines.append(f"| {LABELS[method]}{seeds_note(len(found))} | {100 * noise:.0f} % | {wa} | {ua} | {f1} | "
                          f"{recovered} | {minutes} |")
     lines += _svm_rows(args.out / "rec-cpu-loso", noises, args.svm_seeds)
     body = "\n".join(lines)

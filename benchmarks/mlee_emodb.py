@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from _common import EMODB, REPO, machine, run_cli, write_section
+from _common import EMODB, REPO, machine, run_cli, seed_runs, seeds_note, spread, write_section
 
 from emotion_refinery.baseline import load_baseline, variant_name
 
@@ -74,21 +74,23 @@ def main() -> None:
                   "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
     lines = [
         "## MLEE's models on Emo-DB, leave-one-speaker-out (`benchmarks/mlee_emodb.py`)", "",
-        f"Measured {machine()}, with `python benchmarks/mlee_emodb.py --cells {args.cells} --epochs {args.epochs} "
-        f"--seed {args.seed}` (cells one per core, two side by side): records `build-records --preset fast "
+        f"Measured {machine()}, with `python benchmarks/mlee_emodb.py --cells C --epochs {args.epochs} "
+        "--seed S` (cells one per core, two side by side; mean ± sd over the seeds run): records `build-records --preset fast "
         "--folds 10 --folds-by speaker --sequences spectrogram` (`egemaps` for the mlp cells), `emorefine mlee RECORDS -o RUN FLAGS --epochs "
         f"{args.epochs}`; votes from the perception test (see the script's docstring); the baseline on the same "
         "records.", "",
         "| model | flags | WA % | UA % | macro-F1 % | existence macro-F1 % | time (min, one core) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for cell, flags in CELLS.items():
-        path = args.out / f"{cell}-s{args.seed}" / "report.json"
-        if path.exists():
-            r = json.loads(path.read_text())
-            lines.append(f"| `{_backbone(flags)}`, {cell} | `{' '.join(flags)}` | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | "
-                         f"{100 * r['macro_f1']:.2f} | {100 * r['existence']['macro_f1']:.2f} | "
-                         f"{r['seconds'] / 60:.0f} |")
+    for cell, flags in CELLS.items():  # every seed run of the cell: mean ± sd
+        found = [json.loads((p / "report.json").read_text()) for p in seed_runs(args.out, f"{cell}-s")
+                 if (p / "report.json").exists()]
+        if found:
+            wa, ua, f1 = (spread([r[m] for r in found]) for m in ("wa", "ua", "macro_f1"))
+            existence = spread([r["existence"]["macro_f1"] for r in found])
+            minutes = sum(r["seconds"] for r in found) / len(found) / 60
+            lines.append(f"| `{_backbone(flags)}`, {cell}{seeds_note(len(found))} | `{' '.join(flags)}` | {wa} | {ua} | "
+                         f"{f1} | {existence} | {minutes:.0f} |")
     for name, b in sorted((load_baseline(records) or {}).items()):
         if b.get("label_noise") is None:
             lines.append(f"| eGeMAPS + SVM | `baseline{' --speaker-norm' if b['speaker_norm'] else ''}` | "
