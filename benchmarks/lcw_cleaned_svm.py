@@ -19,23 +19,24 @@ on are those of each LC+W run; the features are the baseline's cached eGeMAPS fu
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from _common import machine, seeds_note, spread, write_section
 
+from emotion_refinery.baseline import FEATURES_NAME, make_classifier
 from emotion_refinery.label_noise import training_labels
-from emotion_refinery.manifest import RecordsManifest
+from emotion_refinery.lcw_run import lcw_fold_path
+from emotion_refinery.run_dir import load_run
 from emotion_refinery.utterance import decision_scores, speaker_normalise
 
 VARIANTS = ("given", "relabel", "filter")
 
 
 def _features(records: Path, ids: list[str]) -> np.ndarray:
-    path = records / "baseline-features.npz"
+    path = records / FEATURES_NAME
     if not path.is_file():
-        raise SystemExit(f"Received: {records}; expected a records folder with baseline-features.npz "
+        raise SystemExit(f"Received: {records}; expected a records folder with {FEATURES_NAME} "
                          f"(run `emorefine baseline {records}` first)")
     with np.load(path) as z:
         row = {i: n for n, i in enumerate(z["ids"].tolist())}
@@ -46,19 +47,10 @@ def _features(records: Path, ids: list[str]) -> np.ndarray:
         return z["features"][[row[i] for i in ids]].astype(np.float64)
 
 
-def _svm():
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    return make_pipeline(StandardScaler(), SVC(kernel="rbf"))
-
-
 def cleaned_svm(feature_records: Path, run: Path, speaker_norm: bool) -> dict:
     """WA / UA / macro-F1 of the SVM per variant, and the share of wrong labels each variant fits on."""
-    config = json.loads((run / "config.json").read_text())
-    settings = config.get("config", config)
-    manifest = RecordsManifest.load(json.loads((run / "report.json").read_text())["records"]["path"])
+    run_dir, record, manifest = load_run(run)
+    settings = record["config"]
     utts = manifest.utterances
     x = _features(feature_records, [u["id"] for u in utts])
     if speaker_norm:
@@ -72,14 +64,14 @@ def cleaned_svm(feature_records: Path, run: Path, speaker_norm: bool) -> dict:
         for k in range(manifest.n_folds):
             fit_labels, keep = given.copy(), folds != k
             if variant != "given":
-                with np.load(run / "rounds" / "round-00" / "lcw" / f"fold-{k:02d}.npz") as z:
+                with np.load(lcw_fold_path(run_dir, k)) as z:
                     rows, learned = z["utterances"].astype(np.int64), z["labels"].argmax(axis=1)
                 if variant == "relabel":
                     fit_labels[rows] = learned
                 else:
                     keep[rows[learned != given[rows]]] = False
             wrong, fitted = wrong + int((fit_labels[keep] != truth[keep]).sum()), fitted + int(keep.sum())
-            predictions[folds == k] = _svm().fit(x[keep], fit_labels[keep]).predict(x[folds == k])
+            predictions[folds == k] = make_classifier().fit(x[keep], fit_labels[keep]).predict(x[folds == k])
         scores = decision_scores(truth, predictions, n_classes=len(manifest.classes))
         out[variant] = {"wa": scores["wa"], "ua": scores["ua"], "macro_f1": scores["macro_f1"],
                         "wrong": wrong / fitted, "fitted": fitted / manifest.n_folds}

@@ -36,7 +36,7 @@ from emotion_refinery.utterance import decision_scores, speaker_normalise
 from tf_records.atomic import atomic_path, write_json
 
 __all__ = ["RESULT_NAME", "FEATURES_NAME", "FEATURE_SET", "INSTALL_HINT", "BaselineUnavailable",
-           "extract_features", "speaker_normalise", "cross_validate", "run_baseline", "load_baseline", "variant_name"]
+           "extract_features", "speaker_normalise", "make_classifier", "cross_validate", "run_baseline", "load_baseline", "variant_name"]
 
 RESULT_NAME = "baseline.json"
 FEATURES_NAME = "baseline-features.npz"
@@ -143,6 +143,15 @@ def _cached_features(manifest: RecordsManifest, digest: str, *, workers: int, pr
     return x, False
 
 
+def make_classifier():
+    """A new, unfitted ``StandardScaler + SVC(rbf)`` pipeline (scikit-learn defaults): the baseline's model."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    return make_pipeline(StandardScaler(), SVC(kernel="rbf"))
+
+
 def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, *, n_classes: int,
                    train_labels: np.ndarray | None = None) -> dict[str, Any]:
     """``StandardScaler + SVC(rbf)`` under the given folds; metrics of the pooled out-of-fold predictions.
@@ -158,10 +167,6 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, 
         ``confusion`` ``(n_classes, n_classes)`` (rows true, columns predicted) and ``predictions``
         ``(n_utterances,)``, as lists and floats.
     """
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
     x, y, f = np.asarray(features, dtype=np.float64), np.asarray(labels), np.asarray(folds)
     fit_y = y if train_labels is None else np.asarray(train_labels)
     if x.ndim != 2 or y.shape != (x.shape[0],) or f.shape != y.shape or fit_y.shape != y.shape or \
@@ -172,8 +177,7 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, 
     predictions = np.empty(len(y), dtype=np.int64)
     for fold in np.unique(f):
         test = f == fold
-        model = make_pipeline(StandardScaler(), SVC(kernel="rbf"))
-        predictions[test] = model.fit(x[~test], fit_y[~test]).predict(x[test])
+        predictions[test] = make_classifier().fit(x[~test], fit_y[~test]).predict(x[test])
     scores = decision_scores(y, predictions, n_classes=n_classes)
     return {**scores, "confusion": scores["confusion"].tolist(), "predictions": predictions.tolist()}
 

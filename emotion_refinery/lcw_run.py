@@ -70,7 +70,9 @@ class LCWConfig:
                                  "in (0, 1), the initial learned probability of the given class")
 
 
-def _lcw_path(run: RunDir, k: int) -> Path:
+def lcw_fold_path(run: RunDir, k: int) -> Path:
+    """Fold model ``k``'s learned labels and weights of its training utterances, and its test-fold
+    probabilities (``utterances``, ``labels``, ``weights``, ``test_probabilities``)."""
     return run.round_dir(0) / "lcw" / f"fold-{k:02d}.npz"
 
 
@@ -118,7 +120,7 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
                      lr=config.lr, label_lr=config.label_lr, update=config.update)
     test = sequence_dataset(manifest, folds=[k], batch_size=config.batch_size, normalize=normalize)
     probs = classifier.predict(test.map(lambda x, y: {"frames": x["frames"], "mask": x["mask"]}), verbose=0)
-    with atomic_path(_lcw_path(run, k)) as tmp, open(tmp, "wb") as f:
+    with atomic_path(lcw_fold_path(run, k)) as tmp, open(tmp, "wb") as f:
         np.savez(f, utterances=np.array([u["index"] for u in train_utts]), labels=result.labels,
                  weights=result.weights, test_probabilities=probs.astype(np.float32))
     with atomic_path(run.model_path(0, k), keep_suffix=True) as tmp:
@@ -159,7 +161,7 @@ def changed_labels(manifest: RecordsManifest, run: RunDir, given: np.ndarray | N
     if given is None:
         given = np.array([u["label_index"] for u in manifest.utterances])
     for k in range(manifest.n_folds):
-        with np.load(_lcw_path(run, k)) as z:
+        with np.load(lcw_fold_path(run, k)) as z:
             for i, s, w in zip(z["utterances"], z["labels"], z["weights"]):
                 u = manifest.utterances[int(i)]
                 learned = int(np.argmax(s))
@@ -179,7 +181,7 @@ def _evaluate(manifest: RecordsManifest, run: RunDir, config: LCWConfig, record:
     given_all = given_labels(manifest, config)
     recovered = flipped = kept = clean = 0
     for k in range(manifest.n_folds):
-        with np.load(_lcw_path(run, k)) as z:
+        with np.load(lcw_fold_path(run, k)) as z:
             test = [u["index"] for u in manifest.utterances if u["fold"] == k]
             probs[test] = z["test_probabilities"]
             rows = z["utterances"].astype(np.int64)
