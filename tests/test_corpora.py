@@ -33,7 +33,7 @@ def check(corpus: str, relpath: str, expected) -> None:
 
 def test_registry_names_and_classes():
     assert CORPUS_NAMES == ("auto", "casia", "cremad", "csv", "emodb", "iemocap", "iemocap-impro", "iemocap-no-excited",
-                            "ravdess", "savee", "tess")
+                            "ravdess", "savee", "tess", "urdu")
     for name, corpus in CORPORA.items():
         assert isinstance(corpus, Corpus) and corpus.name == name and corpus.description
         assert get_corpus(name) is corpus
@@ -42,7 +42,7 @@ def test_registry_names_and_classes():
 
 
 def test_get_corpus_unknown_name():
-    with pytest.raises(CorpusError, match=r"Received: corpus='xyz'; expected one of auto, casia, cremad, csv, emodb, iemocap, iemocap-impro, iemocap-no-excited, ravdess, savee, tess"):
+    with pytest.raises(CorpusError, match=r"Received: corpus='xyz'; expected one of auto, casia, cremad, csv, emodb, iemocap, iemocap-impro, iemocap-no-excited, ravdess, savee, tess, urdu"):
         get_corpus("xyz")
     assert issubclass(CorpusError, EmorefineError)
 
@@ -183,12 +183,12 @@ def test_cremad_votes_from_voice_only_ratings_or_the_tabulated_table(tmp_path):
                                                         "1002_IEO_HAP_HI": {"happy": 1.0}}
 
 
-@pytest.mark.parametrize("corpus", ["emodb", "casia", "savee", "ravdess", "tess", "cremad"])
+@pytest.mark.parametrize("corpus", ["emodb", "casia", "savee", "ravdess", "tess", "cremad", "urdu"])
 def test_adapters_reject_other_corpora(corpus):
     samples = {
         "emodb": "03a01Fa.wav", "casia": "liuchang/angry/201.wav", "savee": "DC/a01.wav",
         "ravdess": "Actor_01/03-01-05-01-02-01-01.wav", "tess": "OAF_angry/OAF_back_angry.wav",
-        "cremad": "AudioWAV/1001_DFA_ANG_XX.wav",
+        "cremad": "AudioWAV/1001_DFA_ANG_XX.wav", "urdu": "Angry/SM1_F10_A010.wav",
     }
     for other, relpath in samples.items():
         parsed = CORPORA[corpus].parse(relpath)
@@ -234,6 +234,29 @@ def test_savee_flat_and_folder_layouts_give_same_ids(tmp_path):
     assert len(both.utterances) == 2 and all("duplicate utterance id" in s.reason for s in both.skipped)
 
 
+@pytest.mark.parametrize("relpath, expected", [
+    ("Angry/SM1_F10_A010.flac", ("SM1_F10_A010", "angry", "SM1", None)),
+    ("urdu/Happy/SF4_F3_H012.wav", ("SF4_F3_H012", "happy", "SF4", None)),
+    ("SM25_F1_N100.wav", ("SM25_F1_N100", "neutral", "SM25", None)),  # flat: the letter decides
+    ("sad/SM2_F2_S002.wav", ("SM2_F2_S002", "sad", "SM2", None)),
+    ("Happy/SM1_F10_A010.wav", "names emotion 'angry' but lies in folder 'Happy'"),
+    ("Angry/SM1_F10_X010.wav", "unknown urdu emotion letter 'X'"),
+    ("Angry/SM1_A010.wav", "does not match the urdu pattern"),
+])
+def test_urdu_names(relpath, expected):
+    check("urdu", relpath, expected)
+
+
+def test_urdu_scan_speakers_and_classes(tmp_path):
+    touch(tmp_path, "Angry/SM1_F10_A010.flac", "Neutral/SM1_F11_N001.flac", "Sad/SF2_F1_S001.flac",
+          "Happy/SF2_F1_S002.flac")
+    scan = CORPORA["urdu"].scan(tmp_path)
+    assert scan.classes == ["angry", "happy", "neutral", "sad"]
+    assert [(u.id, u.label, u.speaker) for u in scan.utterances] == [
+        ("SM1_F10_A010", "angry", "SM1"), ("SM1_F11_N001", "neutral", "SM1"), ("SF2_F1_S001", "sad", "SF2")]
+    assert [Path(s.path).name for s in scan.skipped] == ["SF2_F1_S002.flac"]
+
+
 def test_ravdess_scan_skips_song(tmp_path):
     touch(tmp_path, "Actor_01/03-01-05-01-02-01-01.wav", "Actor_01/03-02-05-01-02-01-01.wav")
     scan = CORPORA["ravdess"].scan(tmp_path)
@@ -262,6 +285,7 @@ LAYOUTS = {
                 "Actor_02/03-01-08-02-02-01-02.wav"],
     "tess": ["OAF_angry/OAF_back_angry.wav", "YAF_sad/YAF_bar_sad.wav", "OAF_Pleasant_surprise/OAF_bite_ps.wav"],
     "cremad": ["AudioWAV/1001_DFA_ANG_XX.wav", "AudioWAV/1002_IEO_HAP_HI.wav", "AudioWAV/1091_WSI_SAD_LO.wav"],
+    "urdu": ["Angry/SM1_F10_A010.flac", "Neutral/SF3_F2_N001.flac", "Sad/SM12_F7_S099.flac"],
 }
 
 
@@ -288,7 +312,7 @@ def test_detect_no_majority(tmp_path):
     with pytest.raises(CorpusError) as e:
         detect(tmp_path)
     message = str(e.value)
-    assert "casia, cremad, emodb, ravdess, savee, tess" in message and "--corpus csv --manifest FILE" in message
+    assert "casia, cremad, emodb, ravdess, savee, tess, urdu" in message and "--corpus csv --manifest FILE" in message
     assert "emodb, 33%" in message
 
 

@@ -20,6 +20,7 @@ from emotion_refinery.corpora.iemocap import Iemocap
 from emotion_refinery.corpora.ravdess import Ravdess
 from emotion_refinery.corpora.savee import Savee
 from emotion_refinery.corpora.tess import Tess
+from emotion_refinery.corpora.urdu import Urdu
 from emotion_refinery.errors import CorpusError
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
 
 #: Adapter instances keyed by name.
 CORPORA: dict[str, Corpus] = {c.name: c for c in (
-    Casia(), CremaD(), CsvManifest(), EmoDB(), Ravdess(), Savee(), Tess(),
+    Casia(), CremaD(), CsvManifest(), EmoDB(), Ravdess(), Savee(), Tess(), Urdu(),
     Iemocap(), Iemocap("iemocap-impro", improvised_only=True), Iemocap("iemocap-no-excited", merge_excited=False),
 )}
 
