@@ -7,6 +7,8 @@ import json
 import click
 
 from cli import options
+from emotion_refinery.audit import confound_text
+from emotion_refinery.choices import CONFOUND_WARNING
 
 
 @click.command()
@@ -45,3 +47,7 @@ def baseline(records_dir, speaker_norm, label_noise, seed, as_json, quiet):
                f"macro-F1 {100 * result['macro_f1']:.2f} % ({result['seconds']:.1f} s"
                f"{', cached features' if result['cached'] else ''})")
     click.echo(f"Wrote {result['path']}")
+    confound = result["confound"]
+    if speaker_norm and (confound["single_class_share"] or 0) > CONFOUND_WARNING:
+        click.echo(f"warning: {confound_text(confound)}; the speaker-normalised figure says little about emotion "
+                   "here", err=True)

@@ -39,6 +39,21 @@ def _option_type(name: str, annotation: str) -> click.ParamType:
     return {"int": click.INT, "float": click.FLOAT}.get(annotation, click.STRING)  # alpha: a number or 'a:b'
 
 
+#: Settings that were on/off switches before they had more values: ``--name`` alone gives the first value,
+#: ``--no-name`` the second.
+FORMER_SWITCHES = {"speaker_norm": ("on", "off")}
+
+
+def _former_switches(flags: dict) -> None:
+    """Fold ``--no-name`` of :data:`FORMER_SWITCHES` into ``flags[name]``, refusing both at once."""
+    for name, (_, off) in FORMER_SWITCHES.items():
+        if flags.pop(f"no_{name}", False):
+            if flags.get(name) not in (None, off):
+                raise click.BadParameter(f"Received: --{name.replace('_', '-')} {flags[name]} and --no-"
+                                         f"{name.replace('_', '-')}; expected one of them")
+            flags[name] = off
+
+
 def _settings(command):
     """One option per :class:`RefineConfig` setting in :data:`HELP`, in field order: ``--name-with-dashes``
     (``--x/--no-x`` for switches), its type and choices from the field, its help from ``HELP`` and its
@@ -50,6 +65,12 @@ def _settings(command):
         text = f"{HELP[field.name]}  {_default(field.name)}"
         if field.type == "bool":
             command = click.option(f"{flag}/--no-{flag[2:]}", default=None, help=text)(command)
+        elif field.name in FORMER_SWITCHES:  # the flag alone still means on; --no-… means off
+            on, off = FORMER_SWITCHES[field.name]
+            command = click.option(f"--no-{flag[2:]}", f"no_{field.name}", is_flag=True, default=False,
+                                   help=f"Same as {flag} {off}.")(command)
+            command = click.option(flag, type=_option_type(field.name, field.type), is_flag=False, flag_value=on,
+                                   default=None, help=f"{text} {flag} alone: {on}.")(command)
         else:
             command = click.option(flag, type=_option_type(field.name, field.type), default=None, help=text)(command)
     return command
@@ -83,6 +104,7 @@ def refine(records_dir, output, config_file, quiet, executor, parallel, ray_addr
     Running the same command again resumes an interrupted run; on a finished run it only
     prints the report. Prints one line per (round, fold) and the WA/UA of every round.
     """
+    _former_switches(flags)
     config = resolve_config(config_file=config_file, default_preset=_records_preset(records_dir), **flags)
     from emotion_refinery.refinery import refine as run_refine
 

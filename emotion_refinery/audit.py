@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from emotion_refinery.choices import CONFOUND_WARNING, speaker_confound
 from emotion_refinery.folds import split_folds
 
-__all__ = ["leakage_audit", "audit_markdown", "audit_text"]
+__all__ = ["leakage_audit", "audit_markdown", "audit_text", "confound_text"]
 
 
 def _share(hits: int, total: int, known: bool) -> float | None:
@@ -80,6 +81,8 @@ def leakage_audit(utterances: Sequence[Mapping[str, Any]], n_folds: int) -> dict
         "shared_ids": shared_ids,
         "speaker_dependent": bool(speaker_hits),
         "text_dependent": bool(text_hits),
+        # how far speakers and emotions are confounded (labels: manifest entries carry "label")
+        "confound": speaker_confound([u.get("label") for u in utterances], [u.get("speaker") for u in utterances]),
     }
     return {"folds": rows, "summary": summary, "warning": _warning(summary)}
 
@@ -100,7 +103,19 @@ def _warning(s: Mapping[str, Any]) -> str:
         parts.append("text-independent: no held-out utterance has its text in the training folds")
     if s["shared_ids"]:
         parts.append(f"{s['shared_ids']} utterance id(s) are both held out and trained on")
+    parts += [confound_text(s.get("confound"))] if (s.get("confound") or {}).get("single_class_share") is not None else []
     return "; ".join(parts)
+
+
+def confound_text(confound: Mapping[str, Any]) -> str:
+    """One phrase on how far speakers and emotions are confounded, alarmed above :data:`CONFOUND_WARNING`."""
+    share = confound["single_class_share"]
+    text = (f"{_pct(share)} % of utterances come from the {confound['single_class_speakers']} of "
+            f"{confound['speakers']} speakers who show a single class")
+    if share > CONFOUND_WARNING:
+        text += (" (speakers and emotions confounded: normalising a speaker by their own statistics would erase "
+                 "the emotion)")
+    return text
 
 
 _COLUMNS = ("held-out fold", "utterances", "speakers", "shared speakers", "texts", "shared texts", "shared ids",

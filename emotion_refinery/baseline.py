@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emotion_refinery.audio import load
+from emotion_refinery.choices import speaker_confound
 from emotion_refinery.config import EGEMAPS
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.label_noise import training_labels
@@ -217,6 +218,7 @@ def run_baseline(records_dir: str | os.PathLike, *, speaker_norm: bool = False, 
     entry = {
         "feature_set": f"{FEATURE_SET} functionals (openSMILE {_opensmile().__version__}), 88 per utterance",
         "classifier": CLASSIFIER, "speaker_norm": speaker_norm, "protocol": manifest.data["folds"],
+        "confound": speaker_confound([u["label"] for u in utts], [u.get("speaker") for u in utts]),
         "label_noise": {"share": label_noise, "seed": seed} if label_noise else None,
         **scores, "classes": classes, "n_utterances": len(utts), "manifest_sha256": digest,
         "predictions": [{"id": u["id"], "fold": u["fold"], "label": u["label"], "predicted": classes[p]}

@@ -135,13 +135,13 @@ PRESETS: Mapping[str, Preset] = types.MappingProxyType({
         Preset("fast", "CPU-sized work: 8-frame (80 ms) segment hop, 10 folds, 6 epochs, BN momentum 0.9",
                FeatureConfig(segment_hop=8), training={"epochs": 6, "bn_momentum": 0.9}),
         Preset("cpu", "2-core CPUs: the papers' 1-frame-hop records; refine trains the tcnn backbone on every "
-                      "4th segment for at most 5 epochs on speaker-normalised, frequency-shifted bands, "
-                      "predicts every segment, and decides utterances by the forest on speaker-normalised "
-                      "profile statistics",
+                      "4th segment for at most 5 epochs on frequency-shifted bands, predicts every segment; per "
+                      "split, speaker normalisation, the utterance decision rule and the round are chosen on the "
+                      "other folds; refined rounds learn from cross-fit teachers (no leak)",
                FeatureConfig(segment_hop=1),
                training={"backbone": "tcnn", "train_stride": 4, "epochs": 5, "min_epochs": 2, "patience": 2,
-                         "bn_momentum": 0.9, "speaker_norm": True, "freq_shift": 2,
-                         "utterance_classifier": "speaker-forest"}),
+                         "bn_momentum": 0.9, "speaker_norm": "auto", "freq_shift": 2,
+                         "utterance_classifier": "auto", "targets": "cross-fit"}),
     )
 })
 

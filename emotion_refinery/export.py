@@ -14,7 +14,7 @@ from pathlib import Path
 
 from emotion_refinery import __version__
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.inference import default_round, ensemble_model
+from emotion_refinery.inference import default_round, deployed_choices, ensemble_model
 from emotion_refinery.run_dir import load_run
 from emotion_refinery.speaker_norm import EPSILON
 from tf_records.atomic import atomic_path, write_json
@@ -38,7 +38,8 @@ def export_round(run_dir: str | os.PathLike, *, t: int | None = None, fmt: str =
     t = default_round(run_dir) if t is None else t
     out = Path(out_dir) if out_dir else run.root / "export"
     out.mkdir(parents=True, exist_ok=True)
-    model = ensemble_model(run_dir, t)
+    chosen = deployed_choices(run_dir, t)
+    model = ensemble_model(run_dir, t, chosen["folds"])
     stem = f"emorefine-round-{t:02d}"
     if fmt == "keras":
         path = out / f"{stem}.keras"
@@ -52,13 +53,13 @@ def export_round(run_dir: str | os.PathLike, *, t: int | None = None, fmt: str =
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
     f = manifest.features
-    speaker_norm = bool(record["config"].get("speaker_norm", False))
+    speaker_norm = chosen["speaker_norm"]
     sidecar = out / f"{stem}.json"
     write_json(sidecar, {
         "format": fmt,
         "model": path.name,
         "round": t,
-        "folds": manifest.n_folds,
+        "folds": chosen["folds"],
         "classes": manifest.classes,
         "input": {"shape": [None, f.segment_frames, f.n_mels, 1], "dtype": "float32",
                   "content": "log-Mel power in dB, emotion_refinery.features.log_mel + segment with these settings; "
@@ -66,6 +67,7 @@ def export_round(run_dir: str | os.PathLike, *, t: int | None = None, fmt: str =
                                 f"over all their frames (std = sqrt(variance + {EPSILON:g})); "
                                 if speaker_norm else "") + "normalisation is inside the model"},
         "speaker_norm": speaker_norm,
+        "utterance_decision": chosen["utterance_classifier"],
         "output": {"shape": [None, len(manifest.classes)], "content": "class probabilities (mean of the fold models)"},
         "features": f.to_dict(),
         "segment_start_seconds": f"j * {f.segment_hop * f.hop_length} / {f.sr}",

@@ -23,12 +23,15 @@ __all__ = ["FOLD_METHODS", "FoldAssignment", "assign_folds", "split_folds"]
 FOLD_METHODS = ("label", "speaker", "session")
 
 
-def split_folds(n_folds: int, k: int) -> tuple[list[int], int]:
+def split_folds(n_folds: int, k: int, *, validation: bool = True) -> tuple[list[int], int | None]:
     """``(training folds, validation fold)`` of the split that holds fold ``k`` out.
 
     Fold ``(k + 1) mod K`` stops training early and the other ``K - 2`` folds train. Refine
     (:mod:`emotion_refinery.training`), its record checks and the leakage audit all split this way.
+    ``validation=False`` (``refine --early-stopping none``): the other ``K - 1`` folds train; no validation fold.
     """
+    if not validation:
+        return [f for f in range(n_folds) if f != k], None
     val = (k + 1) % n_folds
     return [f for f in range(n_folds) if f not in (k, val)], val
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from emotion_refinery import audio
+from emotion_refinery.choices import majority
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.features import frames_of, segment
@@ -27,7 +28,7 @@ from emotion_refinery.speaker_norm import shift_and_scale, tiled_sums
 from emotion_refinery.utterance import (classifier_features, ep_statistics, fit_forest, forest_probabilities,
                                         speaker_normalise)
 
-__all__ = ["Predictor", "Prediction", "default_round", "leaky_choice_note", "ensemble_model", "stream_frames", "MIN_SPEAKER_FILES"]
+__all__ = ["Predictor", "Prediction", "default_round", "deployed_choices", "leaky_choice_note", "ensemble_model", "stream_frames", "MIN_SPEAKER_FILES"]
 
 #: Readable files a ``speaker-forest`` run needs in one call to normalise their statistics as one speaker's.
 MIN_SPEAKER_FILES = 2
@@ -52,9 +53,9 @@ def leaky_choice_note(run_dir: str | os.PathLike, t: int) -> str | None:
     config = json.loads(run.config.read_text()).get("config", {}) if run.config.is_file() else {}
     if t == 0 or config.get("targets", "oof") != "oof" or config.get("rule") == "lcw":
         return None
-    return (f"note: round {t} was chosen on the validation folds, which the teachers of its targets had "
-            "trained on (oof targets: see report.md); its figures are optimistic. --round 0 has no such leak, "
-            "and a run with --targets cross-fit chooses without it.")
+    return (f"note: round {t} was chosen on figures its teachers leaked into: with oof targets a refined round "
+            "learns from models that trained on the folds it is scored on (see report.md); its figures are "
+            "optimistic. --round 0 has no such leak, and a run with --targets cross-fit chooses without it.")
 
 
 def _check_round(run, manifest, t: int) -> None:
@@ -65,14 +66,33 @@ def _check_round(run, manifest, t: int) -> None:
                              f"(rounds with finished folds: {done})")
 
 
-def ensemble_model(run_dir: str | os.PathLike, t: int):
-    """One Keras model averaging round ``t``'s fold models: ``(batch, frames, n_mels, 1)`` → ``(batch, K)``."""
+def deployed_choices(run_dir: str | os.PathLike, t: int) -> dict:
+    """What ``predict`` and ``export`` use of round ``t``: ``speaker_norm`` (what most splits chose; ties: off),
+    ``folds`` (the fold models trained that way) and ``utterance_classifier`` (the run's rule, or with ``auto``
+    the rule most of round ``t``'s splits chose)."""
+    run, record, manifest = load_run(run_dir)
+    splits = run.speaker_norm_splits(manifest.n_folds)
+    speaker_norm = majority(splits, [False, True])
+    rule = record["config"].get("utterance_classifier", "forest")
+    if rule == "auto":
+        rounds = json.loads(run.report_json.read_text())["rounds"] if run.report_json.is_file() else []
+        entry = next((r for r in rounds if r["round"] == t), None)
+        if entry is None:
+            raise EmorefineError(f"Received: round={t}; it has not been evaluated yet (no entry in report.json)")
+        rule = entry["decision"]["rule"]
+    return {"speaker_norm": speaker_norm, "folds": [k for k, v in enumerate(splits) if v == speaker_norm],
+            "utterance_classifier": rule}
+
+
+def ensemble_model(run_dir: str | os.PathLike, t: int, folds: list[int] | None = None):
+    """One Keras model averaging round ``t``'s fold models (``folds``; default: those :func:`deployed_choices`
+    picks): ``(batch, frames, n_mels, 1)`` → ``(batch, K)``."""
     import keras
 
     run, _, manifest = load_run(run_dir)
     _check_round(run, manifest, t)
     models = []
-    for k in range(manifest.n_folds):
+    for k in (deployed_choices(run_dir, t)["folds"] if folds is None else folds):
         model = keras.models.load_model(run.model_path(t, k))  # safe_mode: no arbitrary code on load
         model.name = f"fold_{k:02d}"
         models.append(model)
@@ -125,15 +145,18 @@ class Predictor:
     def __init__(self, run_dir: str | os.PathLike, *, t: int | None = None, batch_size: int = 1024):
         self.run, record, self.manifest = load_run(run_dir)
         self.t = default_round(run_dir) if t is None else t
-        self.model = ensemble_model(run_dir, self.t)
+        chosen = deployed_choices(run_dir, self.t)
+        #: the fold models of the ensemble: those trained with the speaker normalisation most splits chose
+        self.folds = chosen["folds"]
+        self.model = ensemble_model(run_dir, self.t, self.folds)
         self.features = self.manifest.features
         self.classes = self.manifest.classes
         self.batch_size = batch_size
-        #: whether the run z-normalised each speaker's bands (then :meth:`set_speaker` comes first)
-        self.speaker_norm = bool(record["config"].get("speaker_norm", False))
+        #: whether the ensemble's models read speaker-normalised bands (then :meth:`set_speaker` comes first)
+        self.speaker_norm = chosen["speaker_norm"]
         self.speaker: tuple[np.ndarray, np.ndarray] | None = None
-        #: how an utterance is decided from its profile: the run's --utterance-classifier
-        self.utterance_classifier = record["config"].get("utterance_classifier", "forest")
+        #: how an utterance is decided from its profile: the run's rule, or the one most splits chose (auto)
+        self.utterance_classifier = chosen["utterance_classifier"]
         self.forest = None
         if self.utterance_classifier != "mean-ep":
             # The forest of the report's evaluation, refit on every utterance of the run (same seed).

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from emotion_refinery.backbones import BACKBONES, backbone_names
+from emotion_refinery.choices import DECISION_RULES, SPEAKER_NORM_MODES
 from emotion_refinery.config import PRESETS, get_preset
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.rules import RULES, alpha_schedule
@@ -33,8 +34,13 @@ TARGETS = ("oof", "cross-fit")
 #: forest on 8 statistics per class (trained on the other folds' utterances); "speaker-forest", the same forest
 #: on statistics z-normalised per speaker by that speaker's own utterances (no labels; a held-out speaker by
 #: their own, as the speaker-normalised baseline treats its features); "mean-ep", the class of the highest
-#: mean segment probability (nothing trained).
-UTTERANCE_CLASSIFIERS = ("forest", "speaker-forest", "mean-ep")
+#: mean segment probability (nothing trained); "auto", per split the one of these that an inner
+#: cross-validation over the other folds' profiles prefers (:mod:`emotion_refinery.choices`).
+UTTERANCE_CLASSIFIERS = ("auto", *DECISION_RULES)
+
+#: "fold": fold (k + 1) mod K stops training early and gives back its best epoch (the papers'); "none": no
+#: early-stopping fold: every split trains on all K − 1 other folds for the full --epochs.
+EARLY_STOPPING = ("fold", "none")
 
 #: "memory": parsed training segments stay in memory after the first epoch; "none": re-read every epoch.
 CACHE_MODES = ("memory", "none")
@@ -60,13 +66,14 @@ class RefineConfig:
     decay_rate: float = 0.8
     decay_epochs: int = 2
     patience: int = 3
+    early_stopping: str = "fold"
     min_epochs: int = 0
     bn_momentum: float = 0.99
     train_stride: int = 1
     spec_augment: bool = False
     freq_shift: int = 0
     mixup: float = 0.0
-    speaker_norm: bool = False
+    speaker_norm: str = "off"
     targets: str = "oof"
     label_source: str = "labels"
     label_noise: float = 0.0
@@ -79,6 +86,11 @@ class RefineConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.speaker_norm, bool):  # runs and configs made when it was a switch
+            object.__setattr__(self, "speaker_norm", "on" if self.speaker_norm else "off")
+        if self.speaker_norm not in SPEAKER_NORM_MODES:
+            raise EmorefineError(f"Received: speaker_norm={self.speaker_norm!r}; expected one of "
+                                 f"{', '.join(SPEAKER_NORM_MODES)}")
         check_numbers(self, integers=POSITIVE_INTEGERS, counts=COUNTS)
         if isinstance(self.mixup, bool) or not isinstance(self.mixup, (int, float)) or self.mixup < 0:
             raise EmorefineError(f"Received: mixup={self.mixup!r}; expected a non-negative number "
@@ -95,6 +107,12 @@ class RefineConfig:
         if RULES[self.rule].learned and self.targets != "oof":
             raise EmorefineError(f"Received: rule={self.rule!r} with targets={self.targets!r}; the lcw rule learns "
                                  "each split's targets itself (no teachers): expected targets='oof'")
+        if RULES[self.rule].learned and self.early_stopping != "fold":
+            raise EmorefineError(f"Received: rule={self.rule!r} with early_stopping={self.early_stopping!r}; the lcw "
+                                 "rule picks its best epoch on the validation fold: expected early_stopping='fold'")
+        if self.early_stopping not in EARLY_STOPPING:
+            raise EmorefineError(f"Received: early_stopping={self.early_stopping!r}; expected one of "
+                                 f"{', '.join(EARLY_STOPPING)}")
         if RULES[self.rule].learned and self.mixup:
             raise EmorefineError(f"Received: rule={self.rule!r} with mixup={self.mixup!r}; mixup mixes the "
                                  "targets that lcw learns per segment: expected mixup=0")
@@ -137,6 +155,10 @@ class RefineConfig:
         """Whether round ``t`` trains on per-split targets from teachers (cross-fit targets, rounds after the first)."""
         return self.targets == "cross-fit" and t > 0
 
+    def decision_rules(self) -> tuple[str, ...]:
+        """The utterance decision rules each split may choose from (one unless ``utterance_classifier`` is auto)."""
+        return DECISION_RULES if self.utterance_classifier == "auto" else (self.utterance_classifier,)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -153,7 +175,7 @@ SHARES = ("label_noise",)
 
 #: Settings whose value is one name of a fixed list (``backbone`` and ``rule`` are checked against their
 #: registries by :class:`RefineConfig`, whose message also names the backbones that are not for segments).
-CHOICES = {"segments_from": SEGMENT_SOURCES, "targets": TARGETS, "label_source": LABEL_SOURCES, "utterance_classifier": UTTERANCE_CLASSIFIERS,
+CHOICES = {"early_stopping": EARLY_STOPPING, "speaker_norm": SPEAKER_NORM_MODES, "segments_from": SEGMENT_SOURCES, "targets": TARGETS, "label_source": LABEL_SOURCES, "utterance_classifier": UTTERANCE_CLASSIFIERS,
            "cache": CACHE_MODES}
 
 #: What each setting does, as ``refine --help`` shows it (the flag is ``--`` and the name with dashes; the
@@ -171,6 +193,10 @@ HELP = {
     "decay_rate": "Learning-rate factor every --decay-epochs.",
     "decay_epochs": "Epochs between learning-rate decays.",
     "patience": "Early-stopping patience.",
+    "early_stopping": "fold: fold (k + 1) mod K stops training early and restores the best epoch (the papers'); "
+                      "none: no early-stopping fold, each split trains on all K − 1 other folds for --epochs epochs "
+                      "(more data where folds are few; rounds and decision rules are chosen on the other folds' "
+                      "profiles either way).",
     "min_epochs": "Epochs before early stopping may stop a fold (and before a best epoch counts).",
     "bn_momentum": "BatchNormalization momentum of every layer.",
     "train_stride": "Train on every N-th segment of each utterance; every segment is still predicted.",
@@ -180,7 +206,9 @@ HELP = {
                   "vocal-tract-length warp: 2 of 64 bands ≈ ±10 %); 0: off.",
     "mixup": "mixup of training segments and targets with λ ~ Beta(X, X); 0: off.",
     "speaker_norm": "Z-normalise every Mel band of each speaker's segments by that speaker's own statistics (no "
-                    "labels; utterances without a speaker id by their own).",
+                    "labels; utterances without a speaker id by their own): on, off, or auto: per split, on when "
+                    "an SVM on the utterances' band means and deviations scores better with it in a cross-validation "
+                    "over the other folds (off where most speakers show one emotion). --speaker-norm alone: on.",
     "targets": "Refined rounds' targets: oof, the previous round's out-of-fold predictions (the papers'; split k "
                "learns from models that saw fold k), or cross-fit, per split from two teachers on halves of its "
                "training folds (no leak; about twice the training).",
@@ -195,7 +223,8 @@ HELP = {
                             "forest on 8 statistics per class (trained on the other folds); speaker-forest, the "
                             "same on statistics z-normalised within each speaker's utterances (no labels; for "
                             "unseen speakers); mean-ep, the class of the highest mean segment probability "
-                            "(nothing trained).",
+                            "(nothing trained); auto, per split the one that scores best in a cross-validation over "
+                            "the other folds' profiles (no extra training).",
     "seed": "Seed of folds' trainings (each (round, fold) derives its own).",
     "cache": "memory: keep parsed segments in memory after the first epoch; none: re-read every epoch.",
     "segments_from": "segments: read the segment shards; sequences: cut the segments on the fly from the log-Mel "

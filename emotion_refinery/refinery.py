@@ -36,9 +36,10 @@ from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
 from emotion_refinery.rules import PEPR_ALPHA, RULES
 from emotion_refinery.run_dir import RunDir, load_run
-from emotion_refinery.speaker_norm import speaker_groups, speaker_tables
-from emotion_refinery.utterance import (ForestResult, classifier_features, decision_scores, ep_entropy, evaluate_forest,
-                                        mean_ep_decisions)
+from emotion_refinery.choices import (CONFOUND_WARNING, DECISION_RULES, ProfileDecider, band_functionals, majority,
+                                      nested_decisions, nested_rounds, speaker_confound, speaker_norm_choices)
+from emotion_refinery.speaker_norm import speaker_groups, speaker_tables, utterance_statistics
+from emotion_refinery.utterance import decision_scores, ep_entropy, mean_ep_decisions
 from tf_records.atomic import remove_leftovers, write_json
 
 __all__ = ["refine", "check_records", "utterance_arrays"]
@@ -147,6 +148,8 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
         old = json.loads(run.config.read_text())
         # Settings added to emorefine after a run was made compare as their defaults.
         old_cfg, new_cfg = {**RefineConfig().to_dict(), **old["config"]}, dict(record["config"])
+        if isinstance(old_cfg["speaker_norm"], bool):  # a switch before it had the value auto
+            old_cfg["speaker_norm"] = "on" if old_cfg["speaker_norm"] else "off"
         if RULES[config.rule].learned and new_cfg["rounds"] != old_cfg["rounds"]:
             raise EmorefineError(f"Received: rounds={config.rounds} for {run.root}, an lcw run of "
                                  f"{old_cfg['rounds']} rounds; its last round learned no labels for a next one: "
@@ -197,7 +200,59 @@ UTTERANCE_CLASSIFIER_DESCRIPTIONS = {
     "forest": "random forest on 8 EP statistics per class, same folds",
     "speaker-forest": "random forest on 8 EP statistics per class, z-normalised per speaker, same folds",
     "mean-ep": "the class of the highest mean segment probability (mean EP)",
+    "auto": "the rule each split chose on its other folds' profiles (mean EP; the forest on 8 EP statistics per "
+            "class; or that forest on statistics z-normalised per speaker)",
 }
+
+
+def choose_speaker_norm(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
+                        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Decide, once per run and before any training, which splits z-normalise each speaker's bands; write
+    ``choices.json`` (and the speaker tables when some split normalises). ``auto``: per split by
+    :func:`emotion_refinery.choices.choose_speaker_norm` on the other folds. Returns the ``speaker_norm`` entry."""
+    if run.choices.is_file():
+        return json.loads(run.choices.read_text())["speaker_norm"]
+    utts, k = manifest.utterances, manifest.n_folds
+    seen = training_labels(manifest, config.label_noise, config.seed)
+    confound = speaker_confound(seen.tolist(), [u.get("speaker") for u in utts])
+    entry: dict[str, Any] = {"mode": config.speaker_norm, "confound": confound, "evidence": None}
+    stats = None
+    if config.speaker_norm == "auto":
+        log("choosing speaker normalisation per split (an SVM on band means and deviations, other folds only) …")
+        stats = utterance_statistics(manifest)
+        entry["evidence"] = speaker_norm_choices(band_functionals(stats), seen, np.array([u["fold"] for u in utts]),
+                                                 speaker_groups(manifest), n_classes=len(manifest.classes))
+        entry["splits"] = [e["speaker_norm"] for e in entry["evidence"]]
+    else:
+        entry["splits"] = [config.speaker_norm == "on"] * k
+    share = confound["single_class_share"]
+    if config.speaker_norm == "on" and share is not None and share > CONFOUND_WARNING:
+        log(f"warning: --speaker-norm on, but {100 * share:.0f} % of the utterances come from speakers who show a "
+            "single class: normalising each speaker by their own statistics removes what tells those classes "
+            "apart (--speaker-norm auto chooses per split)")
+    if any(entry["splits"]) and not run.speaker_norm.is_file():
+        log("per-speaker statistics of the log-Mel bands (one pass over the records) …")
+        run.save_speaker_norm(*speaker_tables(manifest, stats), groups=speaker_groups(manifest))
+    write_json(run.choices, {"speaker_norm": entry})
+    return entry
+
+
+def selection(rounds: list[dict[str, Any]], labels: np.ndarray, n_classes: int) -> dict[str, Any] | None:
+    """The round each split chose on its other folds, and the scores of every fold decided by its split's round
+    (``None`` for runs whose rounds carry no per-split decisions)."""
+    if not rounds or any("decision" not in r for r in rounds):
+        return None
+    picks = nested_rounds([r["decision"]["splits"] for r in rounds])
+    folds = [s["fold"] for s in rounds[0]["decision"]["splits"]]
+    fold_of = np.array(rounds[0]["folds_of_utterances"])
+    decided = np.empty(len(labels), np.int64)
+    for fold, i in zip(folds, picks):
+        rows = fold_of == fold
+        decided[rows] = np.asarray(rounds[i]["predicted"])[rows]
+    scores = decision_scores(labels, decided, n_classes=n_classes)
+    return {"rounds_by_split": [rounds[i]["round"] for i in picks], "wa": scores["wa"], "ua": scores["ua"],
+            "macro_f1": scores["macro_f1"],
+            "round": majority([rounds[i]["round"] for i in picks], [r["round"] for r in rounds])}
 
 
 def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int, k: int) -> None:
@@ -250,6 +305,8 @@ def flag_folds(folds: list[dict], *, ratio: float = 1.5) -> list[dict]:
     learnt before early stopping ended it), or the validation loss is more than ``ratio`` × the median
     of its siblings' in the same round.
     """
+    if any(f.get("val_loss") is None for f in folds):
+        return []  # no early-stopping fold: nothing to compare
     losses = np.array([f["val_loss"] for f in folds], dtype=np.float64)
     median = float(np.median(losses))
     flagged = []
@@ -285,16 +342,13 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     utts = manifest.utterances
     labels = np.array([u["label_index"] for u in utts])
     seen = training_labels(manifest, config.label_noise, config.seed)  # as training sees them (planted noise)
-    if config.utterance_classifier in ("forest", "speaker-forest"):
-        speakers = [u.get("speaker") for u in utts] if config.utterance_classifier == "speaker-forest" else None
-        feats = classifier_features(q, table["utterance"], len(utts), speakers=speakers)
-        forest = evaluate_forest(feats, labels, np.array([u["fold"] for u in utts]), seed=config.seed,
-                                 n_classes=k_classes, train_labels=seen)
-    else:  # "mean-ep": nothing to train; each held-out utterance by its own mean profile
-        probabilities = mean_ep_decisions(q, table["utterance"], len(utts))
-        predictions = probabilities.argmax(axis=1)
-        forest = ForestResult(**decision_scores(labels, predictions, n_classes=k_classes), predictions=predictions,
-                              probabilities=probabilities)
+    folds_of = np.array([u["fold"] for u in utts])
+    # Each fold decided by the rule its split chose on the other folds' profiles (the one rule unless auto).
+    decider = ProfileDecider(q, table["utterance"], seen, folds_of, [u.get("speaker") for u in utts],
+                             n_classes=k_classes, seed=config.seed)
+    probabilities, splits = nested_decisions(decider, config.decision_rules())
+    predictions = probabilities.argmax(axis=1)
+    scores = decision_scores(labels, predictions, n_classes=k_classes)
     entropy = ep_entropy(q)
     targets = run.load_targets(t, manifest)
     drift = 0.0 if t == 0 else float(np.mean(targets.argmax(1) != run.load_targets(t - 1, manifest).argmax(1)))
@@ -305,13 +359,16 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
         "round": t,
         "rule": "hard" if t == 0 else config.rule,
         "alpha": _alpha_of(config, t),
-        "wa": forest.wa,
-        "ua": forest.ua,
-        "macro_f1": forest.macro_f1,
+        "wa": scores["wa"],
+        "ua": scores["ua"],
+        "macro_f1": scores["macro_f1"],
+        "decision": {"rule": majority([s["rule"] for s in splits], DECISION_RULES), "splits": splits},
+        "predicted": predictions.tolist(),
+        "folds_of_utterances": folds_of.tolist(),
         "segment_accuracy": float(np.mean(q.argmax(axis=1) == table["label"])),
         "ep_entropy": float(entropy.mean()),
         "label_drift": drift,
-        "confusion": forest.confusion.tolist(),
+        "confusion": scores["confusion"].tolist(),
         **mean_ep_scores(q, table["utterance"], labels, k_classes),
         **validation_scores(folds, seen, k_classes),
         "label_noise": _noise_recovery(targets, table["utterance"], labels, seen) if config.label_noise else None,
@@ -320,7 +377,7 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
         "seconds": float(sum(f["seconds"] for f in folds) + sum(teachers) + time.perf_counter() - start),
         "folds": folds,
     }
-    run.write_utterance_predictions(t, manifest, forest.predictions, forest.probabilities)  # before round.json
+    run.write_utterance_predictions(t, manifest, predictions, probabilities)  # before round.json
     write_json(run.round_report(t), entry)
     return entry
 
@@ -374,9 +431,8 @@ def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     todo += [(t, k, h) for t in range(config.rounds - 1) for k in range(manifest.n_folds) for h in (0, 1)
              if config.targets == "cross-fit" and not run.teacher_done_path(t, k, h).is_file()]
     todo.sort()
-    if config.speaker_norm and todo and not run.speaker_norm.is_file():
-        log("per-speaker statistics of the log-Mel bands (one pass over the records) …")
-        run.save_speaker_norm(*speaker_tables(manifest), groups=speaker_groups(manifest))
+    if todo:
+        choose_speaker_norm(run, manifest, config, log)
     rounds = []
     if todo and not tf.config.list_physical_devices("GPU"):
         warning = cpu_time_warning(manifest, config, len(todo))
@@ -408,13 +464,18 @@ def _refine_locked(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
             f"EP entropy {entry['ep_entropy']:.3f}, label drift {100 * entry['label_drift']:.1f} %")
         report = {
             "classes": manifest.classes,
-            "protocol": {**manifest.data["folds"], "validation": "fold (k + 1) mod K stops training early",
+            "protocol": {**manifest.data["folds"],
+                         "validation": ("fold (k + 1) mod K stops training early" if config.early_stopping == "fold"
+                                        else "no early-stopping fold: each split trains on the other K − 1 folds"),
                          "utterance_classifier": UTTERANCE_CLASSIFIER_DESCRIPTIONS[config.utterance_classifier],
                          "targets": TARGET_DESCRIPTIONS[config.targets]},
             "records": record["records"],
             "baseline": load_baseline(manifest.root),  # `emorefine baseline` on these records, or None
             "config": config.to_dict(),
             "rounds": rounds,
+            "choices": json.loads(run.choices.read_text()) if run.choices.is_file() else None,
+            "selection": selection(rounds, np.array([u["label_index"] for u in manifest.utterances]),
+                                   len(manifest.classes)),
             "audit": leakage_audit(manifest.utterances, manifest.n_folds),  # speakers/texts shared across folds
         }
         write_reports(run, report)

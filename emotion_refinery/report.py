@@ -38,9 +38,15 @@ def last_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def chosen_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round ``predict`` and ``export`` use by default: the best by validation-fold UA (ties: WA, then
-    the later round), chosen without the test folds (see :func:`emotion_refinery.refinery.validation_scores`);
-    the last round for runs whose rounds have no validation scores."""
+    """The round ``predict`` and ``export`` use by default: the round most splits chose on their other folds
+    (:func:`emotion_refinery.choices.nested_rounds`; ties: the earlier round). Runs made before per-split
+    decisions: the best by validation-fold UA (ties: WA, then the later round); the last round for runs whose
+    rounds have no validation scores either."""
+    if rounds and all("decision" in r for r in rounds):
+        from emotion_refinery.choices import majority, nested_rounds
+
+        picks = nested_rounds([r["decision"]["splits"] for r in rounds])
+        return rounds[majority(picks, range(len(rounds)))]
     if any(r.get("validation_ua") is None for r in rounds):
         return last_round(rounds)
     return max(rounds, key=lambda r: (r["validation_ua"], r["validation_wa"], r["round"]))
@@ -68,8 +74,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{c['patience']}, seed {c['seed']}.",
         "",
         "| round | rule | α | WA (%) | UA (%) | macro-F1 (%) | val. WA (%) | val. UA (%) | segment acc. (%) "
-        "| EP entropy | label drift (%) | time (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| EP entropy | label drift (%) | time (s) | decided by |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     percent = lambda v: "" if v is None else f"{100 * v:.2f}"  # noqa: E731 (older runs lack some: blank)
     for r in rounds:
@@ -77,7 +83,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['round']} | {r['rule']} | {alpha} | {100 * r['wa']:.2f} | {100 * r['ua']:.2f} | "
                      f"{percent(r.get('macro_f1'))} | {percent(r.get('validation_wa'))} | "
                      f"{percent(r.get('validation_ua'))} | {100 * r['segment_accuracy']:.2f} | "
-                     f"{r['ep_entropy']:.3f} | {100 * r['label_drift']:.1f} | {r['seconds']:.0f} |")
+                     f"{r['ep_entropy']:.3f} | {100 * r['label_drift']:.1f} | {r['seconds']:.0f} | "
+                     f"{_decided_by(r, report)} |")
     lines += [
         "",
         "WA: utterance accuracy; UA: mean per-class recall; macro-F1: mean per-class F1 (utterances decided by "
@@ -85,7 +92,8 @@ def markdown(report: dict[str, Any]) -> str:
         "out-of-fold; UA and macro-F1 over the classes present). EP entropy: mean segment entropy / ln K (1 = uniform, the collapse indicator). "
         "Label drift: share of segments whose top class differs from the previous round's training labels. "
         "val. WA / UA: each fold's model deciding the utterances of its early-stopping fold by their mean "
-        "segment probability, pooled (no test fold involved; used to choose a round).",
+        "segment probability, pooled (no test fold involved; shown for comparison). Decided by: the utterance "
+        "decision rule, and in how many splits (each split chooses on its other folds, see below).",
     ]
     noisy = [r for r in rounds if r.get("label_noise")]
     if noisy:
@@ -117,10 +125,12 @@ def markdown(report: dict[str, Any]) -> str:
     if flagged:
         lines += ["", "Flagged folds (their model may be broken): " + "; ".join(
             f"round {t} fold {f['fold']}: {', '.join(f['reasons'])}" for t, f in flagged) + "."]
+    lines += _choice_lines(report)
     lines += _baseline_lines(report)
     if rounds:
         best, chosen = best_by_test_ua(rounds), chosen_round(rounds)
-        how = ("the best validation-fold UA" if chosen.get("validation_ua") is not None
+        how = ("the round most splits chose on their other folds" if "decision" in chosen
+               else "the best validation-fold UA" if chosen.get("validation_ua") is not None
                else "the last round; this run has no validation scores")
         lines += ["", f"Best by test-fold UA (chosen on test data; optimistic): round {best['round']}, "
                       f"WA {100 * best['wa']:.2f} %, UA {100 * best['ua']:.2f} %. `predict` and `export` use "
@@ -134,6 +144,54 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("audit"):  # reports made before the audit have none
         lines += ["", "## Leakage audit", ""] + audit_markdown(report["audit"])
     return "\n".join(lines) + "\n"
+
+
+def _decided_by(entry: dict[str, Any], report: dict[str, Any]) -> str:
+    """``mean-ep 9/10, forest 1/10``: the rules round ``entry``'s splits chose; runs before: the run's rule."""
+    if "decision" not in entry:
+        return report["config"].get("utterance_classifier", "forest")
+    rules = [s["rule"] for s in entry["decision"]["splits"]]
+    return ", ".join(f"{r} {rules.count(r)}/{len(rules)}" for r in dict.fromkeys(sorted(rules, key=rules.count,
+                                                                                        reverse=True)))
+
+
+def _choice_lines(report: dict[str, Any]) -> list[str]:
+    """How each split's settings were chosen without its test fold, with the evidence (runs before: none)."""
+    choices, rounds, selected = report.get("choices"), report["rounds"], report.get("selection")
+    if not choices and not selected:
+        return []
+    lines = ["", "## Choices made without the test fold", ""]
+    norm = (choices or {}).get("speaker_norm")
+    if norm:
+        on, k = sum(norm["splits"]), len(norm["splits"])
+        share = norm["confound"]["single_class_share"]
+        confound = ("no speaker ids" if share is None else
+                    f"{100 * share:.1f} % of the utterances come from the {norm['confound']['single_class_speakers']} "
+                    f"of {norm['confound']['speakers']} speakers who show a single class")
+        if norm["mode"] == "auto":
+            ev = norm["evidence"]
+            lines.append(
+                f"- Speaker normalisation of the log-Mel bands (`--speaker-norm auto`): on in {on} of {k} splits. "
+                "Evidence, per split on its other folds only (leave-one-fold-out UA of an RBF SVM on each utterance's "
+                "band means and deviations, without / with per-speaker z-normalisation): "
+                + "; ".join(f"split {e['fold']} {100 * e['off']:.1f} / {100 * e['on']:.1f}" for e in ev) + f". {confound}.")
+        else:
+            lines.append(f"- Speaker normalisation of the log-Mel bands: {norm['mode']} (set, not chosen); {confound}.")
+    for r in rounds:
+        if "decision" not in r:
+            continue
+        splits = r["decision"]["splits"]
+        mean = {rule: np.mean([s["scores"][rule] for s in splits]) for rule in splits[0]["scores"]}
+        lines.append(f"- Round {r['round']}, utterance decision rule: {_decided_by(r, report)}; inner UA (mean over "
+                     "splits, each on its other folds): " + ", ".join(f"{rule} {100 * v:.1f}" for rule, v in mean.items())
+                     + ".")
+    if selected:
+        lines.append(f"- Round: each split chose the round whose rule scored best on its other folds (rounds "
+                     f"{selected['rounds_by_split']} for splits 0–{len(selected['rounds_by_split']) - 1}). Every fold "
+                     f"decided by its split's round: **WA {100 * selected['wa']:.2f} %, UA {100 * selected['ua']:.2f} "
+                     f"%** — the figure to quote for this run. `predict` and `export` use round {selected['round']}, "
+                     "the one most splits chose.")
+    return lines
 
 
 def _baselines(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -162,8 +220,13 @@ def _baseline_lines(report: dict[str, Any]) -> list[str]:
         return lines
     f1 = f"{100 * r0['macro_f1']:.2f}" if "macro_f1" in r0 else ""
     lines.append(f"| round 0 (this run) | {100 * r0['wa']:.2f} | {100 * r0['ua']:.2f} | {f1} |")
-    name, b = found[0]
-    lines += ["", f"Round 0 vs {name.removeprefix('baseline: ')}: WA {100 * (r0['wa'] - b['wa']):+.2f}, "
+    selected = report.get("selection")
+    if selected and len(report["rounds"]) > 1:
+        lines.append(f"| each split's chosen round (this run) | {100 * selected['wa']:.2f} | {100 * selected['ua']:.2f}"
+                     f" | {100 * selected['macro_f1']:.2f} |")
+    name, b = max(found, key=lambda nb: (nb[1]["wa"], nb[1]["ua"]))
+    stronger = "the stronger of the baselines, " if len(found) > 1 else ""
+    lines += ["", f"Round 0 vs {stronger}{name.removeprefix('baseline: ')}: WA {100 * (r0['wa'] - b['wa']):+.2f}, "
                   f"UA {100 * (r0['ua'] - b['ua']):+.2f} points (`emorefine baseline` on the same records)."]
     return lines
 

@@ -4,7 +4,8 @@
 
     RUN_DIR/
       config.json                         the resolved settings + the records they ran on
-      speaker-norm.npz                    per-utterance shift and scale (only with --speaker-norm)
+      choices.json                        per split: speaker normalisation, and the evidence it was chosen on
+      speaker-norm.npz                    per-utterance shift and scale (when some split normalises)
       rounds/round-00/labels/*.tfrecord   targets round 0 trained on (one per feature shard, same name)
       rounds/round-01/labels-split-03/*.tfrecord   with --targets cross-fit: split 3's targets of its training
                                           folds, from round 0's teachers of split 3 (none saw fold 3)
@@ -51,6 +52,19 @@ class RunDir:
     report_json = property(lambda self: self.root / "report.json")
     report_md = property(lambda self: self.root / "report.md")
     speaker_norm = property(lambda self: self.root / "speaker-norm.npz")
+    choices = property(lambda self: self.root / "choices.json")
+
+    def speaker_norm_splits(self, n_folds: int) -> list[bool]:
+        """Whether split k's models z-normalise each speaker's bands, for every k: ``choices.json``, else (runs
+        made before it) the run's ``speaker_norm`` setting."""
+        if self.choices.is_file():
+            return [bool(v) for v in json.loads(self.choices.read_text())["speaker_norm"]["splits"]]
+        value = json.loads(self.config.read_text())["config"].get("speaker_norm", False)
+        return [value in (True, "on")] * n_folds
+
+    def normalises(self, k: int, n_folds: int) -> bool:
+        """Whether split ``k``'s models (and teachers) read speaker-normalised bands."""
+        return self.speaker_norm_splits(n_folds)[k]
 
     @contextlib.contextmanager
     def lock(self, command: str = "emorefine") -> Iterator[None]:

@@ -163,8 +163,10 @@ class ValidationDecisions(keras.callbacks.Callback):
 def _check_losses(history: dict, name: str) -> None:
     """Raise :class:`TrainingError` naming the first epoch whose training or validation loss is not finite."""
     losses = [float(v) for v in history.get("loss", [])]
+    validated = "val_loss" in history  # not without an early-stopping fold
     val_losses = [float(v) for v in history.get("val_loss", [])]
-    val_losses += [np.nan] * (len(losses) - len(val_losses))  # TerminateOnNaN ended an epoch before validation
+    # TerminateOnNaN ended an epoch before validation; without validation there is nothing to pad
+    val_losses += [np.nan if validated else 0.0] * (len(losses) - len(val_losses))
     bad = [e for e, pair in enumerate(zip(losses, val_losses)) if not np.all(np.isfinite(pair))]
     if bad or not losses:
         raise TrainingError(f"{name}: the loss became NaN or infinite in epoch {bad[0] + 1 if bad else 1} "
@@ -292,19 +294,20 @@ def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: 
                              seed=seed, cache=cache, stride=config.train_stride, augment=augment,
                              normalize=normalize, shuffle_buffer=buffer, segments_from=config.segments_from,
                              drop_remainder=replicas.count > 1)
-    val_batch = even_batch_size(count_training_segments(manifest, [val_fold], config.train_stride), 512,
-                                replicas.count)
-    val = training_dataset(manifest, labels_dir=val_labels, folds=[val_fold], batch_size=val_batch,
-                           cache=config.cache, stride=config.train_stride, shuffle=False, normalize=normalize,
-                           segments_from=config.segments_from)
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
+    val, stopping = None, None
+    callbacks = [keras.callbacks.TerminateOnNaN(),
+                 keras.callbacks.TensorBoard(log_dir=str(logs_dir), write_graph=False, profile_batch=0)]
+    if val_fold is not None:  # without one (early_stopping none), every epoch trains and the last one is kept
+        val_batch = even_batch_size(count_training_segments(manifest, [val_fold], config.train_stride), 512,
+                                    replicas.count)
+        val = training_dataset(manifest, labels_dir=val_labels, folds=[val_fold], batch_size=val_batch,
+                               cache=config.cache, stride=config.train_stride, shuffle=False, normalize=normalize,
+                               segments_from=config.segments_from)
         # Early stopping watches the validation loss only from epoch `min_epochs` on: in the first epochs
         # the inference-mode loss is still unstable (BN statistics settling) and would stop a fold for good.
-        stopping := keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
-                                                  restore_best_weights=True, start_from_epoch=config.min_epochs),
-        keras.callbacks.TensorBoard(log_dir=str(logs_dir), write_graph=False, profile_batch=0),
-    ]
+        stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                 restore_best_weights=True, start_from_epoch=config.min_epochs)
+        callbacks.insert(1, stopping)
     if tasks_left is not None:
         callbacks.append(RemainingTime(tasks_left=tasks_left, epochs=config.epochs, log=log))
     try:  # end_callbacks after EarlyStopping, whose on_train_end restores the best weights first
@@ -315,7 +318,8 @@ def _fit(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, seed: 
         raise
     _check_losses(history.history, name)
     # The weights kept: the best monitored epoch's, or the last epoch's when none was monitored.
-    best = stopping.best_epoch if stopping.best_weights is not None else len(history.history["val_loss"]) - 1
+    monitored = stopping is not None and stopping.best_weights is not None
+    best = stopping.best_epoch if monitored else len(history.history["loss"]) - 1
     return model, history.history, best, n_train
 
 
@@ -411,17 +415,18 @@ def train_fold(
         The fold's summary, also written to ``done/fold-KK.json`` as the completion mark.
     """
     start = time.perf_counter()
-    train_folds, val_fold = split_folds(manifest.n_folds, k)
+    train_folds, val_fold = split_folds(manifest.n_folds, k, validation=config.early_stopping == "fold")
     seed = fold_seed(config.seed, t, k)
     last = t == config.rounds - 1
     cross_fit = config.split_targets_round(t)  # split k trains on its own targets
     learned = RULES[config.rule].learned
     rule = None if last or config.targets == "cross-fit" or learned else config.rule
-    normalize = run.load_speaker_norm() if config.speaker_norm else None
+    normalize = run.load_speaker_norm() if run.normalises(k, manifest.n_folds) else None
     oof = OutOfFoldLabels(manifest, run, t=t, k=k, rule=rule, alpha=None if rule is None else config.alphas()[t + 1],
                           normalize=normalize, source=config.label_source, labels=given_labels(manifest, config),
                           segments_from=config.segments_from)
-    decisions = ValidationDecisions(manifest, fold=val_fold, normalize=normalize, segments_from=config.segments_from)
+    decisions = None if val_fold is None else ValidationDecisions(manifest, fold=val_fold, normalize=normalize,
+                                                                  segments_from=config.segments_from)
     def fold_targets(fold):  # the targets of a training fold this round trains on
         return run.load_fold_targets(t, manifest, fold, split=k if cross_fit else None)
 
@@ -429,22 +434,25 @@ def train_fold(
     model, history, best, n_train = fit(
         manifest, run, config, seed=seed, train_folds=train_folds, val_fold=val_fold,
         train_labels=run.labels_dir(t, k if cross_fit else None), val_labels=run.labels_dir(0 if cross_fit else t),
-        exclude_folds=(k, val_fold), normalize=normalize, logs_dir=run.logs_dir(t, k), end_callbacks=[decisions, oof],
+        exclude_folds=(k,) if val_fold is None else (k, val_fold), normalize=normalize, logs_dir=run.logs_dir(t, k),
+        end_callbacks=[c for c in (decisions, oof) if c is not None],
         name=f"round {t}, fold {k}", verbose=verbose, log=log, tasks_left=tasks_left, **extra)
     if learned and not last:  # split k's own targets for round t + 1: its learned labels
         _write_learned_labels(manifest, run, t=t, k=k, train_folds=train_folds, labels=history.pop("learned"),
                               rows=history.pop("rows"), fold_targets=fold_targets)
-    val_losses = [float(v) for v in history["val_loss"]]
+    val_losses = [float(v) for v in history.get("val_loss", [])]
     with atomic_path(run.model_path(t, k), keep_suffix=True) as tmp:
         model.save(tmp)
     seconds = time.perf_counter() - start
     info = {"round": t, "fold": k, "validation_fold": val_fold, "train_segments": n_train,
-            "epochs": len(val_losses), "best_epoch": best + 1, "val_loss": val_losses[best],
-            "seconds": seconds, "oof_seconds": oof.seconds, "seed": seed,
-            "validation_decisions": {str(u): c for u, c in decisions.decisions.items()}}
+            "epochs": len(history["loss"]), "best_epoch": best + 1, "val_loss": val_losses[best] if val_losses else None,
+            "seconds": seconds, "oof_seconds": oof.seconds, "seed": seed}
+    if decisions is not None:
+        info["validation_decisions"] = {str(u): c for u, c in decisions.decisions.items()}
     run.write_done(t, k, info)
+    loss = "no early-stopping fold" if info["val_loss"] is None else f"val_loss {info['val_loss']:.4f}"
     log(f"round {t} fold {k + 1}/{manifest.n_folds}: {info['epochs']} epochs (best {info['best_epoch']}), "
-        f"val_loss {info['val_loss']:.4f}, {seconds:.1f} s (out-of-fold step {oof.seconds:.1f} s)")
+        f"{loss}, {seconds:.1f} s (out-of-fold step {oof.seconds:.1f} s)")
     return info
 
 
@@ -489,11 +497,11 @@ def train_teacher(
     the targets of the model that is tested on it.
     """
     start = time.perf_counter()
-    train_folds, val_fold = split_folds(manifest.n_folds, k)
+    train_folds, val_fold = split_folds(manifest.n_folds, k, validation=config.early_stopping == "fold")
     halves = teacher_halves(train_folds)
     seed = fold_seed(config.seed + 7_919 * (h + 1), t, k)
     name = f"round {t}, split {k}, teacher {h}"
-    normalize = run.load_speaker_norm() if config.speaker_norm else None
+    normalize = run.load_speaker_norm() if run.normalises(k, manifest.n_folds) else None
     targets = _TeacherTargets(manifest, run, t=t, k=k, folds=halves[1 - h], rule=config.rule,
                               alpha=config.alphas()[t + 1], name=name, normalize=normalize,
                               source=config.label_source, labels=given_labels(manifest, config),
@@ -501,13 +509,16 @@ def train_teacher(
     _, history, best, n_train = _fit(
         manifest, run, config, seed=seed, train_folds=halves[h], val_fold=val_fold,
         train_labels=run.labels_dir(t, k if config.cross_fit_round(t) else None), val_labels=run.labels_dir(0),
-        exclude_folds=tuple(halves[1 - h]) + (k, val_fold), normalize=normalize, logs_dir=run.logs_dir(t, k) / f"teacher-{h}",
+        exclude_folds=tuple(halves[1 - h]) + ((k,) if val_fold is None else (k, val_fold)), normalize=normalize,
+        logs_dir=run.logs_dir(t, k) / f"teacher-{h}",
         end_callbacks=[targets], name=name, verbose=verbose, log=log, tasks_left=tasks_left)
     seconds = time.perf_counter() - start
     info = {"round": t, "split": k, "teacher": h, "train_folds": halves[h], "predicted_folds": halves[1 - h],
-            "validation_fold": val_fold, "train_segments": n_train, "epochs": len(history["val_loss"]),
-            "best_epoch": best + 1, "val_loss": float(history["val_loss"][best]), "seconds": seconds, "seed": seed}
+            "validation_fold": val_fold, "train_segments": n_train, "epochs": len(history["loss"]),
+            "best_epoch": best + 1, "val_loss": float(history["val_loss"][best]) if "val_loss" in history else None,
+            "seconds": seconds, "seed": seed}
     write_json(run.teacher_done_path(t, k, h), info)
+    loss = "no early-stopping fold" if info["val_loss"] is None else f"val_loss {info['val_loss']:.4f}"
     log(f"round {t} split {k + 1}/{manifest.n_folds} teacher {h + 1}/2: {info['epochs']} epochs "
-        f"(best {info['best_epoch']}), val_loss {info['val_loss']:.4f}, {seconds:.1f} s")
+        f"(best {info['best_epoch']}), {loss}, {seconds:.1f} s")
     return info

@@ -45,7 +45,7 @@ def test_planted_overlaps_are_counted_exactly():
     assert (rows[2]["speaker_share"], rows[2]["text_share"], rows[2]["shared_ids"]) == (0.5, 0.0, 0)
     s = audit["summary"]
     assert s == {"utterances": 6, "speaker_share": 0.5, "text_share": pytest.approx(1 / 6), "shared_ids": 1,
-                 "speaker_dependent": True, "text_dependent": True}
+                 "speaker_dependent": True, "text_dependent": True, "confound": {"speakers": 0, "single_class_speakers": 0, "single_class_share": None}}
     assert audit["warning"] == (
         "speaker-dependent protocol: 50 % of held-out utterances have their speaker in the training folds; "
         "text-dependent: 16.7 % have their text in the training folds; "
@@ -65,7 +65,7 @@ def test_no_overlap_and_unknown_fields():
     loso = [utt(f"u{i}", i, f"spk{i}", f"text{i}") for i in range(4)]
     audit = leakage_audit(loso, 4)
     assert audit["summary"] == {"utterances": 4, "speaker_share": 0.0, "text_share": 0.0, "shared_ids": 0,
-                                "speaker_dependent": False, "text_dependent": False}
+                                "speaker_dependent": False, "text_dependent": False, "confound": {"speakers": 0, "single_class_speakers": 0, "single_class_share": None}}
     assert audit["warning"] == ("speaker-independent: no held-out utterance has its speaker in the training folds; "
                                 "text-independent: no held-out utterance has its text in the training folds")
     # Entries of a manifest made before texts were stored (no "text" key), and a corpus without speakers.
@@ -74,6 +74,23 @@ def test_no_overlap_and_unknown_fields():
     assert audit["summary"]["speaker_share"] is None and audit["summary"]["text_share"] is None
     assert all(r["speaker_share"] is None and r["shared_speakers"] == 0 for r in audit["folds"])
     assert audit["warning"] == "speakers unknown (the corpus gives none); texts unknown (the corpus gives none)"
+
+
+def test_speakers_who_show_a_single_class_are_counted_and_warned_about():
+    # URDU-like: speakers A and B show one class each; C shows two. 4 of the 6 labelled utterances are A's or B's.
+    utts = [{**utt(f"u{i}", i % 3, s), "label": c} for i, (s, c) in enumerate(
+        [("A", "sad"), ("A", "sad"), ("B", "angry"), ("B", "angry"), ("C", "sad"), ("C", "happy")])]
+    utts.append({**utt("u6", 0, "C"), "label": None})  # unlabelled: not counted
+    audit = leakage_audit(utts, 3)
+    assert audit["summary"]["confound"] == {"speakers": 3, "single_class_speakers": 2,
+                                            "single_class_share": pytest.approx(4 / 6)}
+    assert audit["warning"].endswith("66.7 % of utterances come from the 2 of 3 speakers who show a single class "
+                                     "(speakers and emotions confounded: normalising a speaker by their own "
+                                     "statistics would erase the emotion)")
+    balanced = [{**u, "label": ("sad", "happy")[i % 2]} for i, u in enumerate(utts[:6])]  # every speaker: both
+    audit = leakage_audit(balanced, 3)
+    assert audit["summary"]["confound"]["single_class_share"] == 0.0
+    assert audit["warning"].endswith("0 % of utterances come from the 0 of 3 speakers who show a single class")
 
 
 def test_everything_shared_as_in_stratified_folds_of_an_acted_corpus():

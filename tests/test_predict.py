@@ -125,7 +125,7 @@ def test_export_reloads_to_the_same_probabilities(run_dir, tmp_path, fmt):
 
 
 @pytest.mark.slow
-def test_default_round_is_chosen_on_validation_folds_not_by_test_ua(run_dir, tmp_path):
+def test_default_round_is_the_one_most_splits_chose_on_their_other_folds_not_by_test_ua(run_dir, tmp_path):
     import shutil
 
     from emotion_refinery.report import best_by_test_ua
@@ -134,10 +134,13 @@ def test_default_round_is_chosen_on_validation_folds_not_by_test_ua(run_dir, tmp
     shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("logs", "plots", "export"))
     report = json.loads((run / "report.json").read_text())
     assert [r["round"] for r in report["rounds"]] == [0, 1]
-    assert all(r["validation_ua"] is not None for r in report["rounds"])
-    # As if round 0 had done far better on the test folds, and round 1 on the validation folds.
-    report["rounds"][0].update(wa=0.99, ua=0.99, validation_wa=0.2, validation_ua=0.2)
-    report["rounds"][1].update(wa=0.10, ua=0.10, validation_wa=0.8, validation_ua=0.8)
+    assert all(len(r["decision"]["splits"]) == 3 for r in report["rounds"])
+    # As if round 0 had done far better on the test folds, and round 1 on every split's other folds.
+    report["rounds"][0].update(wa=0.99, ua=0.99, validation_wa=0.9, validation_ua=0.9)
+    report["rounds"][1].update(wa=0.10, ua=0.10, validation_wa=0.2, validation_ua=0.2)
+    for t, score in ((0, 0.2), (1, 0.8)):
+        for split in report["rounds"][t]["decision"]["splits"]:
+            split["scores"] = {rule: score for rule in split["scores"]}
     (run / "report.json").write_text(json.dumps(report))
     assert best_by_test_ua(report["rounds"])["round"] == 0
     assert default_round(run) == 1
@@ -146,7 +149,7 @@ def test_default_round_is_chosen_on_validation_folds_not_by_test_ua(run_dir, tmp
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["round"] == 1
     # An oof run's refined round was chosen on validation folds its teachers saw: predict says so.
-    assert "note: round 1 was chosen on the validation folds" in result.stderr and "--round 0" in result.stderr
+    assert "note: round 1 was chosen on figures its teachers leaked into" in result.stderr and "--round 0" in result.stderr
     chosen = CliRunner().invoke(main, ["predict", str(run), good, "--round", "0"])
     assert json.loads(chosen.stdout)[0]["round"] == 0 and "note: round" not in chosen.stderr
     exported = CliRunner().invoke(main, ["export", str(run), "-o", str(tmp_path / "cli-export")])

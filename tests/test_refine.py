@@ -396,6 +396,28 @@ def test_speaker_forest_normalises_each_speakers_statistics_by_their_own(quick_r
                                rtol=1e-6)
 
 
+def test_without_an_early_stopping_fold_each_split_trains_on_every_other_fold(quick_records, quick_manifest,
+                                                                               tmp_path):
+    from emotion_refinery.datasets import count_training_segments
+
+    config = RefineConfig(**{**QUICK.to_dict(), "rounds": 2, "epochs": 2, "early_stopping": "none"})
+    report, lines = _run(quick_records, tmp_path / "run", config)
+    run = RunDir(tmp_path / "run")
+    for t in (0, 1):
+        for k in range(QUICK_FOLDS):
+            info = run.fold_info(t, k)
+            others = [f for f in range(QUICK_FOLDS) if f != k]
+            assert info["validation_fold"] is None and info["val_loss"] is None and info["epochs"] == 2
+            assert info["train_segments"] == count_training_segments(quick_manifest, others, config.train_stride)
+            assert "validation_decisions" not in info
+    assert all(r["validation_ua"] is None and r["flagged_folds"] == [] for r in report["rounds"])
+    assert report["protocol"]["validation"].startswith("no early-stopping fold")
+    assert report["selection"]["round"] in (0, 1)  # rounds are still chosen, on the other folds' profiles
+    assert any("no early-stopping fold" in line for line in _fold_lines(lines))
+    with pytest.raises(EmorefineError, match="Received: rule='lcw' with early_stopping='none'"):
+        RefineConfig(**{**QUICK.to_dict(), "rule": "lcw", "early_stopping": "none"})
+
+
 def test_rerun_of_a_finished_run_trains_nothing(quick_run, quick_records):
     out, report, _ = quick_run
     before = _mtimes(out, "rounds/*/done/*.json") | _mtimes(out, "rounds/*/models/*.keras")
@@ -581,9 +603,10 @@ def _assert_nothing_trained(out):
     ({"label_source": "annotators"}, "Received: label_source='annotators'; expected one of labels, votes"),
     ({"label_noise": 1.0}, "Received: label_noise=1.0; expected a share in [0, 1)"),
     ({"label_noise": 0.1, "label_source": "votes"}, "Received: label_noise=0.1 with label_source='votes'"),
-    ({"utterance_classifier": "svm"}, "Received: utterance_classifier='svm'; expected one of forest, speaker-forest, mean-ep"),
+    ({"utterance_classifier": "svm"}, "Received: utterance_classifier='svm'; expected one of auto, mean-ep, forest, speaker-forest"),
     ({"rule": "lcw", "targets": "cross-fit"}, "Received: rule='lcw' with targets='cross-fit'"),
     ({"rule": "lcw", "mixup": 0.2}, "Received: rule='lcw' with mixup=0.2"),
+    ({"speaker_norm": "maybe"}, "Received: speaker_norm='maybe'; expected one of auto, on, off"),
 ])
 def test_bad_settings_are_refused(settings, message):
     with pytest.raises(EmorefineError, match=re.escape(message)):

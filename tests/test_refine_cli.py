@@ -276,3 +276,22 @@ def test_every_setting_is_a_flag_generated_from_the_dataclass():
         assert isinstance(params[name].type, click.Choice) and tuple(params[name].type.choices) == tuple(values)
     assert params["spec_augment"].is_bool_flag and params["spec_augment"].secondary_opts == ["--no-spec-augment"]
     assert params["epochs"].type.min == 1 and params["patience"].type.min == 0
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--speaker-norm"], "on"), (["--speaker-norm", "auto"], "auto"), (["--speaker-norm", "off"], "off"),
+    (["--no-speaker-norm"], "off"), (["--speaker-norm", "--epochs", "2"], "on"), ([], None),
+])
+def test_speaker_norm_takes_a_mode_and_stays_a_switch(tmp_path, flags, expected):
+    from cli.refine import _former_switches, refine
+
+    params = refine.make_context("refine", [str(tmp_path), "-o", str(tmp_path / "run"), *flags]).params
+    _former_switches(params)
+    assert params["speaker_norm"] == expected and "no_speaker_norm" not in params
+
+
+def test_speaker_norm_on_and_off_at_once_exit_2(records, tmp_path):
+    out = tmp_path / "run"
+    _refused(invoke("refine", records, "-o", out, "--speaker-norm", "on", "--no-speaker-norm"), out,
+             "Received: --speaker-norm on and --no-speaker-norm; expected one of them")
+    _refused(invoke("refine", records, "-o", out, "--speaker-norm", "sometimes"), out, "'sometimes' is not one of")

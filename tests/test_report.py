@@ -221,3 +221,45 @@ def test_plot_functions_take_plain_data(tmp_path):
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []  # every figure closed
+
+
+def _split(fold, rule, scores):
+    return {"fold": fold, "rule": rule, "scores": scores}
+
+
+def test_each_split_chooses_its_round_on_its_other_folds_and_predict_takes_the_majority():
+    from emotion_refinery.report import chosen_round, markdown
+
+    # Round 0 is better on the test folds, but splits 0 and 2 score round 1 higher on their other folds.
+    splits = [[_split(0, "mean-ep", {"mean-ep": 0.5, "forest": 0.4}), _split(1, "forest", {"mean-ep": 0.5, "forest": 0.7}),
+               _split(2, "mean-ep", {"mean-ep": 0.6, "forest": 0.3})],
+              [_split(0, "mean-ep", {"mean-ep": 0.6, "forest": 0.4}), _split(1, "forest", {"mean-ep": 0.2, "forest": 0.6}),
+               _split(2, "forest", {"mean-ep": 0.5, "forest": 0.65})]]
+    rounds = [{**r, "decision": {"rule": s[0]["rule"], "splits": s}, "validation_wa": 0.9, "validation_ua": 0.9}
+              for r, s in zip(REPORT["rounds"], splits)]
+    assert chosen_round(rounds)["round"] == 1  # rounds [1, 0, 1] by split
+    report = {**REPORT, "rounds": rounds,
+              "selection": {"rounds_by_split": [1, 0, 1], "wa": 0.7, "ua": 0.65, "macro_f1": 0.6, "round": 1},
+              "choices": {"speaker_norm": {"mode": "auto", "splits": [True, False, True],
+                                           "confound": {"speakers": 5, "single_class_speakers": 4,
+                                                        "single_class_share": 0.8},
+                                           "evidence": [{"fold": k, "off": 0.5, "on": v, "speaker_norm": v > 0.5}
+                                                        for k, v in enumerate((0.6, 0.4, 0.7))]}}}
+    md = markdown(report)
+    assert "| 1 | wdsl | 0.2 | 60.00 | 60.00 |" in md and "| mean-ep 2/3, forest 1/3 |" in md
+    assert ("on in 2 of 3 splits. Evidence, per split on its other folds only" in md
+            and "split 1 50.0 / 40.0" in md and "80.0 % of the utterances come from the 4 of 5 speakers" in md)
+    assert "Round 1, utterance decision rule: forest 2/3, mean-ep 1/3; inner UA (mean over splits" in md
+    assert "(rounds [1, 0, 1] for splits 0–2)" in md and "**WA 70.00 %, UA 65.00 %**" in md
+    assert "`predict` and `export` use round 1 (the round most splits chose on their other folds" in md
+
+
+def test_round_0_is_compared_with_the_stronger_baseline():
+    from emotion_refinery.report import markdown
+
+    report = {**REPORT, "records": {"path": "/records", "manifest_sha256": "abc"},
+              "baseline": {"plain": {"wa": 0.5, "ua": 0.45, "macro_f1": 0.4, "manifest_sha256": "abc"},
+                           "speaker_norm": {"wa": 0.8, "ua": 0.7, "macro_f1": 0.6, "manifest_sha256": "abc"}}}
+    md = markdown(report)
+    assert ("Round 0 vs the stronger of the baselines, eGeMAPSv02 + SVM, speaker-normalised (same folds): "
+            "WA +10.00, UA +20.00 points") in md

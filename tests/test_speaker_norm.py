@@ -157,3 +157,74 @@ def test_refine_and_predict_normalise_alike(built, tmp_path):
     result = CliRunner().invoke(main, ["predict", str(run_dir), *files[:2], "--round", "0"])
     assert result.exit_code == 0, result.output
     assert "taken as one speaker's audio" in result.output
+
+
+@pytest.mark.slow
+def test_auto_chooses_per_split_and_predict_uses_what_most_splits_chose(built, tmp_path):
+    """speaker_norm and utterance_classifier 'auto': every split decides on its other folds; each fold model reads
+    the bands its split chose; report.md shows the evidence; predict ensembles the folds of the majority choice."""
+    import json
+
+    import keras
+
+    from emotion_refinery.inference import Predictor, deployed_choices
+    from emotion_refinery.refine_config import resolve_config
+    from emotion_refinery.refinery import refine
+    from emotion_refinery.run_dir import RunDir
+
+    run_dir = tmp_path / "run"
+    config = resolve_config(backbone="small", rounds=2, epochs=1, batch_size=64, preset="fast", speaker_norm="auto",
+                            utterance_classifier="auto", targets="oof", rule="gsl")
+    lines = []
+    report = refine(built.root, run_dir, config, verbose=0, log=lines.append, verify=False)
+    run = RunDir(run_dir)
+    norm = json.loads(run.choices.read_text())["speaker_norm"]
+    assert norm["mode"] == "auto" and [e["fold"] for e in norm["evidence"]] == [0, 1, 2]
+    assert norm["splits"] == [e["on"] > e["off"] for e in norm["evidence"]]
+    assert any("choosing speaker normalisation per split" in line for line in lines)
+    for k, on in enumerate(norm["splits"]):  # a normalising split's model sees standardised bands already
+        layer = keras.models.load_model(run.model_path(0, k)).get_layer("band_normalization")
+        assert np.allclose(np.ravel(layer.mean), 0) == on
+    for r in report["rounds"]:
+        splits = r["decision"]["splits"]
+        assert [s["fold"] for s in splits] == [0, 1, 2] and all(len(s["scores"]) == 3 for s in splits)
+    selected = report["selection"]
+    assert len(selected["rounds_by_split"]) == 3 and set(selected["rounds_by_split"]) <= {0, 1}
+    text = run.report_md.read_text()
+    assert "## Choices made without the test fold" in text and "split 0 " in text
+    assert f"`predict` and `export` use round {selected['round']}" in text
+
+    chosen = deployed_choices(run_dir, selected["round"])
+    assert chosen["folds"] == [k for k, v in enumerate(norm["splits"]) if v == chosen["speaker_norm"]]
+    # Splits that disagree: the ensemble keeps the fold models of the majority choice only.
+    mixed = {**norm, "splits": [True, False, False]}
+    run.choices.write_text(json.dumps({"speaker_norm": mixed}))
+    predictor = Predictor(run_dir, t=0)
+    assert predictor.folds == [1, 2] and not predictor.speaker_norm
+    assert predictor.utterance_classifier == report["rounds"][0]["decision"]["rule"]
+    assert [layer.name for layer in predictor.model.layers if layer.name.startswith("fold_")] == ["fold_01", "fold_02"]
+
+
+@pytest.mark.slow
+def test_explicit_speaker_norm_on_confounded_speakers_warns_with_the_figure(synthetic_corpus, tmp_path):
+    """Speakers who each show one class: --speaker-norm on trains, but warns with the share of such utterances."""
+    from emotion_refinery.refine_config import resolve_config
+    from emotion_refinery.refinery import refine
+
+    root, csv_path = synthetic_corpus
+    rows = list(csv.DictReader(open(csv_path)))
+    for row in rows:  # one speaker per class: every speaker shows a single class
+        row["speaker"] = f"spk-{row['label']}"
+    confounded = tmp_path / "confounded.csv"
+    with open(confounded, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    build_records(root, tmp_path / "rec", corpus="csv", manifest=confounded, features=FEATURES, n_folds=3,
+                  workers=1)
+    lines = []
+    refine(tmp_path / "rec", tmp_path / "run", resolve_config(backbone="small", rounds=1, epochs=1, batch_size=64,
+                                                              preset="fast", speaker_norm="on"),
+           verbose=0, log=lines.append, verify=False)
+    assert any(line.startswith("warning: --speaker-norm on, but 100 % of the utterances come from speakers who show "
+                               "a single class") for line in lines), lines
