@@ -48,6 +48,10 @@ def baseline(records_dir, speaker_norm, label_noise, seed, as_json, quiet):
                f"{', cached features' if result['cached'] else ''})")
     click.echo(f"Wrote {result['path']}")
     confound = result["confound"]
-    if speaker_norm and (confound["single_class_share"] or 0) > CONFOUND_WARNING:
+    if confound["single_class_share"] is None:
+        return
+    if speaker_norm and confound["single_class_share"] > CONFOUND_WARNING:
         click.echo(f"warning: {confound_text(confound)}; the speaker-normalised figure says little about emotion "
                    "here", err=True)
+    else:
+        click.echo(f"Speakers: {confound_text(confound)}")

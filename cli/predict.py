@@ -24,10 +24,10 @@ from cli import options
 def predict(run_dir, audio, output, round_, fmt):
     """Emotion profile and utterance decision for each AUDIO file, with RUN_DIR's models.
 
-    For a run made with --speaker-norm or --utterance-classifier speaker-forest (both in the cpu
-    preset), the AUDIO files of one call are one speaker's audio: their log-Mel bands and their
-    utterance statistics are normalised by those of all of them (give a speaker's files together;
-    a speaker-forest run decides a single file by its mean profile).
+    For a run whose models normalise speakers (--speaker-norm, or auto where most splits chose it) or
+    whose decision rule is speaker-forest, the AUDIO files of one call are one speaker's audio: their
+    log-Mel bands and their utterance statistics are normalised by those of all of them (give a
+    speaker's files together; a speaker-forest run decides a single file by its mean profile).
     Files that cannot be used are reported with their reason; the others are still
     predicted. Exit status 1 only when no file could be predicted.
     """

@@ -212,10 +212,12 @@ def test_cli(opensmile, records, tmp_path):
     assert result.exit_code == 0, result.output
     assert "WA " in result.output and "UA " in result.output and "macro-F1" in result.output
     assert f"Wrote {records / B.RESULT_NAME}" in result.output
+    assert "Speakers: 0 % of utterances come from the 0 of 3 speakers who show a single class" in result.output
     result = invoke(records, "--speaker-norm", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["speaker_norm"] is True and out["cached"] is True and out["n_utterances"] == 12
+    assert out["confound"] == {"speakers": 3, "single_class_speakers": 0, "single_class_share": 0.0}
 
     result = invoke(tmp_path / "missing")
     assert result.exit_code == 2
@@ -229,6 +231,18 @@ def test_cli(opensmile, records, tmp_path):
     os.remove(source)
     result = invoke(records, "--quiet")
     assert result.exit_code == 1 and source in result.output and "Received: path=" in result.output
+
+
+def test_speaker_norm_on_confounded_speakers_warns_with_the_figure(opensmile, emodb_dir, tmp_path):
+    # Each speaker shows one emotion (as 26 of URDU's 29 do): normalising a speaker erases their emotion.
+    rows = ["path,label,speaker"] + [f"{p},{p.stem[5]},spk{p.stem[5]}" for p in sorted(emodb_dir.glob("*.wav"))]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    build_records(emodb_dir, tmp_path / "rec", corpus="csv", manifest=tmp_path / "m.csv",
+                  features=FeatureConfig(segment_hop=4), n_folds=3, workers=1)
+    result = invoke(tmp_path / "rec", "--speaker-norm", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert ("warning: 100 % of utterances come from the 4 of 4 speakers who show a single class (speakers and "
+            "emotions confounded") in result.stderr
 
 
 def test_missing_opensmile_names_the_extra(records, monkeypatch):
