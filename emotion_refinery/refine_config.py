@@ -208,7 +208,7 @@ HELP = {
     "speaker_norm": "Z-normalise every Mel band of each speaker's segments by that speaker's own statistics (no "
                     "labels; utterances without a speaker id by their own): on, off, or auto: per split, on when "
                     "an SVM on the utterances' band means and deviations scores better with it in a cross-validation "
-                    "over the other folds (off where most speakers show one emotion). --speaker-norm alone: on.",
+                    "over the other folds (off where most speakers show one emotion).",
     "targets": "Refined rounds' targets: oof, the previous round's out-of-fold predictions (the papers'; split k "
                "learns from models that saw fold k), or cross-fit, per split from two teachers on halves of its "
                "training folds (no leak; about twice the training).",
