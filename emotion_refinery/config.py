@@ -135,13 +135,14 @@ PRESETS: Mapping[str, Preset] = types.MappingProxyType({
         Preset("fast", "CPU-sized work: 8-frame (80 ms) segment hop, 10 folds, 6 epochs, BN momentum 0.9",
                FeatureConfig(segment_hop=8), training={"epochs": 6, "bn_momentum": 0.9}),
         Preset("cpu", "2-core CPUs: the papers' 1-frame-hop records; refine trains the tcnn backbone on every "
-                      "4th segment for at most 5 epochs on frequency-shifted bands, predicts every segment; per "
+                      "4th segment for 5 epochs on frequency-shifted bands with no early-stopping fold (all K - 1 "
+                      "training folds), predicts every segment; per "
                       "split, speaker normalisation, the utterance decision rule and the round are chosen on the "
                       "other folds; refined rounds learn from cross-fit teachers (no leak)",
                FeatureConfig(segment_hop=1),
                training={"backbone": "tcnn", "train_stride": 4, "epochs": 5, "min_epochs": 2, "patience": 2,
                          "bn_momentum": 0.9, "speaker_norm": "auto", "freq_shift": 2,
-                         "utterance_classifier": "auto", "targets": "cross-fit"}),
+                         "utterance_classifier": "auto", "targets": "cross-fit", "early_stopping": "none"}),
     )
 })
 

@@ -289,6 +289,10 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+#: What a rule that learns its labels while training (lcw) needs; a preset's other values give way to it.
+LEARNED_RULE_NEEDS = {"targets": "oof", "early_stopping": "fold"}
+
+
 def resolve_config(*, preset: str | None = None, config_file: str | os.PathLike | None = None,
                    default_preset: str | None = None, **flags: Any) -> RefineConfig:
     """Defaults, then the preset's training settings, then the config file, then flags that are not None."""
@@ -304,7 +308,13 @@ def resolve_config(*, preset: str | None = None, config_file: str | os.PathLike 
     unknown = sorted(set(flags) - FIELDS)
     if unknown:
         raise EmorefineError(f"Received: unknown setting(s) {unknown}; expected some of {sorted(FIELDS)}")
-    values.update({k: v for k, v in flags.items() if v is not None})
+    given = {k: v for k, v in flags.items() if v is not None}
+    values.update(given)
+    rule = RULES.get(values.get("rule", RefineConfig.rule))
+    if rule is not None and rule.learned:  # a preset's targets / early stopping yield to a rule that learns its own
+        for name, needed in LEARNED_RULE_NEEDS.items():
+            if name not in given and name not in file_values:
+                values[name] = needed
     if isinstance(values.get("alpha"), str):
         try:
             values["alpha"] = float(values["alpha"])

@@ -418,6 +418,15 @@ def test_without_an_early_stopping_fold_each_split_trains_on_every_other_fold(qu
         RefineConfig(**{**QUICK.to_dict(), "rule": "lcw", "early_stopping": "none"})
 
 
+def test_a_presets_targets_and_early_stopping_give_way_to_the_lcw_rule():
+    cpu = resolve_config(preset="cpu")
+    assert (cpu.targets, cpu.early_stopping) == ("cross-fit", "none")
+    learned = resolve_config(preset="cpu", rule="lcw")
+    assert (learned.targets, learned.early_stopping, learned.backbone) == ("oof", "fold", "tcnn")
+    with pytest.raises(EmorefineError, match="Received: rule='lcw' with early_stopping='none'"):
+        resolve_config(preset="cpu", rule="lcw", early_stopping="none")  # asked for by name: refused, not changed
+
+
 def test_rerun_of_a_finished_run_trains_nothing(quick_run, quick_records):
     out, report, _ = quick_run
     before = _mtimes(out, "rounds/*/done/*.json") | _mtimes(out, "rounds/*/models/*.keras")
