@@ -28,7 +28,8 @@ REFINE_PRESETS = tuple(PRESETS)
 #: Where refined rounds' targets come from. "oof": the previous round's out-of-fold predictions, shared by
 #: every split (the papers'; split k's targets then come from models that trained on fold k). "cross-fit":
 #: per split, two teachers trained on halves of its training folds predict the other half (none saw fold k).
-TARGETS = ("oof", "cross-fit")
+#: "self": per split, its own previous model predicts its training folds (born-again; it never saw fold k).
+TARGETS = ("oof", "cross-fit", "self")
 
 #: How an utterance is decided from its segments' out-of-fold emotion profile: "forest", the papers' random
 #: forest on 8 statistics per class (trained on the other folds' utterances); "speaker-forest", the same forest
@@ -147,9 +148,9 @@ class RefineConfig:
         return alpha_schedule(self.alpha, self.rounds - 1)
 
     def split_targets_round(self, t: int) -> bool:
-        """Whether round ``t`` trains every split on targets of its own: from its cross-fit teachers, or (rule
-        ``lcw``) learned by that split's model in round ``t − 1``."""
-        return t > 0 and (self.targets == "cross-fit" or RULES[self.rule].learned)
+        """Whether round ``t`` trains every split on targets of its own: from its cross-fit teachers, from its own
+        round ``t − 1`` model (self targets), or (rule ``lcw``) learned by that split's model in round ``t − 1``."""
+        return t > 0 and (self.targets in ("cross-fit", "self") or RULES[self.rule].learned)
 
     def cross_fit_round(self, t: int) -> bool:
         """Whether round ``t`` trains on per-split targets from teachers (cross-fit targets, rounds after the first)."""
@@ -211,7 +212,8 @@ HELP = {
                     "over the other folds (off where most speakers show one emotion).",
     "targets": "Refined rounds' targets: oof, the previous round's out-of-fold predictions (the papers'; split k "
                "learns from models that saw fold k), or cross-fit, per split from two teachers on halves of its "
-               "training folds (no leak; about twice the training).",
+               "training folds (no leak; about twice the training), or self, per split from its own previous "
+               "model's predictions of its training folds (born-again distillation: no leak, no extra training).",
     "label_source": "What round 0 trains on and the rules mix in: labels, the one-hot utterance labels; votes, soft "
                     "targets (α + v_c) / (α K + Σ v) from the annotators' votes, α = 0.75 (utterances without votes "
                     "keep their label). The test folds are always scored on the labels.",

@@ -185,6 +185,8 @@ TARGET_DESCRIPTIONS = {
            "split k's targets come from models that trained on fold k)",
     "cross-fit": "refined rounds of split k train on targets from two teachers of split k, each trained on half "
                  "of its training folds and predicting the other half (no teacher saw fold k)",
+    "self": "refined rounds of split k train on targets from split k's own previous model, which predicts its "
+            "training folds (born-again distillation; it never saw fold k)",
 }
 
 
@@ -257,9 +259,15 @@ def selection(rounds: list[dict[str, Any]], labels: np.ndarray, n_classes: int) 
 
 def _ensure_labels(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int, k: int) -> None:
     """Round ``t``'s label shards of fold ``k``: hard labels for round 0, else from round t−1's saved predictions."""
+    from emotion_refinery.training import given_labels, given_targets, next_targets, write_self_targets
+
+    if config.targets == "self" and t > 0 and not RULES[config.rule].learned:
+        train_folds, _ = split_folds(manifest.n_folds, k, validation=config.early_stopping == "fold")
+        if run.is_done(t - 1, k) and not all(run.labels_complete(t, manifest, f, split=k) for f in train_folds):
+            write_self_targets(manifest, run, config, t=t, k=k)  # a run extended with more rounds
+        return
     if config.split_targets_round(t) or run.labels_complete(t, manifest, k):
         return  # per-split targets come from each split's teachers, or its own learned labels (lcw)
-    from emotion_refinery.training import given_labels, given_targets, next_targets
 
     labels = given_labels(manifest, config)
     if t == 0:

@@ -108,12 +108,16 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "Refined rounds use cross-fit targets: split k's targets come from two teachers trained on "
                       "halves of its training folds, so no model that shaped them saw fold k (its time column "
                       "includes the teachers)."]
+    elif len(rounds) > 1 and c.get("targets", "oof") == "self":
+        lines += ["", "Refined rounds use self targets: split k's targets come from split k's own previous model, "
+                      "which predicts its training folds (born-again distillation), so no model that shaped them "
+                      "saw fold k."]
     elif len(rounds) > 1:
         lines += ["", "Caveat: rounds ≥ 1 are optimistic. Their training targets are the previous round's out-of-fold "
                       "predictions of every fold, and the model that predicted fold j trained on the other folds, the "
                       "held-out fold k of a later split included: round t's model of split k learns from teachers that "
                       "saw fold k's labels (and its validation fold's). Round 0 has no such leak. See README, "
-                      "\"The method\"; `--targets cross-fit` avoids it."]
+                      "\"The method\"; `--targets cross-fit` or `--targets self` avoids it."]
     if rounds and all(r.get("mean_ep_wa") is not None for r in rounds):
         lines += ["", "Without the forest (each utterance decided by its mean segment probability), WA / UA: " + "; ".join(
             f"round {r['round']} {100 * r['mean_ep_wa']:.2f} / {100 * r['mean_ep_ua']:.2f} %" for r in rounds) + "."]

@@ -33,7 +33,7 @@ from emotion_refinery.run_dir import RunDir
 from emotion_refinery.votes import soft_targets
 from tf_records.atomic import atomic_path, write_json
 
-__all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fold", "train_teacher", "teacher_halves",
+__all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fold", "train_teacher", "write_self_targets", "teacher_halves",
            "predict_fold", "next_targets", "given_targets", "given_labels", "fold_seed", "split_folds"]
 
 
@@ -405,7 +405,8 @@ def train_fold(
 
     With ``targets="cross-fit"``, rounds after the first train on split ``k``'s own targets (from its
     teachers) and stop early on the utterance labels of the validation fold, and the model writes no
-    labels (its split's teachers do).
+    labels (its split's teachers do). With ``targets="self"`` the model itself predicts its training
+    folds at the end and writes split ``k``'s targets of round ``t + 1`` (it never saw fold ``k``).
 
     Args:
         tasks_left: trainings after this one; when given, the time left is estimated
@@ -420,13 +421,20 @@ def train_fold(
     last = t == config.rounds - 1
     cross_fit = config.split_targets_round(t)  # split k trains on its own targets
     learned = RULES[config.rule].learned
-    rule = None if last or config.targets == "cross-fit" or learned else config.rule
+    rule = None if last or config.targets != "oof" or learned else config.rule
     normalize = run.load_speaker_norm() if run.normalises(k, manifest.n_folds) else None
     oof = OutOfFoldLabels(manifest, run, t=t, k=k, rule=rule, alpha=None if rule is None else config.alphas()[t + 1],
                           normalize=normalize, source=config.label_source, labels=given_labels(manifest, config),
                           segments_from=config.segments_from)
     decisions = None if val_fold is None else ValidationDecisions(manifest, fold=val_fold, normalize=normalize,
                                                                   segments_from=config.segments_from)
+    own = None  # self targets: this model predicts its own training folds → split k's targets of round t + 1
+    if config.targets == "self" and not last and not learned:
+        own = _TeacherTargets(manifest, run, t=t, k=k, folds=train_folds, rule=config.rule,
+                              alpha=config.alphas()[t + 1], name=f"round {t}, split {k}, self targets",
+                              normalize=normalize, source=config.label_source, labels=given_labels(manifest, config),
+                              segments_from=config.segments_from)
+
     def fold_targets(fold):  # the targets of a training fold this round trains on
         return run.load_fold_targets(t, manifest, fold, split=k if cross_fit else None)
 
@@ -435,7 +443,7 @@ def train_fold(
         manifest, run, config, seed=seed, train_folds=train_folds, val_fold=val_fold,
         train_labels=run.labels_dir(t, k if cross_fit else None), val_labels=run.labels_dir(0 if cross_fit else t),
         exclude_folds=(k,) if val_fold is None else (k, val_fold), normalize=normalize, logs_dir=run.logs_dir(t, k),
-        end_callbacks=[c for c in (decisions, oof) if c is not None],
+        end_callbacks=[c for c in (decisions, oof, own) if c is not None],
         name=f"round {t}, fold {k}", verbose=verbose, log=log, tasks_left=tasks_left, **extra)
     if learned and not last:  # split k's own targets for round t + 1: its learned labels
         _write_learned_labels(manifest, run, t=t, k=k, train_folds=train_folds, labels=history.pop("learned"),
@@ -457,7 +465,9 @@ def train_fold(
 
 
 class _TeacherTargets(keras.callbacks.Callback):
-    """At the end of a teacher's training: its predictions of the other half → split ``k``'s next targets."""
+    """At the end of a training: its predictions of ``folds`` → split ``k``'s targets of round ``t + 1`` (a cross-fit
+    teacher predicts the other half of the split's training folds; with self targets, the split's model
+    predicts its own training folds)."""
 
     def __init__(self, manifest: RecordsManifest, run: RunDir, *, t: int, k: int, folds: list[int], rule: str,
                  alpha: float | None, name: str, normalize=None, source: str = "labels", labels=None,
@@ -474,6 +484,19 @@ class _TeacherTargets(keras.callbacks.Callback):
             targets = next_targets(self.manifest, fold, q, rule=self.rule, alpha=self.alpha, source=self.source,
                                    labels=self.labels)
             self.run.write_labels(self.t + 1, self.manifest, fold, targets, split=self.k)
+
+
+def write_self_targets(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, t: int, k: int) -> None:
+    """Split ``k``'s self targets of round ``t`` from its saved round ``t − 1`` model (a run extended with more
+    rounds: its former last round wrote none)."""
+    train_folds, _ = split_folds(manifest.n_folds, k, validation=config.early_stopping == "fold")
+    normalize = run.load_speaker_norm() if run.normalises(k, manifest.n_folds) else None
+    writer = _TeacherTargets(manifest, run, t=t - 1, k=k, folds=train_folds, rule=config.rule,
+                             alpha=config.alphas()[t], name=f"round {t - 1}, split {k}, self targets",
+                             normalize=normalize, source=config.label_source, labels=given_labels(manifest, config),
+                             segments_from=config.segments_from)
+    writer.set_model(keras.models.load_model(run.model_path(t - 1, k)))
+    writer.on_train_end()
 
 
 def train_teacher(
