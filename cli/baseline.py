@@ -9,16 +9,17 @@ import click
 from cli import options
 from emotion_refinery.audit import confound_text
 from emotion_refinery.choices import CONFOUND_WARNING
+from emotion_refinery.ranges import SEED, SHARE
 
 
 @click.command()
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--speaker-norm/--no-speaker-norm", default=False, show_default=True,
               help="Z-normalise each speaker's features with that speaker's own mean and std (no labels).")
-@click.option("--label-noise", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--label-noise", type=options.bounded(SHARE), default=0.0, show_default=True,
               help="Fit on labels with this share flipped at random (seeded by --seed: the same flips as refine / "
                    "lcw --label-noise with that seed); the folds are scored on the true labels. 0: off.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --label-noise.")
+@click.option("--seed", type=options.bounded(SEED), default=0, show_default=True, help="Seed of --label-noise.")
 @options.as_json
 @options.quiet
 def baseline(records_dir, speaker_norm, label_noise, seed, as_json, quiet):

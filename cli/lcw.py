@@ -7,7 +7,7 @@ import click
 from cli import options
 from emotion_refinery.backbones import backbone_names
 from emotion_refinery.config import LCW_UPDATES
-from emotion_refinery.lcw_run import LCWConfig
+from emotion_refinery.lcw_run import RANGES, LCWConfig
 
 _DEFAULTS = LCWConfig()
 
@@ -22,29 +22,29 @@ _DEFAULTS = LCWConfig()
                    "utterance model; oversample: the plain model, every class drawn as often as the largest.")
 @click.option("--backbone", type=click.Choice(tuple(backbone_names("utterances"))), default=_DEFAULTS.backbone,
               show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,
+@click.option("--epochs", type=options.bounded(RANGES["epochs"]), default=_DEFAULTS.epochs, show_default=True,
               help="Most network epochs per fold; a label/weight epoch follows each from --warmup on.")
-@click.option("--warmup", type=click.IntRange(min=1), default=_DEFAULTS.warmup, show_default=True,
+@click.option("--warmup", type=options.bounded(RANGES["warmup"]), default=_DEFAULTS.warmup, show_default=True,
               help="Network epochs before the first label/weight epoch (1: strict alternation, as published).")
-@click.option("--label-confidence", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+@click.option("--label-confidence", type=options.bounded(RANGES["label_confidence"]),
               default=_DEFAULTS.label_confidence, show_default=True,
               help="Initial learned probability of each utterance's given class (the rest shared equally).")
 @click.option("--speaker-norm/--no-speaker-norm", default=_DEFAULTS.speaker_norm, show_default=True,
               help="Z-normalise every frame feature of each speaker's utterances by that speaker's own "
                    "statistics (no labels; utterances without a speaker id by their own).")
-@click.option("--label-noise", type=click.FloatRange(0, 1, max_open=True), default=_DEFAULTS.label_noise,
+@click.option("--label-noise", type=options.bounded(RANGES["label_noise"]), default=_DEFAULTS.label_noise,
               show_default=True,
               help="Share of utterances given another label at random (seeded by --seed) for training and early "
                    "stopping; the held-out folds are scored on their true labels. report.md then says how many "
                    "flipped labels the learned labels recovered.")
-@click.option("--patience", type=click.IntRange(min=0), default=_DEFAULTS.patience, show_default=True,
+@click.option("--patience", type=options.bounded(RANGES["patience"]), default=_DEFAULTS.patience, show_default=True,
               help="Network epochs without a lower validation loss before a fold stops.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.lr, show_default=True,
+@click.option("--batch-size", type=options.bounded(RANGES["batch_size"]), default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--lr", type=options.bounded(RANGES["lr"]), default=_DEFAULTS.lr, show_default=True,
               help="Adam learning rate of the network.")
-@click.option("--label-lr", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.label_lr,
+@click.option("--label-lr", type=options.bounded(RANGES["label_lr"]), default=_DEFAULTS.label_lr,
               show_default=True, help="Adam learning rate of the learned labels and weights.")
-@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@click.option("--seed", type=options.bounded(RANGES["seed"]), default=_DEFAULTS.seed, show_default=True)
 @options.quiet
 def lcw(records_dir, output, quiet, **settings):
     """Train LC+W on RECORDS_DIR (built with --sequences) under its folds; write RUN_DIR's report.

@@ -7,7 +7,7 @@ import click
 from cli import options
 from emotion_refinery.backbones import backbone_names
 from emotion_refinery.mlee import HEADS, LEARNING_RATES, VARIANTS
-from emotion_refinery.mlee_run import TRAIN_ON, MLEEConfig
+from emotion_refinery.mlee_run import RANGES, TRAIN_ON, MLEEConfig
 
 _DEFAULTS = MLEEConfig()
 
@@ -22,12 +22,12 @@ _DEFAULTS = MLEEConfig()
                    "frozen MLEE and soft encoders side by side and a new classifier.")
 @click.option("--backbone", type=click.Choice(tuple(backbone_names("utterances"))), default=_DEFAULTS.backbone,
               show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,
+@click.option("--epochs", type=options.bounded(RANGES["epochs"]), default=_DEFAULTS.epochs, show_default=True,
               help="Most epochs per model.")
-@click.option("--patience", type=click.IntRange(min=0), default=_DEFAULTS.patience, show_default=True,
+@click.option("--patience", type=options.bounded(RANGES["patience"]), default=_DEFAULTS.patience, show_default=True,
               help="Epochs without a lower validation loss before a model stops.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--batch-size", type=options.bounded(RANGES["batch_size"]), default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--lr", type=options.bounded(RANGES["lr"]), default=None,
               help="Adam learning rate of the variant's last stage.  [default: as published: "
                    + ", ".join(f"{v} {r:g}" for v, r in LEARNING_RATES.items()) + "]")
 @click.option("--head", type=click.Choice(HEADS), default=_DEFAULTS.head, show_default=True,
@@ -45,7 +45,7 @@ _DEFAULTS = MLEEConfig()
                    "(of mlee, pretrain, fusion) also from the records' utterances without one (build-records "
                    "--no-majority keep), positives of the classes any annotator chose and negatives of the "
                    "rest, as published. The test folds are scored on the labelled utterances.")
-@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@click.option("--seed", type=options.bounded(RANGES["seed"]), default=_DEFAULTS.seed, show_default=True)
 @options.quiet
 def mlee(records_dir, output, quiet, **settings):
     """Train MLEE (or a dominant-emotion classifier) on RECORDS_DIR (built with --sequences) under its folds.

@@ -10,10 +10,54 @@ from emotion_refinery.config import PRESETS
 from emotion_refinery.corpora import CORPUS_NAMES
 from emotion_refinery.errors import AudioError, EmorefineError, NothingUsableError, TrainingError
 from emotion_refinery.folds import FOLD_METHODS
+from emotion_refinery.ranges import FOLDS, SEED, SEGMENT_HOP, WORKERS, Range
+
+
+class _Bounded:
+    """A number option of a :class:`~emotion_refinery.ranges.Range`: click shows the range in ``--help``; a
+    value outside it, or not a number (NaN, ``1e20`` for an integer), is refused before the command runs, in
+    the house form ``Received: rounds=1000000000000; expected an integer in [1, 100]`` (exit status 2)."""
+
+    range: Range
+
+    def convert(self, value, param, ctx):
+        try:
+            number = self._number_class(value)
+        except (TypeError, ValueError, OverflowError):
+            number = None
+        if number is None or number not in self.range:
+            self.fail(f"Received: {_name(param)}={value}; expected {self.range}", param, ctx)
+        return number
+
+
+class BoundedInt(_Bounded, click.IntRange):
+    def __init__(self, r: Range):
+        super().__init__(min=int(r.low), max=int(r.high), min_open=r.low_open, max_open=r.high_open)
+        self.range = r
+
+
+class BoundedFloat(_Bounded, click.FloatRange):
+    def __init__(self, r: Range):
+        super().__init__(min=r.low, max=r.high, min_open=r.low_open, max_open=r.high_open)
+        self.range = r
+
+
+def bounded(r: Range) -> click.ParamType:
+    """The click type of values in ``r``."""
+    return BoundedInt(r) if r.integer else BoundedFloat(r)
+
+
+def _name(param) -> str:
+    """A parameter's name as the settings spell it: ``--per-class`` → ``per_class``."""
+    if param is None:
+        return "value"
+    opts = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
+    return max(opts, key=len)[2:].replace("-", "_") if opts else param.name
+
 
 quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bars; only the summary and errors.")
-seed = click.option("--seed", type=int, default=0, show_default=True, help="Seed for folds (and training).")
-workers = click.option("--workers", type=click.IntRange(min=1), default=None,
+seed = click.option("--seed", type=bounded(SEED), default=0, show_default=True, help="Seed for folds (and training).")
+workers = click.option("--workers", type=bounded(WORKERS), default=None,
                        help="Processes for decoding and features.  [default: all cores]")
 corpus = click.option("--corpus", type=click.Choice(CORPUS_NAMES), default="auto", show_default=True,
                       help="Corpus layout; 'auto' detects it from file names.")
@@ -21,9 +65,9 @@ manifest = click.option("--manifest", type=click.Path(dir_okay=False, exists=Tru
                         help="CSV with columns path,label[,speaker][,votes][,id][,text][,session] (implies --corpus csv).")
 preset = click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,
                       help="Named settings (see README).  [default: the corpus's own preset, else emodb]")
-segment_hop = click.option("--segment-hop", type=click.IntRange(min=1), default=None,
+segment_hop = click.option("--segment-hop", type=bounded(SEGMENT_HOP), default=None,
                            help="Frames between segment starts (1 = 10 ms).  [default: from the preset]")
-folds = click.option("--folds", type=click.IntRange(min=2), default=None,
+folds = click.option("--folds", type=bounded(FOLDS), default=None,
                      help="Number of cross-validation folds.  [default: from the preset]")
 folds_by = click.option("--folds-by", type=click.Choice(FOLD_METHODS), default="label", show_default=True,
                         help="'label': stratified utterance folds; 'speaker': speaker-independent folds; 'session': "

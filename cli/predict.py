@@ -9,6 +9,7 @@ import json
 import click
 
 from cli import options
+from emotion_refinery.ranges import ROUND
 
 
 @click.command()
@@ -16,7 +17,7 @@ from cli import options
 @click.argument("audio", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the results here instead of to standard output.")
-@click.option("--round", "round_", type=click.IntRange(min=0), default=None,
+@click.option("--round", "round_", type=options.bounded(ROUND), default=None,
               help="Round whose models to use.  [default: the round with the best validation-fold UA, never "
                    "chosen on the test folds; the last round of runs without validation scores]")
 @click.option("--format", "fmt", type=click.Choice(("json", "csv")), default="json", show_default=True,
@@ -99,7 +100,7 @@ def _as_csv(results, classes) -> str:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--round", "round_", type=click.IntRange(min=0), default=None,
+@click.option("--round", "round_", type=options.bounded(ROUND), default=None,
               help="Round to export.  [default: the round with the best validation-fold UA, never chosen on "
                    "the test folds; the last round of runs without validation scores]")
 @click.option("--format", "fmt", type=click.Choice(("keras", "savedmodel")), default="keras", show_default=True)

@@ -9,6 +9,8 @@ import click
 
 from cli import options
 from emotion_refinery.config import SEQUENCE_FEATURES
+from emotion_refinery.ranges import ROUND
+from emotion_refinery.synthetic import RANGES as SYNTH
 
 
 
@@ -106,7 +108,7 @@ def _print_summary(s: dict) -> None:
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @options.as_json
 @click.option("--utterance", "utterance_id", default=None, help="An utterance id (with --dump).")
-@click.option("--round", "round_", type=click.IntRange(min=0), default=None,
+@click.option("--round", "round_", type=options.bounded(ROUND), default=None,
               help="A round of a run directory (with --utterance and --dump).")
 @click.option("--dump", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Records: the utterance's stored segments to FILE.npy (float32, n_segments x 32 x n_mels). "
@@ -225,16 +227,16 @@ def verify(path, quiet):
 
 @click.command("synth-corpus")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--per-class", type=click.IntRange(min=2), default=12, show_default=True,
+@click.option("--per-class", type=options.bounded(SYNTH["per_class"]), default=12, show_default=True,
               help="Utterances per class.")
-@click.option("--annotators", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--annotators", type=options.bounded(SYNTH["annotators"]), default=0, show_default=True,
               help="Simulated annotators per utterance: each votes for one of the emotions present (by the share "
                    "of the utterance it covers) into the manifest's votes column; 0: no votes.")
-@click.option("--annotator-noise", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+@click.option("--annotator-noise", type=options.bounded(SYNTH["annotator_noise"]), default=0.1, show_default=True,
               help="Share of votes given to a class drawn at random instead.")
-@click.option("--pattern-level", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--pattern-level", type=options.bounded(SYNTH["pattern_level"]), default=1.0, show_default=True,
               help="Scale of every emotion pattern; below 1 the cues are fainter (harder).")
-@click.option("--speaker-habit", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--speaker-habit", type=options.bounded(SYNTH["speaker_habit"]), default=0.0, show_default=True,
               help="Speakers s2, s3, s4 carry anger's, happiness' and sadness' pattern through every utterance at "
                    "this share of its level (a speaker effect that mimics an emotion); 0: none.")
 @click.option("--majority-labels", is_flag=True, default=False,

@@ -11,8 +11,12 @@ from cli import options
 from emotion_refinery.config import PRESETS
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.executors import EXECUTORS
-from emotion_refinery.refine_config import (CHOICES, COUNTS, HELP, NON_NEGATIVE_NUMBERS, POSITIVE_INTEGERS,
-                                            POSITIVE_NUMBERS, SHARES, RefineConfig, resolve_config)
+from emotion_refinery.ranges import Range
+from emotion_refinery.refine_config import CHOICES, HELP, RANGES, RefineConfig, check_for_records, resolve_config
+
+#: ``--parallel`` and ``--task-gpus``: how the trainings run, not settings of the run.
+PARALLEL = Range(1, 256)
+TASK_GPUS = Range(0, 64, integer=False)
 
 
 
@@ -30,12 +34,8 @@ def _default(name: str) -> str:
 def _option_type(name: str, annotation: str) -> click.ParamType:
     if name in CHOICES:
         return click.Choice(CHOICES[name])
-    if name in POSITIVE_INTEGERS or name in COUNTS:
-        return click.IntRange(min=1 if name in POSITIVE_INTEGERS else 0)
-    if name in SHARES:
-        return click.FloatRange(0, 1, max_open=True)
-    if name in POSITIVE_NUMBERS or name in NON_NEGATIVE_NUMBERS:
-        return click.FloatRange(min=0, min_open=name in POSITIVE_NUMBERS)
+    if name in RANGES:
+        return options.bounded(RANGES[name])
     return {"int": click.INT, "float": click.FLOAT}.get(annotation, click.STRING)  # alpha: a number or 'a:b'
 
 
@@ -90,12 +90,12 @@ def _settings(command):
               help="Where each (round, fold) training runs: local, in this process; process, each in a fresh "
                    "process (its memory, e.g. a GPU's, returned when it ends); ray, each a Ray task (the [ray] "
                    "extra). Not a setting of the run: a run may be resumed with another executor.")
-@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--parallel", type=options.bounded(PARALLEL), default=1, show_default=True,
               help="Trainings at once with --executor process (e.g. several folds on one GPU); with --executor "
                    "ray and no --ray-address, the CPUs of the local Ray cluster.")
 @click.option("--ray-address", default=None,
               help="Ray cluster to run the trainings on (e.g. auto); default: a local one.")
-@click.option("--task-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--task-gpus", type=options.bounded(TASK_GPUS), default=0.0, show_default=True,
               help="GPUs each training asks Ray for (fractions share a GPU).")
 @options.quiet
 def refine(records_dir, output, config_file, quiet, executor, parallel, ray_address, task_gpus, **flags):
@@ -105,7 +105,10 @@ def refine(records_dir, output, config_file, quiet, executor, parallel, ray_addr
     prints the report. Prints one line per (round, fold) and the WA/UA of every round.
     """
     _former_switches(flags)
-    config = resolve_config(config_file=config_file, default_preset=_records_preset(records_dir), **flags)
+    preset, n_mels = _records_settings(records_dir)
+    config = resolve_config(config_file=config_file, default_preset=preset, **flags)
+    if n_mels is not None:  # settings the records cannot serve: refused before the run folder is made
+        check_for_records(config, n_mels)
     from emotion_refinery.refinery import refine as run_refine
 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
@@ -118,12 +121,14 @@ def refine(records_dir, output, config_file, quiet, executor, parallel, ray_addr
     click.echo("\n".join(table[: 2 + len(report["rounds"])]))
 
 
-def _records_preset(records_dir: str) -> str | None:
-    """The preset the records were built with (``None`` for records that do not say, or unusable ones)."""
+def _records_settings(records_dir: str) -> tuple[str | None, int | None]:
+    """The preset the records were built with (``None`` for records that do not say) and their Mel bands;
+    ``(None, None)`` for unusable records (refine itself reports them)."""
     from emotion_refinery.manifest import RecordsManifest
 
     try:
-        name = RecordsManifest.load(records_dir).data["settings"].get("preset")
-    except EmorefineError:
-        return None  # refine itself reports unusable records
-    return name if name in PRESETS else None
+        manifest = RecordsManifest.load(records_dir)
+        name, n_mels = manifest.data["settings"].get("preset"), manifest.features.n_mels
+    except (EmorefineError, AttributeError, KeyError, TypeError, ValueError):
+        return None, None
+    return (name if name in PRESETS else None), n_mels

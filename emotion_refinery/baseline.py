@@ -33,6 +33,7 @@ from emotion_refinery.config import EGEMAPS
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.label_noise import training_labels
 from emotion_refinery.manifest import MANIFEST_NAME, RecordsManifest
+from emotion_refinery.ranges import SEED, SHARE
 from emotion_refinery.utterance import decision_scores, speaker_normalise
 from tf_records.atomic import atomic_path, write_json
 
@@ -204,6 +205,8 @@ def run_baseline(records_dir: str | os.PathLike, *, speaker_norm: bool = False, 
     Raises:
         BaselineUnavailable: ``opensmile`` is not installed.
     """
+    SHARE.check("label_noise", label_noise)
+    SEED.check("seed", seed)
     start = time.perf_counter()
     manifest = RecordsManifest.load(records_dir)
     digest = _digest(manifest.root)

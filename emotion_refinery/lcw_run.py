@@ -26,7 +26,7 @@ from emotion_refinery.config import LCW_UPDATES as UPDATES
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.refine_config import check_numbers
+from emotion_refinery.ranges import EPOCHS, PATIENCE, SEED, SHARE, Range, check_ranges
 from emotion_refinery.run_dir import RunDir
 from emotion_refinery.utterance import decision_scores
 from tf_records.atomic import atomic_path, write_bytes, write_json
@@ -58,16 +58,29 @@ class LCWConfig:
         if self.backbone not in backbone_names("utterances"):
             raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
                                  f"{', '.join(backbone_names('utterances'))}")
-        check_numbers(self, integers=("epochs", "warmup", "batch_size"), counts=("patience",),
-                      numbers=("lr", "label_lr"))
-        if isinstance(self.label_noise, bool) or not isinstance(self.label_noise, (int, float)) or \
-                not 0 <= self.label_noise < 1:
-            raise EmorefineError(f"Received: label_noise={self.label_noise!r}; expected a share in [0, 1)")
+        check_ranges(self, RANGES)
+        if self.update not in NETWORK_ONLY and self.warmup >= self.epochs:
+            raise EmorefineError(f"Received: warmup={self.warmup!r} with epochs={self.epochs!r} and update="
+                                 f"{self.update!r}; expected warmup < epochs (no label/weight epoch would follow)")
         if not isinstance(self.speaker_norm, bool):
             raise EmorefineError(f"Received: speaker_norm={self.speaker_norm!r}; expected true or false")
-        if not 0 < self.label_confidence < 1:
-            raise EmorefineError(f"Received: label_confidence={self.label_confidence!r}; expected a number "
-                                 "in (0, 1), the initial learned probability of the given class")
+
+
+#: The updates that learn nothing besides the network (no label/weight epochs; as :mod:`emotion_refinery.lcw`).
+NETWORK_ONLY = ("class-weights", "none", "oversample")
+
+#: The range of every numeric setting of :class:`LCWConfig` (``lcw --help`` shows them).
+RANGES: dict[str, Range] = {
+    "epochs": EPOCHS,
+    "warmup": Range(1, EPOCHS.high),
+    "label_confidence": Range(0, 1, integer=False, low_open=True, high_open=True),
+    "label_noise": SHARE,
+    "patience": PATIENCE,
+    "batch_size": Range(1, 4096),
+    "lr": Range(0, 1, integer=False, low_open=True),
+    "label_lr": Range(0, 10, integer=False, low_open=True),
+    "seed": SEED,
+}
 
 
 def lcw_fold_path(run: RunDir, k: int) -> Path:

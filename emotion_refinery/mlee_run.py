@@ -25,7 +25,7 @@ from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.mlee import (HEADS, LEARNING_RATES, VARIANTS, existence_scores, existence_targets, fit_probe,
                                    inverse_frequency, predicted_existence, weighted_bce)
-from emotion_refinery.refine_config import check_numbers
+from emotion_refinery.ranges import EPOCHS, PATIENCE, SEED, Range, check_ranges
 from emotion_refinery.run_dir import RunDir
 from emotion_refinery.utterance import decision_scores
 from emotion_refinery.votes import soft_targets
@@ -77,9 +77,18 @@ class MLEEConfig:
         if self.backbone not in backbone_names("utterances"):
             raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
                                  f"{', '.join(backbone_names('utterances'))}")
-        check_numbers(self, integers=("epochs", "batch_size"), counts=("patience",))
-        if self.lr is not None:
-            check_numbers(self, numbers=("lr",))
+        check_ranges(self, RANGES)
+
+
+#: The range of every numeric setting of :class:`MLEEConfig` (``mlee --help`` shows them; ``lr`` None: the
+#: published rate).
+RANGES: dict[str, Range] = {
+    "epochs": EPOCHS,
+    "patience": PATIENCE,
+    "batch_size": Range(1, 4096),
+    "lr": Range(0, 1, integer=False, low_open=True),
+    "seed": SEED,
+}
 
 
 def _fold_path(run: RunDir, k: int) -> Path:

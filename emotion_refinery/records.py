@@ -45,6 +45,7 @@ from emotion_refinery.extraction import (cached_frames, extract_egemaps, extract
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
 from emotion_refinery.processes import cpu_count, exit_with_parent
+from emotion_refinery.ranges import FOLDS, SEED, SEGMENT_HOP, WORKERS
 from tf_records.atomic import remove_leftovers, write_json
 from tf_records.schema import SCHEMA_VERSION
 from tf_records.writer import shard_name
@@ -172,6 +173,11 @@ def build_records(
     """
     start = time.perf_counter()
     progress = progress or (lambda stage, done, total: None)
+    FOLDS.check("n_folds", n_folds)
+    SEED.check("seed", seed)
+    SEGMENT_HOP.check("segment_hop", features.segment_hop)
+    if workers is not None:
+        WORKERS.check("workers", workers)
     if no_majority not in NO_MAJORITY:
         raise RecordsError(f"Received: no_majority={no_majority!r}; expected one of {', '.join(NO_MAJORITY)}")
     if no_majority == "keep" and sequences is None:

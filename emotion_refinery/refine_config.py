@@ -16,12 +16,12 @@ from emotion_refinery.backbones import BACKBONES, backbone_names
 from emotion_refinery.choices import DECISION_RULES, SPEAKER_NORM_MODES
 from emotion_refinery.config import PRESETS, get_preset
 from emotion_refinery.errors import EmorefineError
+from emotion_refinery.ranges import EPOCHS, PATIENCE, ROUNDS, SEED, SHARE, Range, check_ranges
 from emotion_refinery.rules import RULES, alpha_schedule
 from emotion_refinery.votes import LABEL_SOURCES
 
 __all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES", "SEGMENT_SOURCES",
-           "UTTERANCE_CLASSIFIERS", "HELP", "CHOICES", "POSITIVE_INTEGERS", "COUNTS", "POSITIVE_NUMBERS",
-           "NON_NEGATIVE_NUMBERS"]
+           "UTTERANCE_CLASSIFIERS", "HELP", "CHOICES", "RANGES", "check_for_records"]
 
 REFINE_PRESETS = tuple(PRESETS)
 
@@ -92,11 +92,10 @@ class RefineConfig:
         if self.speaker_norm not in SPEAKER_NORM_MODES:
             raise EmorefineError(f"Received: speaker_norm={self.speaker_norm!r}; expected one of "
                                  f"{', '.join(SPEAKER_NORM_MODES)}")
-        check_numbers(self, integers=POSITIVE_INTEGERS, counts=COUNTS)
-        if isinstance(self.mixup, bool) or not isinstance(self.mixup, (int, float)) or self.mixup < 0:
-            raise EmorefineError(f"Received: mixup={self.mixup!r}; expected a non-negative number "
-                                 "(the Beta(α, α) parameter; 0 turns mixup off)")
-        check_numbers(self, numbers=POSITIVE_NUMBERS)
+        check_ranges(self, RANGES)
+        if self.min_epochs >= self.epochs:
+            raise EmorefineError(f"Received: min_epochs={self.min_epochs!r} with epochs={self.epochs!r}; expected "
+                                 "min_epochs < epochs (early stopping counts epochs from min_epochs on)")
         if self.backbone not in backbone_names("segments"):
             other = (" (it reads whole utterances, not refine's segments)" if self.backbone in BACKBONES else "")
             raise EmorefineError(f"Received: backbone={self.backbone!r}{other}; expected one of "
@@ -120,9 +119,6 @@ class RefineConfig:
         if self.label_source not in LABEL_SOURCES:
             raise EmorefineError(f"Received: label_source={self.label_source!r}; expected one of "
                                  f"{', '.join(LABEL_SOURCES)}")
-        if isinstance(self.label_noise, bool) or not isinstance(self.label_noise, (int, float)) or \
-                not 0 <= self.label_noise < 1:
-            raise EmorefineError(f"Received: label_noise={self.label_noise!r}; expected a share in [0, 1)")
         if self.label_noise and self.label_source != "labels":
             raise EmorefineError(f"Received: label_noise={self.label_noise!r} with label_source="
                                  f"{self.label_source!r}; planted noise flips the utterance labels: expected "
@@ -135,8 +131,6 @@ class RefineConfig:
                                  f"{', '.join(SEGMENT_SOURCES)}")
         if self.cache not in CACHE_MODES:
             raise EmorefineError(f"Received: cache={self.cache!r}; expected one of {', '.join(CACHE_MODES)}")
-        if not 0 <= self.bn_momentum < 1:
-            raise EmorefineError(f"Received: bn_momentum={self.bn_momentum!r}; expected a value in [0, 1)")
         try:
             alpha_schedule(self.alpha, self.rounds - 1)
         except EmorefineError:
@@ -166,13 +160,26 @@ class RefineConfig:
 
 FIELDS = {f.name for f in dataclasses.fields(RefineConfig)}
 
-#: Settings that are positive integers, non-negative integers (counts) and positive numbers.
-POSITIVE_INTEGERS = ("rounds", "epochs", "batch_size", "decay_epochs", "train_stride")
-COUNTS = ("min_epochs", "round_patience", "patience", "freq_shift")
-POSITIVE_NUMBERS = ("lr", "decay_rate")
-NON_NEGATIVE_NUMBERS = ("mixup",)
-#: Settings that are shares, in [0, 1).
-SHARES = ("label_noise",)
+#: The range of every numeric setting (``refine --help`` shows it; the command line refuses a value outside
+#: before any work, as :class:`RefineConfig` does). ``freq_shift`` must also stay below half the records' Mel
+#: bands (:func:`check_for_records`), ``min_epochs`` below ``epochs``.
+RANGES: dict[str, Range] = {
+    "rounds": ROUNDS,
+    "round_patience": Range(0, ROUNDS.high - 1),
+    "epochs": EPOCHS,
+    "batch_size": Range(1, 16384),
+    "lr": Range(0, 1, integer=False, low_open=True),
+    "decay_rate": Range(0, 1, integer=False, low_open=True),
+    "decay_epochs": Range(1, EPOCHS.high),
+    "patience": PATIENCE,
+    "min_epochs": Range(0, EPOCHS.high - 1),
+    "bn_momentum": Range(0, 1, integer=False, high_open=True),
+    "train_stride": Range(1, 1000),
+    "freq_shift": Range(0, 127),
+    "mixup": Range(0, 10, integer=False),
+    "label_noise": SHARE,
+    "seed": SEED,
+}
 
 #: Settings whose value is one name of a fixed list (``backbone`` and ``rule`` are checked against their
 #: registries by :class:`RefineConfig`, whose message also names the backbones that are not for segments).
@@ -198,13 +205,14 @@ HELP = {
                       "none: no early-stopping fold, each split trains on all K − 1 other folds for --epochs epochs "
                       "(more data where folds are few; rounds and decision rules are chosen on the other folds' "
                       "profiles either way).",
-    "min_epochs": "Epochs before early stopping may stop a fold (and before a best epoch counts).",
+    "min_epochs": "Epochs before early stopping may stop a fold (and before a best epoch counts); below --epochs.",
     "bn_momentum": "BatchNormalization momentum of every layer.",
     "train_stride": "Train on every N-th segment of each utterance; every segment is still predicted.",
     "spec_augment": "Mask 2 random frame spans (≤ 4 frames) and 2 Mel-band spans (≤ 8 bands) of every training "
                     "segment.",
     "freq_shift": "Shift every training segment's Mel bands by a random whole number of bands in [-N, N] (a "
-                  "vocal-tract-length warp: 2 of 64 bands ≈ ±10 %); 0: off.",
+                  "vocal-tract-length warp: 2 of 64 bands ≈ ±10 %); below half the records' bands (at most 31 of 64); "
+                  "0: off.",
     "mixup": "mixup of training segments and targets with λ ~ Beta(X, X); 0: off.",
     "speaker_norm": "Z-normalise every Mel band of each speaker's segments by that speaker's own statistics (no "
                     "labels; utterances without a speaker id by their own): on, off, or auto: per split, on when "
@@ -238,21 +246,13 @@ HELP = {
 }
 
 
-def check_numbers(settings, *, integers=(), counts=(), numbers=()) -> None:
-    """Refuse, naming the field and what it accepts, a field of ``settings`` that is not a positive integer
-    (``integers``), a non-negative integer (``counts``) or a positive number (``numbers``)."""
-    def bad(v, kind):
-        return isinstance(v, bool) or not isinstance(v, kind)
-
-    for name in integers:
-        if bad(v := getattr(settings, name), int) or v <= 0:
-            raise EmorefineError(f"Received: {name}={v!r}; expected a positive integer")
-    for name in counts:
-        if bad(v := getattr(settings, name), int) or v < 0:
-            raise EmorefineError(f"Received: {name}={v!r}; expected a non-negative integer")
-    for name in numbers:
-        if bad(v := getattr(settings, name), (int, float)) or v <= 0:
-            raise EmorefineError(f"Received: {name}={v!r}; expected a positive number")
+def check_for_records(config: RefineConfig, n_mels: int) -> None:
+    """Refuse settings that records of ``n_mels`` Mel bands cannot serve: a frequency shift of half the bands or
+    more (before anything is written)."""
+    high = (n_mels - 1) // 2
+    if config.freq_shift > high:
+        raise EmorefineError(f"Received: freq_shift={config.freq_shift!r}; expected an integer in [0, {high}] (less "
+                             f"than half of the records' {n_mels} Mel bands)")
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:

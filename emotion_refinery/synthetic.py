@@ -46,6 +46,7 @@ import soundfile
 from emotion_refinery.audio import resample
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import EmorefineError
+from emotion_refinery.ranges import SEED, Range
 
 __all__ = ["CLASSES", "make_corpus", "segment_truth", "segment_truths", "truth_agreement"]
 
@@ -82,6 +83,17 @@ def _pattern(rng: np.random.Generator, label: str, n: int, sr: int) -> np.ndarra
         return 0.15 * np.sin(2 * np.pi * f * t)
     return np.zeros(n)
 
+#: The range of every numeric argument of :func:`make_corpus` (``synth-corpus --help`` shows them): at most
+#: 4,000 files of 1.2-2.4 s (about 300 MB).
+RANGES: dict[str, Range] = {
+    "per_class": Range(2, 1000),
+    "seed": SEED,
+    "annotators": Range(0, 100),
+    "annotator_noise": Range(0, 1, integer=False, what="a share"),
+    "pattern_level": Range(0, 100, integer=False, low_open=True),
+    "speaker_habit": Range(0, 100, integer=False),
+}
+
 
 def make_corpus(
     out_dir: str | os.PathLike,
@@ -102,14 +114,10 @@ def make_corpus(
     Every fifth file is stereo at 22.05 kHz, to exercise downmixing and resampling. The audio does
     not depend on ``annotators`` (their votes are drawn from a generator of their own).
     """
-    if isinstance(annotators, bool) or not isinstance(annotators, int) or annotators < 0:
-        raise EmorefineError(f"Received: annotators={annotators!r}; expected a non-negative integer")
-    if not 0 <= annotator_noise <= 1:
-        raise EmorefineError(f"Received: annotator_noise={annotator_noise!r}; expected a share in [0, 1]")
-    if isinstance(pattern_level, bool) or not isinstance(pattern_level, (int, float)) or not pattern_level > 0:
-        raise EmorefineError(f"Received: pattern_level={pattern_level!r}; expected a positive number (1: as designed)")
-    if isinstance(speaker_habit, bool) or not isinstance(speaker_habit, (int, float)) or not speaker_habit >= 0:
-        raise EmorefineError(f"Received: speaker_habit={speaker_habit!r}; expected a non-negative number (0: none)")
+    given = {"per_class": per_class, "seed": seed, "annotators": annotators, "annotator_noise": annotator_noise,
+             "pattern_level": pattern_level, "speaker_habit": speaker_habit}
+    for name, r in RANGES.items():
+        r.check(name, given[name])
     if majority_labels and not annotators:
         raise EmorefineError("Received: majority_labels=True with annotators=0; expected annotators > 0 (the "
                              "majority labels come from their votes)")

@@ -141,11 +141,11 @@ def test_every_preset_is_a_refine_preset_and_the_records_preset_is_the_default(t
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"train_stride": 0}, "Received: train_stride=0; expected a positive integer"),
-    ({"min_epochs": -1}, "Received: min_epochs=-1; expected a non-negative integer"),
-    ({"round_patience": 1.5}, "Received: round_patience=1.5; expected a non-negative integer"),
-    ({"mixup": -0.2}, "Received: mixup=-0.2; expected a non-negative number"),
-    ({"freq_shift": -2}, "Received: freq_shift=-2; expected a non-negative integer"),
+    ({"train_stride": 0}, "Received: train_stride=0; expected an integer in [1, 1000]"),
+    ({"min_epochs": -1}, "Received: min_epochs=-1; expected an integer in [0, 999]"),
+    ({"round_patience": 1.5}, "Received: round_patience=1.5; expected an integer in [0, 99]"),
+    ({"mixup": -0.2}, "Received: mixup=-0.2; expected a number in [0, 10]"),
+    ({"freq_shift": -2}, "Received: freq_shift=-2; expected an integer in [0, 127]"),
 ])
 def test_bad_training_settings_are_refused(settings, message):
     with pytest.raises(EmorefineError, match=__import__("re").escape(message)):
