@@ -6,7 +6,8 @@ import os
 
 import click
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
+# TensorFlow's C++ log lines and Python warnings stay off the terminal unless --verbose: see main() and
+# emotion_refinery.quiet (nothing here imports TensorFlow; the commands do, after their options are checked).
 # TensorFlow turns its oneDNN CPU kernels on by default only on some Intel CPUs; on others (AMD EPYC
 # measured) they train the small CNN about 3x faster. Set TF_ENABLE_ONEDNN_OPTS=0 to opt out.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -15,7 +16,7 @@ from cli import options, predict, records, refine
 from cli import report
 from cli import baseline
 from cli import lcw, mlee
-from emotion_refinery import __version__
+from emotion_refinery import __version__, quiet
 from emotion_refinery.errors import EmorefineError
 
 
@@ -33,7 +34,10 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="emorefine")
-def main() -> None:
+@click.option("--verbose", is_flag=True, envvar=quiet.VERBOSE_ENV,
+              help="Let TensorFlow log as it likes (its C++ start-up lines, retracing warnings); by default they "
+                   "are silenced. Also: EMOREFINE_VERBOSE=1.")
+def main(verbose: bool) -> None:
     """Segment-based speech emotion recognition with emotion profile refinery.
 
     \b
@@ -43,6 +47,7 @@ def main() -> None:
       emorefine verify records/
       emorefine refine records/ -o runs/first --rounds 5
     """
+    quiet.configure(verbose)
 
 
 main.add_command(records.build_records)

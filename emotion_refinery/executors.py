@@ -160,9 +160,11 @@ def _package_paths() -> list[str]:
 
 
 def _start_worker(parent: int) -> None:
+    from emotion_refinery import quiet
     from emotion_refinery.processes import exit_with_parent
 
     exit_with_parent(parent)
+    quiet.install()  # TensorFlow's start-up lines silenced here too, unless the parent is verbose
 
 
 def _train(records_dir: str, run_dir: str, config: dict, task: Task, verbose: int, tasks_left: int | None,
