@@ -88,6 +88,58 @@ def exit_status(error: EmorefineError) -> int:
     return 1 if isinstance(error, (NothingUsableError, TrainingError, AudioError)) else 2
 
 
+def check_output_file(path: str, name: str = "output") -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, in a missing folder, or
+    where this user may not write (probed with a temporary file, removed at once)."""
+    import os
+    import tempfile
+
+    from emotion_refinery.errors import EmorefineError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    why = None
+    if os.path.isdir(path):
+        why = "a folder"
+    elif not os.path.isdir(folder):
+        why = f"no folder {folder}"
+    elif os.path.exists(path) and not os.access(path, os.W_OK):
+        why = "not writable"
+    else:
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".emorefine-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            why = f"cannot write in {folder}: {e.strerror or e}"
+    if why:
+        raise EmorefineError(f"Received: {name}={path!r} ({why}); expected a file that can be written")
+
+
+def check_output_folder(path: str, name: str = "output") -> None:
+    """Refuse, before any work, an output folder that cannot be made or written into (its nearest existing
+    folder is probed with a temporary file, removed at once)."""
+    import os
+    import tempfile
+
+    from emotion_refinery.errors import EmorefineError
+
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    why = None
+    if not os.path.isdir(existing):
+        why = "a file" if existing == os.path.abspath(path) else f"{existing} is a file"
+    else:
+        try:
+            fd, probe = tempfile.mkstemp(dir=existing, prefix=".emorefine-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            why = f"cannot write in {existing}: {e.strerror or e}"
+    if why:
+        raise EmorefineError(f"Received: {name}={path!r} ({why}); expected a folder that can be written")
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print ``Error: message`` on stderr and exit with ``code`` (1: the work failed; 2: bad input)."""
     click.echo(f"Error: {message}", err=True)

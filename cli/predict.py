@@ -32,8 +32,16 @@ def predict(run_dir, audio, output, round_, fmt):
     Files that cannot be used are reported with their reason; the others are still
     predicted. Exit status 1 only when no file could be predicted.
     """
+    from emotion_refinery.audio import unreadable
+    from emotion_refinery.errors import EmorefineError
     from emotion_refinery.inference import MIN_SPEAKER_FILES, Predictor, leaky_choice_note
 
+    if output:
+        options.check_output_file(output)
+    missing = {path: why for path in audio if (why := unreadable(path))}
+    if len(missing) == len(audio):  # nothing to predict: said before the run's models are loaded
+        raise EmorefineError("Received: " + ", ".join(f"audio={path!r} ({why})" for path, why in missing.items())
+                             + "; expected audio files to predict")
     predictor = Predictor(run_dir, t=round_)
     if round_ is None and (note := leaky_choice_note(run_dir, predictor.t)):
         click.echo(note, err=True)
@@ -57,8 +65,11 @@ def predict(run_dir, audio, output, round_, fmt):
     else:
         text = _as_csv(results, classes)
     if output:
-        with open(output, "w") as f:
-            f.write(text)
+        try:
+            with open(output, "w") as f:
+                f.write(text)
+        except OSError as e:
+            options.fail(f"cannot write {output}: {e.strerror or e}", 1)
     else:
         click.echo(text, nl=False)
     for r in results:
@@ -112,6 +123,8 @@ def export(run_dir, round_, fmt, output):
 
     from emotion_refinery.inference import default_round, leaky_choice_note
 
+    if output:
+        options.check_output_folder(output)
     t = default_round(run_dir) if round_ is None else round_
     model, sidecar = export_round(run_dir, t=t, fmt=fmt, out_dir=output)
     click.echo(f"Wrote {model} and {sidecar}")

@@ -135,6 +135,8 @@ def inspect(path, as_json, utterance_id, round_, dump, truth):
                                  param_hint="'--truth'")
     if truth and dump:
         raise click.BadParameter("Received: truth with --dump; expected one of them", param_hint="'--truth'")
+    if dump:
+        options.check_output_file(dump, "dump")
     if truth:
         return _inspect_truth(path, truth, as_json)
     if is_run:

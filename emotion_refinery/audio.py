@@ -16,7 +16,7 @@ import soxr
 
 from emotion_refinery.errors import AudioError
 
-__all__ = ["AUDIO_EXTENSIONS", "load", "stream", "to_mono", "resample"]
+__all__ = ["AUDIO_EXTENSIONS", "load", "stream", "to_mono", "resample", "unreadable"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -35,6 +35,20 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(y, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
 
 
+def unreadable(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be opened at all (no such file, a folder, no permission), or ``None``."""
+    try:
+        if not os.path.exists(path):
+            return "no such file"
+        if os.path.isdir(path):
+            return "a folder, not an audio file"
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        return f"cannot read it ({e.strerror or e})"
+    return None
+
+
 def load(path: str | os.PathLike, *, sr: int = 16000) -> np.ndarray:
     """Decode ``path`` to a mono float32 signal at ``sr`` Hz, shape ``(n_samples,)``.
 
@@ -45,7 +59,7 @@ def load(path: str | os.PathLike, *, sr: int = 16000) -> np.ndarray:
     try:
         y, file_sr = soundfile.read(os.fspath(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile reports every decoding failure as a generic error
-        raise AudioError(f"cannot decode audio: {e}") from e
+        raise AudioError(unreadable(path) or f"cannot decode audio: {e}") from e
     if y.shape[0] == 0:
         raise AudioError(_EMPTY)
     _check_finite(y)
@@ -64,7 +78,7 @@ def stream(path: str | os.PathLike, *, sr: int = 16000, block_seconds: float = 3
     try:
         sf = soundfile.SoundFile(os.fspath(path))
     except Exception as e:
-        raise AudioError(f"cannot decode audio: {e}") from e
+        raise AudioError(unreadable(path) or f"cannot decode audio: {e}") from e
     with sf:
         if sf.frames == 0:
             raise AudioError(_EMPTY)
