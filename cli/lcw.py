@@ -53,8 +53,10 @@ def lcw(records_dir, output, quiet, **settings):
     the share of labels moved between classes, the mean weight per class and the utterances whose learned
     label left the given one. Running the same command again resumes an interrupted run.
     """
-    from emotion_refinery.lcw_run import run_lcw
+    from emotion_refinery.lcw_run import run_lcw, summary
 
     config = LCWConfig(**settings)
-    run_lcw(records_dir, output, config, log=(lambda s: None) if quiet else click.echo)
+    report = run_lcw(records_dir, output, config, log=(lambda s: None) if quiet else click.echo)
+    if quiet:  # the summary line stays
+        click.echo(summary(report, config))
     click.echo(f"Report: {output}/report.md")

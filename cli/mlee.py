@@ -54,8 +54,10 @@ def mlee(records_dir, output, quiet, **settings):
     a CSV votes column); report.md shows WA / UA and the per-class precision / recall / F1 of emotion
     existence. Running the same command again resumes an interrupted run.
     """
-    from emotion_refinery.mlee_run import run_mlee
+    from emotion_refinery.mlee_run import run_mlee, summary
 
     config = MLEEConfig(**settings)
-    run_mlee(records_dir, output, config, log=(lambda s: None) if quiet else click.echo)
+    report = run_mlee(records_dir, output, config, log=(lambda s: None) if quiet else click.echo)
+    if quiet:  # the summary line stays
+        click.echo(summary(report, config))
     click.echo(f"Report: {output}/report.md")

@@ -245,8 +245,13 @@ def run_lcw(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config: 
         report = _evaluate(manifest, run, config, record)
         write_json(run.report_json, report)
         write_bytes(run.report_md, lcw_markdown(report).encode())
-        log(f"LC+W ({config.update}): WA {100 * report['wa']:.2f} %, UA {100 * report['ua']:.2f} %, "
+        log(summary(report, config))
+        return report
+
+
+def summary(report: dict, config: LCWConfig) -> str:
+    """The run's one-line summary (``lcw`` prints it, also with ``--quiet``)."""
+    return (f"LC+W ({config.update}): WA {100 * report['wa']:.2f} %, UA {100 * report['ua']:.2f} %, "
             f"macro-F1 {100 * report['macro_f1']:.2f} %; {len(report['changed'])} learned labels differ from the "
             "given ones")
-        return report
 

@@ -336,7 +336,12 @@ def run_mlee(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config:
         report = _evaluate(manifest, run, config, tables, record)
         write_json(run.report_json, report)
         write_bytes(run.report_md, mlee_markdown(report).encode())
-        log(f"MLEE ({config.variant}): WA {100 * report['wa']:.2f} %, UA {100 * report['ua']:.2f} %, "
+        log(summary(report, config))
+        return report
+
+
+def summary(report: dict, config: MLEEConfig) -> str:
+    """The run's one-line summary (``mlee`` prints it, also with ``--quiet``)."""
+    return (f"MLEE ({config.variant}): WA {100 * report['wa']:.2f} %, UA {100 * report['ua']:.2f} %, "
             f"macro-F1 {100 * report['macro_f1']:.2f} %; existence macro-F1 "
             f"{100 * report['existence']['macro_f1']:.2f} %")
-        return report

@@ -235,3 +235,19 @@ def test_tensorflow_log_lines_stay_off_stderr(records):
     assert "OK:" in result.stdout
     glog = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d", re.M)
     assert not glog.search(result.stderr) and "absl::InitializeLog" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command, module, report, line", [
+    ("lcw", "lcw_run", {"wa": 0.5, "ua": 0.25, "macro_f1": 0.2, "changed": [1, 2]},
+     "LC+W (both): WA 50.00 %, UA 25.00 %, macro-F1 20.00 %; 2 learned labels differ from the given ones"),
+    ("mlee", "mlee_run", {"wa": 0.5, "ua": 0.25, "macro_f1": 0.2, "existence": {"macro_f1": 0.75}},
+     "MLEE (fusion): WA 50.00 %, UA 25.00 %, macro-F1 20.00 %; existence macro-F1 75.00 %"),
+])
+def test_quiet_keeps_the_summary_line(monkeypatch, place, command, module, report, line):
+    import importlib
+
+    mod = importlib.import_module(f"emotion_refinery.{module}")
+    monkeypatch.setattr(mod, f"run_{command}", lambda records, out, config, log: report)  # no training
+    result = invoke(command, place["records"], "-o", place["out"], "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{line}\nReport: {place['out']}/report.md\n"
