@@ -20,9 +20,20 @@ from emotion_refinery import __version__, quiet
 from emotion_refinery.errors import EmorefineError
 
 
+VERBOSE_HELP = ("Let TensorFlow log as it likes (its C++ start-up lines, retracing warnings); by default they are "
+                "silenced. Also: EMOREFINE_VERBOSE=1.")
+
+
 class Group(click.Group):
     """The command group: turns an emorefine error of any command into ``Error: …`` on stderr and the
     exit status of :func:`cli.options.exit_status`."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Every command also takes the group's ``--verbose`` (``emorefine COMMAND … --verbose``)."""
+        if not any(p.name == "verbose" for p in cmd.params):
+            cmd.params.append(click.Option(["--verbose"], is_flag=True, expose_value=False, help=VERBOSE_HELP,
+                                           callback=lambda ctx, param, value: value and quiet.configure(True)))
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -34,9 +45,7 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="emorefine")
-@click.option("--verbose", is_flag=True, envvar=quiet.VERBOSE_ENV,
-              help="Let TensorFlow log as it likes (its C++ start-up lines, retracing warnings); by default they "
-                   "are silenced. Also: EMOREFINE_VERBOSE=1.")
+@click.option("--verbose", is_flag=True, envvar=quiet.VERBOSE_ENV, help=VERBOSE_HELP)
 def main(verbose: bool) -> None:
     """Segment-based speech emotion recognition with emotion profile refinery.
 

@@ -35,10 +35,20 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
+_SET_LEVEL = False  # whether install() set TF_CPP_MIN_LOG_LEVEL (configure(True) then takes it back)
+
+
 def configure(is_verbose: bool) -> None:
-    """Set this process (and the processes it starts) quiet, or verbose: TensorFlow's C++ and Python logs."""
+    """Set this process (and the processes it starts) quiet, or verbose: TensorFlow's C++ and Python logs.
+    Verbose after quiet (``emorefine COMMAND --verbose``) undoes what :func:`install` did, as long as
+    TensorFlow is not imported yet."""
+    global _SET_LEVEL
     if is_verbose:
         os.environ[VERBOSE_ENV] = "1"
+        if _SET_LEVEL:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+            _SET_LEVEL = False
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietImport)]
         return
     os.environ.setdefault(VERBOSE_ENV, "0")
     install()
@@ -47,9 +57,12 @@ def configure(is_verbose: bool) -> None:
 def install() -> None:
     """Unless :func:`verbose`: TensorFlow's C++ log level 3, and its first import with standard error
     silenced (see the module docstring). Does nothing when verbose, or once TensorFlow is imported."""
+    global _SET_LEVEL
     if verbose():
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        _SET_LEVEL = True
     if "tensorflow" in sys.modules:
         _quiet_python_logger()
         return

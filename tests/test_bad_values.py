@@ -251,3 +251,22 @@ def test_quiet_keeps_the_summary_line(monkeypatch, place, command, module, repor
     result = invoke(command, place["records"], "-o", place["out"], "--quiet")
     assert result.exit_code == 0, result.output
     assert result.output == f"{line}\nReport: {place['out']}/report.md\n"
+
+
+def test_verbose_undoes_quiet_before_tensorflow_is_imported(monkeypatch):
+    from emotion_refinery import quiet
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.delenv(quiet.VERBOSE_ENV, raising=False)
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, quiet._QuietImport)])
+    monkeypatch.setattr(quiet, "_SET_LEVEL", False)
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as before the first import (not re-imported)
+    quiet.configure(False)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3" and isinstance(sys.meta_path[0], quiet._QuietImport)
+    quiet.configure(True)  # emorefine COMMAND --verbose, after the group's default
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ and os.environ[quiet.VERBOSE_ENV] == "1"
+    assert not any(isinstance(f, quiet._QuietImport) for f in sys.meta_path)
+
+
+def test_every_command_takes_verbose():
+    assert all(any(p.name == "verbose" for p in command.params) for command in main.commands.values())
