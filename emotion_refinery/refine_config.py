@@ -93,7 +93,7 @@ class RefineConfig:
             raise EmorefineError(f"Received: speaker_norm={self.speaker_norm!r}; expected one of "
                                  f"{', '.join(SPEAKER_NORM_MODES)}")
         check_ranges(self, RANGES)
-        if self.min_epochs >= self.epochs:
+        if self.min_epochs >= self.epochs and self.early_stopping == "fold":  # without early stopping it is unused
             raise EmorefineError(f"Received: min_epochs={self.min_epochs!r} with epochs={self.epochs!r}; expected "
                                  "min_epochs < epochs (early stopping counts epochs from min_epochs on)")
         if self.backbone not in backbone_names("segments"):

@@ -31,7 +31,7 @@ from emotion_refinery.folds import split_folds
 from emotion_refinery.label_noise import training_labels
 from emotion_refinery.manifest import RecordsManifest, settings_difference
 from emotion_refinery.processes import LOCK_NAME, cpu_count
-from emotion_refinery.refine_config import RefineConfig
+from emotion_refinery.refine_config import RefineConfig, check_for_records
 from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
 from emotion_refinery.rules import PEPR_ALPHA, RULES
@@ -412,6 +412,7 @@ def refine(
     """
     check_executor(executor, parallel)
     manifest = RecordsManifest.load(records_dir)
+    check_for_records(config, manifest.features.n_mels)
     check_records(manifest, config, verify=verify)
     run = RunDir(run_dir)
     with run.lock("refine"):
