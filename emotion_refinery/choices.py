@@ -11,8 +11,10 @@ leave-one-fold-out cross-validation over them, so the test fold's labels never e
   proxy): an RBF SVM on each utterance's per-band log-Mel mean and standard deviation, with and without
   z-normalising those per speaker (:func:`choose_speaker_norm`).
 - The decision rule and the round (need no training): the stored out-of-fold profiles of folds ≠ k, decided by
-  each rule under the same inner folds (:func:`nested_decisions`). The rule and round the report's figures use
-  for fold ``k`` are the ones split ``k`` chose; ``predict`` takes the choice most splits made.
+  each rule under the same inner folds (:func:`nested_decisions`). Split ``k`` chooses its rule on round 0's
+  profiles and keeps it; the refined rounds' inner scores under that rule then choose its round. The rule and
+  round the report's figures use for fold ``k`` are the ones split ``k`` chose; ``predict`` takes the choice
+  most splits made.
 
 Inner scores are UA (mean per-class recall) on the labels training sees; ties go to the earlier candidate.
 """
@@ -182,8 +184,14 @@ def nested_rounds(splits_per_round: Sequence[Sequence[dict[str, Any]]]) -> list[
             for i in range(n_splits)]
 
 
-def nested_decisions(decider: ProfileDecider, rules: Sequence[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def nested_decisions(decider: ProfileDecider, rules: Sequence[str],
+                     kept: dict[int, str] | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Every fold decided by the rule its split chose on the other folds.
+
+    Args:
+        kept: ``{fold: rule}`` a rule each split chose before (in round 0) and keeps: the split then decides by
+            it, and its inner scores only choose the round. Choosing rule and round jointly among rules ×
+            rounds candidates would pick more often a candidate whose inner score is high by chance.
 
     Returns:
         ``(probabilities (n_utterances, K), splits)``; ``splits[i]``: ``{"fold", "rule", "scores"}`` — the inner
@@ -194,7 +202,8 @@ def nested_decisions(decider: ProfileDecider, rules: Sequence[str]) -> tuple[np.
     splits = []
     for k in sorted(np.unique(decider.folds).tolist()):
         scores = decider.inner_scores(k, rules)
-        rule = max(rules, key=lambda r: (scores[r], -list(rules).index(r)))
+        rule = (kept[int(k)] if kept and int(k) in kept and kept[int(k)] in rules
+                else max(rules, key=lambda r: (scores[r], -list(rules).index(r))))
         probabilities[decider.folds == k] = decider.probabilities(rule, k)
         splits.append({"fold": int(k), "rule": rule, "scores": scores})
     return probabilities, splits

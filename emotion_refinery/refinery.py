@@ -340,6 +340,15 @@ def _noise_recovery(targets: np.ndarray, utterance_index: np.ndarray, labels: np
             "kept": float(np.mean(top[~flipped] == labels[~flipped]))}
 
 
+def _round0_rules(run: RunDir, t: int) -> dict[int, str] | None:
+    """``{fold: rule}`` each split chose in round 0, which it keeps in refined rounds (``None`` for round 0, or a
+    run whose round 0 kept no per-split decisions)."""
+    if t == 0 or not run.round_report(0).is_file():
+        return None
+    decision = json.loads(run.round_report(0).read_text()).get("decision")
+    return None if decision is None else {s["fold"]: s["rule"] for s in decision["splits"]}
+
+
 def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig, t: int) -> dict[str, Any]:
     """Utterance-level WA/UA/macro-F1 and segment-level indicators of round ``t``; written to ``round.json``
     (after the per-utterance forest decisions, ``predictions.csv``)."""
@@ -354,7 +363,7 @@ def evaluate_round(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
     # Each fold decided by the rule its split chose on the other folds' profiles (the one rule unless auto).
     decider = ProfileDecider(q, table["utterance"], seen, folds_of, [u.get("speaker") for u in utts],
                              n_classes=k_classes, seed=config.seed)
-    probabilities, splits = nested_decisions(decider, config.decision_rules())
+    probabilities, splits = nested_decisions(decider, config.decision_rules(), kept=_round0_rules(run, t))
     predictions = probabilities.argmax(axis=1)
     scores = decision_scores(labels, predictions, n_classes=k_classes)
     entropy = ep_entropy(q)

@@ -115,6 +115,19 @@ def test_auto_rule_is_chosen_per_split_on_the_other_folds_only():
     assert other.inner_scores(0, DECISION_RULES) != decider.inner_scores(0, DECISION_RULES)
 
 
+def test_a_kept_rule_decides_its_split_whatever_the_inner_scores_say():
+    q, index, labels, folds, speakers = _profiles(seed=1)
+    decider = ProfileDecider(q, index, labels, folds, speakers, n_classes=3)
+    _, free = nested_decisions(decider, DECISION_RULES)
+    kept = {s["fold"]: min(DECISION_RULES, key=lambda r: s["scores"][r]) for s in free}  # each split's worst rule
+    probabilities, splits = nested_decisions(decider, DECISION_RULES, kept=kept)
+    for s, before in zip(splits, free):
+        assert s["rule"] == kept[s["fold"]] and s["scores"] == before["scores"]  # the evidence is still shown
+        np.testing.assert_allclose(probabilities[folds == s["fold"]], decider.probabilities(s["rule"], s["fold"]))
+    _, only = nested_decisions(decider, ("mean-ep",), kept=kept)  # a kept rule that is not allowed is ignored
+    assert {s["rule"] for s in only} == {"mean-ep"}
+
+
 def test_the_mean_ep_rule_needs_no_training():
     q, index, labels, folds, speakers = _profiles()
     decider = ProfileDecider(q, index, labels, folds, speakers, n_classes=3)

@@ -188,6 +188,8 @@ def test_auto_chooses_per_split_and_predict_uses_what_most_splits_chose(built, t
     for r in report["rounds"]:
         splits = r["decision"]["splits"]
         assert [s["fold"] for s in splits] == [0, 1, 2] and all(len(s["scores"]) == 3 for s in splits)
+    first, refined = (r["decision"]["splits"] for r in report["rounds"])  # a split keeps its round-0 rule
+    assert [s["rule"] for s in refined] == [s["rule"] for s in first]
     selected = report["selection"]
     assert len(selected["rounds_by_split"]) == 3 and set(selected["rounds_by_split"]) <= {0, 1}
     text = run.report_md.read_text()
