@@ -45,18 +45,21 @@ _DEFAULTS = LCWConfig()
 @click.option("--label-lr", type=options.bounded(RANGES["label_lr"]), default=_DEFAULTS.label_lr,
               show_default=True, help="Adam learning rate of the learned labels and weights.")
 @click.option("--seed", type=options.bounded(RANGES["seed"]), default=_DEFAULTS.seed, show_default=True)
+@options.overwrite("run")
 @options.quiet
-def lcw(records_dir, output, quiet, **settings):
+def lcw(records_dir, output, quiet, overwrite, **settings):
     """Train LC+W on RECORDS_DIR (built with --sequences) under its folds; write RUN_DIR's report.
 
     Every fold's model learns a label and a contribution weight per training utterance; report.md shows
     the share of labels moved between classes, the mean weight per class and the utterances whose learned
-    label left the given one. Running the same command again resumes an interrupted run.
+    label left the given one. Running the same command again resumes an interrupted run; other
+    settings on an existing run directory are refused (--overwrite starts it over).
     """
     from emotion_refinery.lcw_run import run_lcw, summary
 
+    options.check_output_folder(output)
     config = LCWConfig(**settings)
-    report = run_lcw(records_dir, output, config, log=(lambda s: None) if quiet else click.echo)
+    report = run_lcw(records_dir, output, config, log=(lambda s: None) if quiet else click.echo, overwrite=overwrite)
     if quiet:  # the summary line stays
         click.echo(summary(report, config))
     click.echo(f"Report: {output}/report.md")

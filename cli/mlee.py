@@ -46,18 +46,21 @@ _DEFAULTS = MLEEConfig()
                    "--no-majority keep), positives of the classes any annotator chose and negatives of the "
                    "rest, as published. The test folds are scored on the labelled utterances.")
 @click.option("--seed", type=options.bounded(RANGES["seed"]), default=_DEFAULTS.seed, show_default=True)
+@options.overwrite("run")
 @options.quiet
-def mlee(records_dir, output, quiet, **settings):
+def mlee(records_dir, output, quiet, overwrite, **settings):
     """Train MLEE (or a dominant-emotion classifier) on RECORDS_DIR (built with --sequences) under its folds.
 
     Targets come from the utterances' votes (records of iemocap, cremad, emodb with its perception test, or
     a CSV votes column); report.md shows WA / UA and the per-class precision / recall / F1 of emotion
-    existence. Running the same command again resumes an interrupted run.
+    existence. Running the same command again resumes an interrupted run; other
+    settings on an existing run directory are refused (--overwrite starts it over).
     """
     from emotion_refinery.mlee_run import run_mlee, summary
 
+    options.check_output_folder(output)
     config = MLEEConfig(**settings)
-    report = run_mlee(records_dir, output, config, log=(lambda s: None) if quiet else click.echo)
+    report = run_mlee(records_dir, output, config, log=(lambda s: None) if quiet else click.echo, overwrite=overwrite)
     if quiet:  # the summary line stays
         click.echo(summary(report, config))
     click.echo(f"Report: {output}/report.md")

@@ -77,6 +77,20 @@ dtype = click.option("--dtype", type=click.Choice(("float16", "float32")), defau
 strict = click.option("--strict", is_flag=True, help="Exit with status 1 if any input was skipped.")
 as_json = click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 
+#: What ``--overwrite`` deletes, per kind of output folder (:mod:`emotion_refinery.overwrite`).
+_OVERWRITES = {
+    "run": "the run directory -o, if emorefine made it (it holds config.json)",
+    "records": "the records folder -o, if emorefine made it (it holds manifest.json, or an interrupted build)",
+    "corpus": "OUT_DIR, if synth-corpus made it",
+}
+
+
+def overwrite(kind: str):
+    """``--overwrite``: start over in an output folder of ``kind`` that emorefine made (anything else is refused)."""
+    return click.option("--overwrite", is_flag=True, default=False,
+                        help=f"Delete {_OVERWRITES[kind]} and start over, after every other check has passed; a "
+                             "folder emorefine did not make is refused and left untouched.")
+
 
 def exit_status(error: EmorefineError) -> int:
     """The exit status of a command that raised ``error``: 1 when the work failed on inputs it could read

@@ -35,13 +35,15 @@ from emotion_refinery.synthetic import RANGES as SYNTH
 @options.workers
 @options.seed
 @options.strict
+@options.overwrite("records")
 @options.quiet
 def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, folds, folds_by, dtype, sequences,
-                  no_majority, workers, seed, strict, quiet):
+                  no_majority, workers, seed, strict, overwrite, quiet):
     """Cut a corpus into log-Mel segments and store them as sharded TFRecords.
 
     Re-running the same command finishes an interrupted build, and does nothing on
-    a finished one.
+    a finished one. Other settings on an existing records folder are refused;
+    --overwrite builds it afresh.
     """
     from emotion_refinery.config import PRESETS, get_preset
     from emotion_refinery.corpora import detect, get_corpus
@@ -52,6 +54,7 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
                                  param_hint="'--corpus'")
     if corpus == "csv" and not manifest:
         raise click.BadParameter("--corpus csv needs --manifest FILE", param_hint="'--manifest'")
+    options.check_output_folder(output)
     adapter = detect(corpus_dir, manifest=manifest) if corpus == "auto" else get_corpus(corpus)
     chosen = get_preset(preset or (adapter.name if adapter.name in PRESETS else "emodb"))
     features = chosen.features.replace(segment_hop=segment_hop, dtype=dtype)
@@ -59,7 +62,7 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
     with options.Progress(not quiet) as progress:  # errors: exit status 1 or 2 (cli.options.exit_status)
         result = build(corpus_dir, output, corpus=adapter.name, manifest=manifest, features=features,
                        n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress,
-                       preset=chosen.name, sequences=sequences, no_majority=no_majority)
+                       preset=chosen.name, sequences=sequences, no_majority=no_majority, overwrite=overwrite)
     from emotion_refinery.manifest import RecordsManifest
 
     summary = RecordsManifest(output, result.manifest).summary()
@@ -245,14 +248,22 @@ def verify(path, quiet):
               help="Label each utterance as a voted corpus would: the class with more than half of the annotators' "
                    "votes, or none (empty: an unlabelled utterance); truth.json keeps the generated label.")
 @options.seed
+@options.overwrite("corpus")
 def synth_corpus(out_dir, per_class, seed, annotators, annotator_noise, pattern_level, speaker_habit,
-                 majority_labels):
+                 majority_labels, overwrite):
     """Write a small synthetic corpus (4 classes, 4 speakers) with manifest.csv and truth.json."""
+    from emotion_refinery.errors import EmorefineError
+    from emotion_refinery.overwrite import check_overwrite, foreign_reason
     from emotion_refinery.synthetic import CLASSES, make_corpus
 
-    if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
-        raise click.BadParameter(f"expected a new or empty folder. Received: {out_dir!r}", param_hint="OUT_DIR")
+    options.check_output_folder(out_dir, "out_dir")
+    if overwrite:
+        check_overwrite(out_dir, "corpus", "out_dir")
+    elif Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
+        hint = " (it holds a synthetic corpus: add --overwrite to replace it)" if foreign_reason(out_dir, "corpus") \
+            is None else ""
+        raise EmorefineError(f"Received: out_dir={out_dir!r}; expected a new or empty folder{hint}")
     manifest = make_corpus(out_dir, per_class=per_class, seed=seed, annotators=annotators,
                            annotator_noise=annotator_noise, pattern_level=pattern_level, speaker_habit=speaker_habit,
-                           majority_labels=majority_labels)
+                           majority_labels=majority_labels, overwrite=overwrite)
     click.echo(f"Wrote {per_class * len(CLASSES)} utterances and {manifest}")

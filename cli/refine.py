@@ -97,14 +97,17 @@ def _settings(command):
               help="Ray cluster to run the trainings on (e.g. auto); default: a local one.")
 @click.option("--task-gpus", type=options.bounded(TASK_GPUS), default=0.0, show_default=True,
               help="GPUs each training asks Ray for (fractions share a GPU).")
+@options.overwrite("run")
 @options.quiet
-def refine(records_dir, output, config_file, quiet, executor, parallel, ray_address, task_gpus, **flags):
+def refine(records_dir, output, config_file, quiet, overwrite, executor, parallel, ray_address, task_gpus, **flags):
     """Train on RECORDS_DIR with utterance-level k-fold CV and refine the segment labels round by round.
 
     Running the same command again resumes an interrupted run; on a finished run it only
     prints the report. Prints one line per (round, fold) and the WA/UA of every round.
+    Other settings on an existing run directory are refused; --overwrite starts it over.
     """
     _former_switches(flags)
+    options.check_output_folder(output)
     preset, n_mels = _records_settings(records_dir)
     config = resolve_config(config_file=config_file, default_preset=preset, **flags)
     if n_mels is not None:  # settings the records cannot serve: refused before the run folder is made
@@ -113,7 +116,7 @@ def refine(records_dir, output, config_file, quiet, executor, parallel, ray_addr
 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     report = run_refine(records_dir, output, config, verbose=verbose, log=click.echo, executor=executor,
-                        parallel=parallel, ray_address=ray_address, task_gpus=task_gpus)
+                        parallel=parallel, ray_address=ray_address, task_gpus=task_gpus, overwrite=overwrite)
     click.echo(f"Report: {output}/report.md")
     from emotion_refinery.report import markdown
 

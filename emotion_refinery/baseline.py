@@ -209,6 +209,8 @@ def run_baseline(records_dir: str | os.PathLike, *, speaker_norm: bool = False, 
     SEED.check("seed", seed)
     start = time.perf_counter()
     manifest = RecordsManifest.load(records_dir)
+    _opensmile()  # before any work: the install hint
+    _check_writable(manifest.root)  # before any work: the features and the result are stored there
     digest = _digest(manifest.root)
     utts = manifest.utterances
     x, cached = _cached_features(manifest, digest, workers=workers, progress=progress)
@@ -233,6 +235,19 @@ def run_baseline(records_dir: str | os.PathLike, *, speaker_norm: bool = False, 
     runs[variant_name(speaker_norm, label_noise, seed)] = entry
     write_json(path, {"runs": dict(sorted(runs.items()))})
     return {**entry, "cached": cached, "path": str(path)}
+
+
+def _check_writable(root: Path) -> None:
+    """Refuse a records folder this user cannot write into (probed with a temporary file, removed at once)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".emorefine-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise EmorefineError(f"Received: records={str(root)!r} ({e.strerror or e}); expected a records folder that "
+                             f"can be written: the baseline stores {FEATURES_NAME} and {RESULT_NAME} there") from None
 
 
 def variant_name(speaker_norm: bool, label_noise: float = 0.0, seed: int = 0) -> str:

@@ -232,12 +232,13 @@ def _evaluate(manifest: RecordsManifest, run: RunDir, config: LCWConfig, record:
 
 
 def run_lcw(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config: LCWConfig, *,
-            log: Callable[[str], None] = print) -> dict:
-    """Run (or resume, or confirm) an LC+W run; return its report (also in ``report.json``)."""
+            log: Callable[[str], None] = print, overwrite: bool = False) -> dict:
+    """Run (or resume, or confirm) an LC+W run; return its report (also in ``report.json``). ``overwrite``: start
+    over in a run directory emorefine made (:func:`emotion_refinery.refinery.utterance_run`)."""
     from emotion_refinery.refinery import utterance_run
     from emotion_refinery.report import lcw_markdown
 
-    with utterance_run(records_dir, run_dir, "lcw", config, sequences="log-mel") as (
+    with utterance_run(records_dir, run_dir, "lcw", config, sequences="log-mel", overwrite=overwrite) as (
             manifest, run, record):
         for k in range(manifest.n_folds):
             if not run.is_done(0, k):

@@ -308,28 +308,56 @@ def _evaluate(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tables
     }
 
 
-def run_mlee(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config: MLEEConfig, *,
-             log: Callable[[str], None] = print) -> dict:
-    """Run (or resume, or confirm) an MLEE run; return its report (also in ``report.json``)."""
-    from emotion_refinery.refinery import utterance_run
-    from emotion_refinery.report import mlee_markdown
+#: The variants whose targets come from the annotators' votes (soft targets, emotion existence); ``hard``
+#: learns the labels alone.
+VOTED_VARIANTS = tuple(v for v in VARIANTS if v != "hard")
+#: Where records get votes from.
+VOTE_SOURCES = "iemocap, cremad, emodb with its erkennung.txt, or a CSV manifest's votes column"
 
-    kind = RecordsManifest.load(records_dir).data["settings"].get("sequences")
+
+def check_inputs(manifest: RecordsManifest, config: MLEEConfig) -> list[str]:
+    """Refuse, before anything is written or trained, records that lack what ``config`` trains on: spectrogram
+    sequences for ``speed_perturb``, unlabelled utterances for ``train_on='all'``, votes for every variant but
+    ``hard``. Returns the notes to print before training (what the run trains on, where it is not obvious)."""
+    kind = manifest.data["settings"].get("sequences")
     if config.speed_perturb and kind != "spectrogram":
         raise EmorefineError(f"Received: speed_perturb=True with records of {kind or 'no'} sequences; expected "
                              "records built with `build-records --sequences spectrogram` (linear-frequency bins, "
                              "which a speed change scales)")
-    with utterance_run(records_dir, run_dir, "mlee", config, sequences="spectrogram") as (
+    if config.train_on == "all" and not manifest.vote_only:
+        raise EmorefineError(f"Received: train_on='all' with records {str(manifest.root)!r} that hold no "
+                             "unlabelled utterances; expected records built with `build-records "
+                             "--no-majority keep` from a corpus with utterances voted on without a majority")
+    voted = sum(bool(u.get("votes")) for u in manifest.utterances)
+    if not voted and config.variant in VOTED_VARIANTS:
+        raise EmorefineError(f"Received: variant={config.variant!r} with records {str(manifest.root)!r} whose "
+                             f"{len(manifest.utterances)} utterances carry no annotator votes; the {config.variant} "
+                             "variant learns from the votes (without them every target is the one-hot label and "
+                             f"every utterance holds one emotion): expected records of a corpus with votes "
+                             f"({VOTE_SOURCES}), or --variant hard")
+    if not voted:
+        return ["note: no utterance of these records carries votes: variant hard trains on the labels alone, and "
+                "emotion existence is scored against each utterance's label"]
+    if voted < len(manifest.utterances):
+        return [f"note: {voted} of {len(manifest.utterances)} utterances carry votes; the others train on their "
+                "one-hot label"]
+    return []
+
+
+def run_mlee(records_dir: str | os.PathLike, run_dir: str | os.PathLike, config: MLEEConfig, *,
+             log: Callable[[str], None] = print, overwrite: bool = False) -> dict:
+    """Run (or resume, or confirm) an MLEE run; return its report (also in ``report.json``). The records are
+    checked for what the variant needs (:func:`check_inputs`) before the run directory is touched; ``overwrite``:
+    start over in a run directory emorefine made (:func:`emotion_refinery.refinery.utterance_run`)."""
+    from emotion_refinery.refinery import utterance_run
+    from emotion_refinery.report import mlee_markdown
+
+    notes = check_inputs(RecordsManifest.load(records_dir), config)
+    with utterance_run(records_dir, run_dir, "mlee", config, sequences="spectrogram", overwrite=overwrite) as (
             manifest, run, record):
-        if config.train_on == "all" and not manifest.vote_only:
-            raise EmorefineError(f"Received: train_on='all' with records {str(manifest.root)!r} that hold no "
-                                 "unlabelled utterances; expected records built with `build-records "
-                                 "--no-majority keep` from a corpus with utterances voted on without a majority")
         tables = _Tables(manifest)
-        if not any(u.get("votes") for u in manifest.utterances):
-            log("note: no utterance of these records carries votes, so the soft targets are the one-hot labels "
-                "and every utterance holds its label alone (records of iemocap, cremad, emodb with erkennung.txt, "
-                "or a CSV votes column carry votes)")
+        for note in notes:
+            log(note)
         for k in range(manifest.n_folds):
             if not run.is_done(0, k):
                 _train_fold(manifest, run, config, tables, k, log)

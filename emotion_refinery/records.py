@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -38,12 +39,13 @@ from emotion_refinery import __version__
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.corpora import Utterance, scan_corpus
 from emotion_refinery.corpora.base import Skipped
-from emotion_refinery.errors import NothingUsableError, RecordsError
+from emotion_refinery.errors import EmorefineError, NothingUsableError, RecordsError
 from emotion_refinery.extraction import (cached_frames, extract_egemaps, extract_frames, extract_llds,
                                          extract_spectrogram, read_frames,
                                          write_feature_shard, write_sequence_shard)
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
+from emotion_refinery.overwrite import clear_folder, foreign_reason, start_over_hint, with_hint
 from emotion_refinery.processes import cpu_count, exit_with_parent
 from emotion_refinery.ranges import FOLDS, SEED, SEGMENT_HOP, WORKERS
 from tf_records.atomic import remove_leftovers, write_json
@@ -142,6 +144,7 @@ def build_records(
     preset: str | None = None,
     sequences: str | None = None,
     no_majority: str = "skip",
+    overwrite: bool = False,
 ) -> BuildResult:
     """Build (or finish, or confirm) a records folder.
 
@@ -165,6 +168,12 @@ def build_records(
             of their speaker (session) group, or a seeded fold with label-stratified folds, for
             ``mlee --train-on all``; nothing else reads them.
         progress: called as ``progress(stage, done, total)`` with stage ``"extract"`` or ``"write"``.
+        overwrite: delete ``out_dir`` first if emorefine made it (records, or an interrupted build), and build
+            afresh; any other folder is refused untouched (:mod:`emotion_refinery.overwrite`).
+
+    Everything that can be checked without decoding the audio (the settings, the corpus, opensmile for
+    ``sequences`` lld / egemaps, whether the corpus' utterances can fill ``n_folds`` folds) is checked before
+    anything is written. An error once the build's settings are written says how to continue or start over.
 
     Raises:
         CorpusError: the corpus folder, name or manifest is unusable (nothing is written).
@@ -184,7 +193,11 @@ def build_records(
         raise RecordsError("Received: no_majority='keep' without sequences; the utterances without a majority "
                            "train MLEE, which reads sequence shards: expected --sequences log-mel, lld or "
                            "spectrogram as well")
+    if sequences in ("lld", "egemaps") and importlib.util.find_spec("opensmile") is None:
+        raise RecordsError(f"Received: sequences={sequences!r}; it needs the opensmile package, which is not "
+                           "installed. Install it with: pip install 'emorefine[baseline]'")
     adapter, scan = scan_corpus(corpus_dir, corpus=corpus, manifest=manifest)
+    _check_folds(scan, n_folds, folds_by, seed)  # utterances that cannot fill the folds: said before any write
     if no_majority == "skip":
         scan.skipped.extend(Skipped(u.path, reason) for u, reason in scan.unlabelled)
         scan.unlabelled = []
@@ -193,6 +206,8 @@ def build_records(
     settings = _settings(adapter.name, root, Path(manifest).resolve() if manifest else None, features,
                          n_folds, folds_by, seed, shard_segments, preset, sequences, no_majority)
 
+    if overwrite:
+        clear_folder(out, "records", inputs={"corpus_dir": corpus_dir, "manifest": manifest})
     status = _prepare_out_dir(out, settings)
     if status == "up-to-date":
         data = json.loads((out / MANIFEST_NAME).read_text())
@@ -203,9 +218,26 @@ def build_records(
     write_json(partial / "settings.json", settings)
 
     workers = workers or cpu_count()
-    with _pool(workers) as pool:
-        return _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed, shard_segments,
-                      pool, workers, progress, status, start)
+    try:
+        with _pool(workers) as pool:
+            return _build(scan, root, out, partial, settings, features, n_folds, folds_by, seed, shard_segments,
+                          pool, workers, progress, status, start)
+    except EmorefineError as e:
+        if (partial / "settings.json").is_file():  # the folder is tied to these settings: say how to go on
+            raise with_hint(e, start_over_hint(out, "records folder"))
+        raise
+
+
+def _check_folds(scan, n_folds: int, folds_by: str, seed: int) -> None:
+    """Refuse folds that the corpus' labelled utterances cannot fill (more folds than utterances, speakers or
+    sessions; stratified folds larger than every class), before anything is written. The build assigns folds over
+    the usable utterances only, which can still fall short when files turn out unusable."""
+    labelled = [u for u in scan.utterances if u.label is not None]
+    if len(labelled) < 2:
+        return  # no fold protocol at all: the build says what it finds (usually that nothing is usable)
+    index = {c: i for i, c in enumerate(scan.classes)}
+    assign_folds([index[u.label] for u in labelled], speakers=[u.speaker for u in labelled],
+                 sessions=[u.session for u in labelled], n_folds=n_folds, by=folds_by, seed=seed)
 
 
 def _one_blas_thread(parent: int | None = None) -> None:
@@ -418,12 +450,7 @@ def _sequence_frames(kind: str, usable: list[tuple], partial: Path, features: Fe
     """``--sequences lld``, ``spectrogram`` or ``egemaps``: cache every usable utterance's frames of that kind (in worker
     processes: openSMILE aborts a process that has loaded TensorFlow); return the usable entries with
     their frame count appended, and add the utterances that gave none to ``skipped``."""
-    import importlib.util
-
-    if kind in ("lld", "egemaps") and importlib.util.find_spec("opensmile") is None:
-        raise RecordsError(f"Received: sequences={kind!r}; it needs the opensmile package, which is not installed. "
-                           "Install it with: pip install 'emorefine[baseline]'")
-    extract = _EXTRACTORS[kind]
+    extract = _EXTRACTORS[kind]  # opensmile's presence is checked by build_records, before anything is written
     counts: list[Any] = [None] * len(usable)
     jobs, slots = [], []
     for i, (utt, *_) in enumerate(usable):
@@ -452,20 +479,42 @@ def _prepare_out_dir(out: Path, settings: dict) -> str:
     """Decide between a fresh build, a resumed one and nothing to do; refuse foreign folders."""
     manifest = out / MANIFEST_NAME
     settings_file = out / PARTIAL / "settings.json"
+
+    def saved(path: Path) -> dict:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            data = e
+        if not isinstance(data, dict):
+            why = f"cannot be read: {data}" if isinstance(data, Exception) else "holds no records' settings"
+            way = ("add --overwrite to delete the folder and rebuild (or choose another -o)"
+                   if foreign_reason(out, "records") is None else "choose another -o")
+            raise RecordsError(f"Received: output={str(out)!r}, whose {path.relative_to(out)} {why}; expected the "
+                               f"file build-records wrote there: {way}")
+        return data
+
     if manifest.is_file():
-        old = json.loads(manifest.read_text()).get("settings", {})
+        old = saved(manifest).get("settings", {})
+        if not isinstance(old, dict):
+            old = {"settings": old}
         old.setdefault("preset", settings["preset"])  # records built before presets were recorded
         diff = settings_difference(old, settings)
         if diff:
             raise RecordsError(f"{out} holds records built with other settings ({'; '.join(diff)}). "
-                               "Choose another output folder, or delete this one to rebuild.")
+                               "Choose another output folder, or add --overwrite to delete this one and rebuild.")
         shutil.rmtree(out / PARTIAL, ignore_errors=True)
         return "up-to-date"
     if settings_file.is_file():
-        diff = settings_difference(json.loads(settings_file.read_text()), settings)
-        if diff:
+        old = saved(settings_file)
+        diff = settings_difference(old, settings)
+        if diff and settings_difference({**old, "folds": None}, {**settings, "folds": None}):
             raise RecordsError(f"{out} holds an interrupted build with other settings ({'; '.join(diff)}). "
-                               "Run it again with its settings to finish it, or delete the folder.")
+                               "Run it again with its settings to finish it, or add --overwrite to delete it and "
+                               "build with these settings.")
+        if diff:  # other folds only (e.g. after folds the usable utterances could not fill): the frames still
+            # serve; the shards, cut by fold, are written again
+            shutil.rmtree(out / SHARDS, ignore_errors=True)
+            (out / PARTIAL / "plan.json").unlink(missing_ok=True)
         remove_leftovers(out)
         return "resumed"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

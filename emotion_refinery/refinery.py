@@ -30,6 +30,7 @@ from emotion_refinery.executors import Task, check_executor, run_stage, shutdown
 from emotion_refinery.folds import split_folds
 from emotion_refinery.label_noise import training_labels
 from emotion_refinery.manifest import RecordsManifest, settings_difference
+from emotion_refinery.overwrite import check_overwrite, clear_folder, start_over_hint, with_hint
 from emotion_refinery.processes import LOCK_NAME, cpu_count
 from emotion_refinery.refine_config import RefineConfig, check_for_records
 from emotion_refinery.baseline import load_baseline
@@ -95,26 +96,35 @@ def check_records(manifest: RecordsManifest, config: RefineConfig | None = None,
 
 @contextlib.contextmanager
 def utterance_run(records_dir: str | os.PathLike, run_dir: str | os.PathLike, method: str, config, *,
-                  sequences: str) -> Iterator[tuple[RecordsManifest, RunDir, dict]]:
+                  sequences: str, overwrite: bool = False) -> Iterator[tuple[RecordsManifest, RunDir, dict]]:
     """Open an utterance-level run (``lcw``, ``mlee``) for as long as the ``with`` block lasts: records with
     sequence shards, verified; the run directory locked, its config record created or checked for a resume;
     deterministic ops on CPU. Yields ``(manifest, run, config record)``. ``sequences``: the ``build-records
     --sequences`` choice the error names when the records have no sequence shards. ``config``: the run's settings
-    dataclass (a run made before a setting existed resumes as if it had that setting's default)."""
+    dataclass (a run made before a setting existed resumes as if it had that setting's default). ``overwrite``:
+    empty the run directory first, if emorefine made it (:mod:`emotion_refinery.overwrite`). An emorefine error
+    of the block, once the run's settings are written, says how to continue or start over."""
     manifest = RecordsManifest.load(records_dir)
     if manifest.sequence_spec is None:
         raise EmorefineError(f"Received: records={str(records_dir)!r} without sequence shards; {method} reads whole "
                              f"utterances: build the records with `build-records --sequences {sequences}`")
     check_records(manifest, verify=True)
     run = RunDir(run_dir)
+    if overwrite:  # before the lock: nothing is written into a folder that is not emorefine's
+        check_overwrite(run.root, "run", inputs={"records": manifest.root})
     with run.lock(method):
         import tensorflow as tf
 
+        if overwrite:
+            clear_folder(run.root, "run", inputs={"records": manifest.root})
         record = run.prepare_utterance_run(method, dataclasses.asdict(config), manifest, __version__,
                                            defaults=dataclasses.asdict(type(config)()))
         if not tf.config.list_physical_devices("GPU"):
             tf.config.experimental.enable_op_determinism()
-        yield manifest, run, record
+        try:
+            yield manifest, run, record
+        except EmorefineError as e:
+            raise with_hint(e, start_over_hint(run.root))
 
 
 def cpu_time_warning(manifest: RecordsManifest, config: RefineConfig, trainings: int) -> str | None:
@@ -145,7 +155,7 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
         "emorefine_version": __version__,
     }
     if run.config.is_file():
-        old = json.loads(run.config.read_text())
+        old = run.saved_config()
         # Settings added to emorefine after a run was made compare as their defaults.
         old_cfg, new_cfg = {**RefineConfig().to_dict(), **old["config"]}, dict(record["config"])
         if isinstance(old_cfg["speaker_norm"], bool):  # a switch before it had the value auto
@@ -153,7 +163,8 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
         if RULES[config.rule].learned and new_cfg["rounds"] != old_cfg["rounds"]:
             raise EmorefineError(f"Received: rounds={config.rounds} for {run.root}, an lcw run of "
                                  f"{old_cfg['rounds']} rounds; its last round learned no labels for a next one: "
-                                 f"expected rounds={old_cfg['rounds']}, or another run directory")
+                                 f"expected rounds={old_cfg['rounds']}, another run directory, or --overwrite "
+                                 "to delete this one and start over")
         if new_cfg["rounds"] >= old_cfg["rounds"]:  # more rounds extend a run
             old_cfg.pop("rounds"), new_cfg.pop("rounds")
         # The records are the same when their manifest is (they may have moved with the run).
@@ -161,7 +172,7 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
                                    {"config": new_cfg, "records": run.records_identity(record["records"])})
         if diff:
             raise EmorefineError(f"{run.root} holds a run with other settings ({'; '.join(diff)}). "
-                                 "Use another run directory, or the same settings to resume it.")
+                                 f"{SETTINGS_CHANGED}")
         # An α schedule 'start:end' spreads over the rounds: more rounds would change the α of rounds
         # already trained (their labels are written), so the extended run would not match its config.
         old_alphas = RefineConfig(**old["config"]).alphas()
@@ -171,13 +182,20 @@ def _prepare(run: RunDir, manifest: RecordsManifest, config: RefineConfig) -> di
             raise EmorefineError(f"Received: rounds={config.rounds} with alpha={config.alpha!r}; {run.root} trained "
                                  f"{old['config']['rounds']} rounds with that schedule, and {config.rounds} rounds "
                                  f"would change the α of rounds already trained ({'; '.join(changed)}). "
-                                 "Use another run directory, or a constant alpha to extend a run.")
+                                 "Use another run directory, a constant alpha to extend a run, or --overwrite to "
+                                 "delete this one and start over.")
         remove_leftovers(run.root)
     elif run.root.exists() and any(p.name != LOCK_NAME for p in run.root.iterdir()):
         raise EmorefineError(f"Received: output={str(run.root)!r}; expected a new or empty folder, "
                              "or a run directory to resume")
     write_json(run.config, record)
+    run.started = True
     return record
+
+
+#: What a run directory of other settings leaves the user to do.
+SETTINGS_CHANGED = ("Use another run directory, the same settings to resume it, or --overwrite to delete it and "
+                    "start over with these settings.")
 
 
 TARGET_DESCRIPTIONS = {
@@ -411,6 +429,7 @@ def refine(
     parallel: int = 1,
     ray_address: str | None = None,
     task_gpus: float = 0.0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume, or confirm) a refine run; return the report (also in ``report.json``).
 
@@ -418,17 +437,30 @@ def refine(
     the kernel's, so a killed run leaves none behind). ``executor`` and ``parallel``: where the trainings
     run (:mod:`emotion_refinery.executors`; ``ray_address`` and ``task_gpus`` for ``ray``); not part of the
     run's settings, so a run can be resumed with another executor.
+
+    Everything that can be checked is checked before the run directory's ``config.json`` is written.
+    ``overwrite``: empty the run directory first, if emorefine made it (:mod:`emotion_refinery.overwrite`; any
+    other folder is refused untouched). An emorefine error after ``config.json`` is written (a NaN loss, …)
+    says how to continue or start over.
     """
     check_executor(executor, parallel)
     manifest = RecordsManifest.load(records_dir)
     check_for_records(config, manifest.features.n_mels)
     check_records(manifest, config, verify=verify)
     run = RunDir(run_dir)
+    if overwrite:  # before the lock: nothing is written into a folder that is not emorefine's
+        check_overwrite(run.root, "run", inputs={"records": manifest.root})
     with run.lock("refine"):
+        if overwrite:
+            clear_folder(run.root, "run", inputs={"records": manifest.root})
         try:
             return _refine_locked(run, manifest, config, verbose=verbose, log=log,
                                   executor={"executor": executor, "parallel": parallel, "ray_address": ray_address,
                                             "gpus": task_gpus})
+        except EmorefineError as e:
+            if run.started:  # its config.json holds this run's settings: say how to go on
+                raise with_hint(e, start_over_hint(run.root))
+            raise
         finally:
             shutdown()
 

@@ -47,12 +47,32 @@ class RunDir:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        #: Whether this process wrote (or confirmed) the run's ``config.json``: from then on the folder is tied
+        #: to these settings, and an error says how to continue or start over.
+        self.started = False
 
     config = property(lambda self: self.root / "config.json")
     report_json = property(lambda self: self.root / "report.json")
     report_md = property(lambda self: self.root / "report.md")
     speaker_norm = property(lambda self: self.root / "speaker-norm.npz")
     choices = property(lambda self: self.root / "choices.json")
+
+    def saved_config(self) -> dict:
+        """The run's ``config.json`` as a dict, refusing one that cannot be read (truncated, foreign) in the house
+        form, with the way to start over."""
+        try:
+            record = json.loads(self.config.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            record = e
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict) or "records" not in record:
+            from emotion_refinery.overwrite import foreign_reason
+
+            why = f"cannot be read: {record}" if isinstance(record, Exception) else "is not a run's settings"
+            way = ("add --overwrite to delete the run directory and start over (or choose another -o)"
+                   if foreign_reason(self.root, "run") is None else "choose another -o")
+            raise EmorefineError(f"Received: output={str(self.root)!r}, whose config.json {why}; expected the "
+                                 f"config.json emorefine wrote there: {way}")
+        return record
 
     def speaker_norm_splits(self, n_folds: int) -> list[bool]:
         """Whether split k's models z-normalise each speaker's bands, for every k: ``choices.json``, else (runs
@@ -119,20 +139,22 @@ class RunDir:
         record = {"method": method, "config": config, "records": self.records_entry(manifest),
                   "emorefine_version": version}
         if self.config.is_file():
-            old = json.loads(self.config.read_text())
+            old = self.saved_config()
             if old.get("method", "refine") != method:
                 raise EmorefineError(f"{self.root} holds a {old.get('method', 'refine')} run; use another run "
-                                     f"directory for {method}")
+                                     f"directory for {method}, or --overwrite to delete it and start over")
             diff = settings_difference({"config": {**(defaults or {}), **old["config"]},
                                         "records": self.records_identity(old["records"])},
                                        {"config": config, "records": self.records_identity(record["records"])})
             if diff:
                 raise EmorefineError(f"{self.root} holds a run with other settings ({'; '.join(diff)}). "
-                                     "Use another run directory, or the same settings to resume it.")
+                                     "Use another run directory, the same settings to resume it, or --overwrite to "
+                                     "delete it and start over with these settings.")
         elif self.root.exists() and any(p.name != ".lock" for p in self.root.iterdir()):
             raise EmorefineError(f"Received: output={str(self.root)!r}; expected a new or empty folder, "
                                  f"or an {method} run directory to resume")
         write_json(self.config, record)
+        self.started = True
         return record
 
     def round_dir(self, t: int) -> Path:

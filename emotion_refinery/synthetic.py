@@ -106,13 +106,15 @@ def make_corpus(
     pattern_level: float = 1.0,
     speaker_habit: float = 0.0,
     majority_labels: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write the synthetic corpus to ``out_dir`` and return the path of its ``manifest.csv``.
 
     ``per_class`` utterances per class (spread over the four speakers), 1.2–2.4 s each;
     ``pattern_level`` and ``speaker_habit`` as in the module docstring.
     Every fifth file is stereo at 22.05 kHz, to exercise downmixing and resampling. The audio does
-    not depend on ``annotators`` (their votes are drawn from a generator of their own).
+    not depend on ``annotators`` (their votes are drawn from a generator of their own). ``overwrite``: empty
+    ``out_dir`` first if it holds a synthetic corpus (anything else is refused untouched), after every other check.
     """
     given = {"per_class": per_class, "seed": seed, "annotators": annotators, "annotator_noise": annotator_noise,
              "pattern_level": pattern_level, "speaker_habit": speaker_habit}
@@ -121,6 +123,10 @@ def make_corpus(
     if majority_labels and not annotators:
         raise EmorefineError("Received: majority_labels=True with annotators=0; expected annotators > 0 (the "
                              "majority labels come from their votes)")
+    if overwrite:
+        from emotion_refinery.overwrite import clear_folder
+
+        clear_folder(out_dir, "corpus", name="out_dir")
     voter = np.random.default_rng([seed, 1])
     out = Path(out_dir)
     (out / "wav").mkdir(parents=True, exist_ok=True)

@@ -247,7 +247,7 @@ def test_quiet_keeps_the_summary_line(monkeypatch, place, command, module, repor
     import importlib
 
     mod = importlib.import_module(f"emotion_refinery.{module}")
-    monkeypatch.setattr(mod, f"run_{command}", lambda records, out, config, log: report)  # no training
+    monkeypatch.setattr(mod, f"run_{command}", lambda records, out, config, log, **kw: report)  # no training
     result = invoke(command, place["records"], "-o", place["out"], "--quiet")
     assert result.exit_code == 0, result.output
     assert result.output == f"{line}\nReport: {place['out']}/report.md\n"
