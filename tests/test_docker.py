@@ -229,3 +229,68 @@ def test_copied_sources_exist_and_are_not_ignored(dockerfile):
     for src in sources:
         assert (ROOT / src).exists(), src
         assert not ignored(src, patterns), f"{src} is copied but excluded by .dockerignore"
+
+
+# --------------------------------------------------------------------------- extras
+
+#: Extras the image does without, and why.
+NOT_IN_IMAGE = {
+    "gpu": "the base image's TensorFlow already has its CUDA libraries",
+    "test": "the tests are not copied into the image",
+}
+PACKAGES = ("cli", "emotion_refinery", "tf_records")
+
+
+def installed_extras(dockerfile) -> set[str]:
+    """The extras of the pip install of the package in the Dockerfile (``/tmp/emorefine[a,b]``)."""
+    installs = [args for args in args_of(dockerfile, "RUN") if "pip install" in args]
+    match = re.search(r"/tmp/emorefine(?:\[([^\]]*)\])?", installs[0])
+    assert match, installs[0]
+    return {e.strip() for e in (match.group(1) or "").split(",") if e.strip()}
+
+
+def requirement_name(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", requirement.strip(), maxsplit=1)[0].lower().replace("-", "_")
+
+
+def sources() -> dict[str, str]:
+    return {str(path.relative_to(ROOT)): path.read_text(encoding="utf-8")
+            for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))}
+
+
+def extras_the_code_needs() -> dict[str, set[str]]:
+    """``{extra: {files}}``: the extras whose install the code suggests (``emorefine[name]``) or whose packages it
+    imports (``import opensmile``, ``import ray``: packages that only an extra brings)."""
+    extras = setup_kwargs()["extras_require"]
+    base = {requirement_name(r) for r in setup_kwargs()["install_requires"]}
+    provides = {requirement_name(r): name for name, reqs in extras.items() if name not in NOT_IN_IMAGE
+                for r in reqs if requirement_name(r) not in base}
+    needed: dict[str, set[str]] = {}
+    for path, text in sources().items():
+        for group in re.findall(r"emorefine\[([a-z_,\s-]+)\]", text):
+            for name in group.split(","):
+                needed.setdefault(name.strip(), set()).add(path)
+        for module in re.findall(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", text, re.M):
+            if module.lower() in provides:
+                needed.setdefault(provides[module.lower()], set()).add(path)
+    return needed
+
+
+def test_the_code_names_the_extras_it_needs():
+    """The scan below finds what it should (so that the image test cannot pass on an empty list)."""
+    needed = extras_the_code_needs()
+    assert "emotion_refinery/baseline.py" in needed["baseline"]  # import opensmile, and the install hint
+    assert "emotion_refinery/extraction.py" in needed["baseline"]  # --sequences lld / egemaps
+    assert "emotion_refinery/executors.py" in needed["ray"]  # --executor ray
+    assert set(needed) <= set(setup_kwargs()["extras_require"]), needed  # every extra named exists
+
+
+def test_the_image_installs_every_extra_a_command_needs(dockerfile):
+    extras = setup_kwargs()["extras_require"]
+    installed = installed_extras(dockerfile)
+    assert installed <= set(extras), installed - set(extras)
+    missing = {name: sorted(files) for name, files in extras_the_code_needs().items()
+               if name not in installed and name not in NOT_IN_IMAGE}
+    assert not missing, f"the image lacks extras that commands need: {missing}"
+    assert set(extras) - set(NOT_IN_IMAGE) <= installed, set(extras) - set(NOT_IN_IMAGE) - installed
+    assert not installed & set(NOT_IN_IMAGE)
