@@ -38,7 +38,7 @@ __all__ = ["KINDS", "foreign_reason", "check_overwrite", "clear_folder", "start_
 KINDS = {
     "run": ("an emorefine run directory", "config.json",
             {"config.json", "choices.json", "speaker-norm.npz", "rounds", "logs", "report.json", "report.md",
-             "export", LOCK_NAME}),
+             "export", "plots", LOCK_NAME}),
     "records": ("an emorefine records folder", "manifest.json",
                 {"manifest.json", "shards", ".partial", "baseline.json", "baseline-features.npz", LOCK_NAME}),
     "corpus": ("a synth-corpus folder", "truth.json", {"manifest.csv", "truth.json", "wav"}),
