@@ -138,11 +138,11 @@ PRESETS: Mapping[str, Preset] = types.MappingProxyType({
                       "4th segment for 5 epochs on frequency-shifted bands with no early-stopping fold (all K - 1 "
                       "training folds), predicts every segment; per "
                       "split, speaker normalisation, the utterance decision rule and the round are chosen on the "
-                      "other folds; refined rounds learn from cross-fit teachers (no leak)",
+                      "other folds; refined rounds learn from each split's own previous model (self targets, no leak)",
                FeatureConfig(segment_hop=1),
                training={"backbone": "tcnn", "train_stride": 4, "epochs": 5, "min_epochs": 2, "patience": 2,
                          "bn_momentum": 0.9, "speaker_norm": "auto", "freq_shift": 2,
-                         "utterance_classifier": "auto", "targets": "cross-fit", "early_stopping": "none"}),
+                         "utterance_classifier": "auto", "targets": "self", "early_stopping": "none"}),
     )
 })
 

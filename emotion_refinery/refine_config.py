@@ -29,7 +29,7 @@ REFINE_PRESETS = tuple(PRESETS)
 #: every split (the papers'; split k's targets then come from models that trained on fold k). "cross-fit":
 #: per split, two teachers trained on halves of its training folds predict the other half (none saw fold k).
 #: "self": per split, its own previous model predicts its training folds (born-again; it never saw fold k).
-TARGETS = ("oof", "cross-fit", "self")
+TARGETS = ("self", "cross-fit", "oof")
 
 #: How an utterance is decided from its segments' out-of-fold emotion profile: "forest", the papers' random
 #: forest on 8 statistics per class (trained on the other folds' utterances); "speaker-forest", the same forest
@@ -75,7 +75,7 @@ class RefineConfig:
     freq_shift: int = 0
     mixup: float = 0.0
     speaker_norm: str = "off"
-    targets: str = "oof"
+    targets: str = "self"
     label_source: str = "labels"
     label_noise: float = 0.0
     utterance_classifier: str = "forest"
@@ -104,9 +104,10 @@ class RefineConfig:
             raise EmorefineError(f"Received: rule={self.rule!r}; expected one of {', '.join(RULES)}")
         if self.targets not in TARGETS:
             raise EmorefineError(f"Received: targets={self.targets!r}; expected one of {', '.join(TARGETS)}")
-        if RULES[self.rule].learned and self.targets != "oof":
+        if RULES[self.rule].learned and self.targets == "cross-fit":
             raise EmorefineError(f"Received: rule={self.rule!r} with targets={self.targets!r}; the lcw rule learns "
-                                 "each split's targets itself (no teachers): expected targets='oof'")
+                                 "each split's targets itself (no teachers): expected targets='self' (or 'oof', "
+                                 "the same for lcw)")
         if RULES[self.rule].learned and self.early_stopping != "fold":
             raise EmorefineError(f"Received: rule={self.rule!r} with early_stopping={self.early_stopping!r}; the lcw "
                                  "rule picks its best epoch on the validation fold: expected early_stopping='fold'")
@@ -218,10 +219,11 @@ HELP = {
                     "labels; utterances without a speaker id by their own): on, off, or auto: per split, on when "
                     "an SVM on the utterances' band means and deviations scores better with it in a cross-validation "
                     "over the other folds (off where most speakers show one emotion).",
-    "targets": "Refined rounds' targets: oof, the previous round's out-of-fold predictions (the papers'; split k "
-               "learns from models that saw fold k), or cross-fit, per split from two teachers on halves of its "
-               "training folds (no leak; about twice the training), or self, per split from its own previous "
-               "model's predictions of its training folds (born-again distillation: no leak, no extra training).",
+    "targets": "Refined rounds' targets, none from a model that saw the held-out fold unless oof: self, per split "
+               "from its own previous model's predictions of its training folds (born-again distillation; no extra "
+               "training); cross-fit, per split from two teachers on halves of its training folds (about twice the "
+               "training); oof, the previous round's out-of-fold predictions (the papers' protocol, for reproducing "
+               "their tables: split k learns from models that saw fold k, so refined rounds are optimistic).",
     "label_source": "What round 0 trains on and the rules mix in: labels, the one-hot utterance labels; votes, soft "
                     "targets (α + v_c) / (α K + Σ v) from the annotators' votes, α = 0.75 (utterances without votes "
                     "keep their label). The test folds are always scored on the labels.",
@@ -292,7 +294,7 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 #: What a rule that learns its labels while training (lcw) needs; a preset's other values give way to it.
-LEARNED_RULE_NEEDS = {"targets": "oof", "early_stopping": "fold"}
+LEARNED_RULE_NEEDS = {"targets": "self", "early_stopping": "fold"}
 
 
 def resolve_config(*, preset: str | None = None, config_file: str | os.PathLike | None = None,

@@ -108,6 +108,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "Refined rounds use cross-fit targets: split k's targets come from two teachers trained on "
                       "halves of its training folds, so no model that shaped them saw fold k (its time column "
                       "includes the teachers)."]
+    elif len(rounds) > 1 and c.get("rule") == "lcw":
+        lines += ["", "Refined rounds learn from the labels each split's own model learned (rule lcw), so no model "
+                      "that shaped split k's targets saw fold k."]
     elif len(rounds) > 1 and c.get("targets", "oof") == "self":
         lines += ["", "Refined rounds use self targets: split k's targets come from split k's own previous model, "
                       "which predicts its training folds (born-again distillation), so no model that shaped them "

@@ -59,7 +59,8 @@ def finished_run(synthetic_corpus, tmp_path_factory):
     base = tmp_path_factory.mktemp("finished-run")
     records, run = base / "records", base / "run"
     build_records(root, records, manifest=csv, features=FeatureConfig(segment_hop=8), n_folds=3, workers=1)
-    refine(records, run, resolve_config(backbone="small", rounds=2, epochs=1, batch_size=64, preset="fast"),
+    refine(records, run, resolve_config(backbone="small", rounds=2, epochs=1, batch_size=64, preset="fast",
+                                        targets="oof"),
            verbose=0, log=lambda s: None, verify=False)
     return run
 
