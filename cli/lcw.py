@@ -18,8 +18,10 @@ _DEFAULTS = LCWConfig()
               help="Run directory to create (or resume).")
 @click.option("--update", type=click.Choice(LCW_UPDATES), default=_DEFAULTS.update, show_default=True,
               help="both: LC+W (learned labels and weights); labels: learned labels only; weights: learned "
-                   "weights only; class-weights: fixed inverse-class-frequency weights; none: the plain "
-                   "utterance model; oversample: the plain model, every class drawn as often as the largest.")
+                   "weights only; class-weights: fixed inverse-class-frequency weights; none: the publication's "
+                   "baseline, the utterance model with class-proportion weights (each training utterance weighted "
+                   "by the inverse frequency of its class in the training folds, mean 1; the same loss as "
+                   "class-weights); oversample: the unweighted model, every class drawn as often as the largest.")
 @click.option("--backbone", type=click.Choice(tuple(backbone_names("utterances"))), default=_DEFAULTS.backbone,
               show_default=True)
 @click.option("--epochs", type=options.bounded(RANGES["epochs"]), default=_DEFAULTS.epochs, show_default=True,

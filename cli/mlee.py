@@ -18,8 +18,9 @@ _DEFAULTS = MLEEConfig()
               help="Run directory to create (or resume).")
 @click.option("--variant", type=click.Choice(VARIANTS), default=_DEFAULTS.variant, show_default=True,
               help="hard / soft: the dominant-emotion classifier on one-hot labels / soft vote targets; mlee: "
-                   "sigmoid existence outputs; pretrain: a frozen MLEE encoder and a new classifier; fusion: "
-                   "frozen MLEE and soft encoders side by side and a new classifier.")
+                   "sigmoid existence outputs; pretrain: the MLEE model fine-tuned (its encoder frozen, its "
+                   "Dense 64 and a new output layer trained); fusion: the MLEE and soft encoders side by side, "
+                   "frozen but for their Dense 64, and a new output layer.")
 @click.option("--backbone", type=click.Choice(tuple(backbone_names("utterances"))), default=_DEFAULTS.backbone,
               show_default=True)
 @click.option("--epochs", type=options.bounded(RANGES["epochs"]), default=_DEFAULTS.epochs, show_default=True,
@@ -31,9 +32,10 @@ _DEFAULTS = MLEEConfig()
               help="Adam learning rate of the variant's last stage.  [default: as published: "
                    + ", ".join(f"{v} {r:g}" for v, r in LEARNING_RATES.items()) + "]")
 @click.option("--head", type=click.Choice(HEADS), default=_DEFAULTS.head, show_default=True,
-              help="How pretrain / fusion train their new classifier on the frozen encoders: adam, as published "
-                   "(--lr, --epochs); probe, fitted to convergence (logistic regression on the embeddings, its "
-                   "L2 strength chosen on the validation fold), for corpora too small for the published rates.")
+              help="How pretrain / fusion train their classifier part: adam, as published (--lr, --epochs; "
+                   "Dense 64 and the new output layer); probe, the output layer alone fitted to convergence "
+                   "(logistic regression on the frozen embeddings, its L2 strength chosen on the validation fold), "
+                   "for corpora too small for the published rates.")
 @click.option("--speed-perturb/--no-speed-perturb", default=_DEFAULTS.speed_perturb, show_default=True,
               help="Train on every utterance at speeds 0.9, 1.0 and 1.1 each epoch (tempo and pitch scaled in "
                    "the spectrogram; records built with --sequences spectrogram), as published.")

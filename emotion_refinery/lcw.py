@@ -14,6 +14,12 @@ before the first label epoch. Early stopping
 watches the validation loss (cross-entropy on the validation utterances' given labels) after the
 θ epochs and restores the best θ.
 
+The baselines learn nothing besides the network: ``class-weights`` and ``none`` (the publication's
+baseline, BLSTM + attention trained with class-proportion weights) keep ``w_n`` at its start
+``K · N_c / N``, i.e. weigh every training utterance by the inverse frequency of its class in the training
+folds, normalised to mean 1 over them (``N / (K · N_c)``); ``oversample`` balances the classes by
+drawing them equally often instead, with weight 1.
+
 The math is in ``keras.ops`` (:class:`emotion_refinery.layers.LabelCorrection`, :func:`lcw_loss`),
 so it runs on every Keras backend.
 """
@@ -32,10 +38,12 @@ from emotion_refinery.config import LCW_UPDATES as UPDATES
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.layers import LabelCorrection
 
-__all__ = ["UPDATES", "lcw_loss", "lcw_model", "fit_lcw", "LCWResult"]
+__all__ = ["UPDATES", "lcw_loss", "update_loss", "lcw_model", "fit_lcw", "LCWResult"]
 
 _LEARNED_LABELS = ("both", "labels")
-_WEIGHTED = ("both", "weights", "class-weights")
+#: The updates whose loss divides by the contribution weights (``none``: the fixed class-proportion ones, as
+#: the publication's baseline; ``oversample`` balances the classes by drawing them instead).
+_WEIGHTED = ("both", "weights", "class-weights", "none")
 _NETWORK_ONLY = ("none", "class-weights", "oversample")
 
 _EPS = 1e-7
@@ -60,6 +68,13 @@ def lcw_loss(n_classes: int, *, learned_labels: bool = True, weighted: bool = Tr
         return -ops.sum(target * ops.log(y), axis=-1) / weight
 
     return loss
+
+
+def update_loss(n_classes: int, update: str) -> Callable:
+    """The :func:`lcw_loss` that ``update`` (one of :data:`UPDATES`) trains with."""
+    if update not in UPDATES:
+        raise EmorefineError(f"Received: update={update!r}; expected one of {', '.join(UPDATES)}")
+    return lcw_loss(n_classes, learned_labels=update in _LEARNED_LABELS, weighted=update in _WEIGHTED)
 
 
 def _accuracy(n_classes: int) -> Callable:
@@ -135,7 +150,8 @@ def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validat
         train, validation: ``({"frames", "mask", "utt"}, y)`` batches
             (:func:`emotion_refinery.datasets.sequence_dataset`).
         lr, label_lr: Adam learning rates of θ and of ``l``, ``w``.
-        update: one of :data:`UPDATES`.
+        update: one of :data:`UPDATES` (:func:`update_loss`; ``none`` weighs the classes by their inverse
+            frequency among the training rows).
         warmup: θ epochs before the first label/weight epoch (1: strict alternation, as published). The
             learned labels follow the network's predictions, so a network that has not yet learned much
             pulls them towards its mistakes.
@@ -155,8 +171,7 @@ def fit_lcw(classifier: keras.Model, correction: LabelCorrection, train, validat
 
     def run_epoch(phase: str) -> dict:
         _set_phase(classifier, correction, phase, update)
-        model.compile(optimizer=optimizers[phase], metrics=[_accuracy(k)],
-                      loss=lcw_loss(k, learned_labels=update in _LEARNED_LABELS, weighted=update in _WEIGHTED))
+        model.compile(optimizer=optimizers[phase], metrics=[_accuracy(k)], loss=update_loss(k, update))
         with warnings.catch_warnings():  # length-bucketed data has no known length: Keras warns at its end
             warnings.filterwarnings("ignore", message="Your input ran out of data")
             h = model.fit(train, validation_data=validation if phase == "theta" else None, epochs=1, verbose=0,

@@ -9,18 +9,23 @@ chose ``c`` (utterances without votes: their label alone). The variants (:data:`
 ``soft``       the same on the soft targets, lr 5e-4
 ``mlee``       sigmoid outputs, class-wise binary cross-entropy on existence, lr 2e-4; an utterance
                is decided by its most present class
-``pretrain``   a trained ``mlee`` encoder, frozen, and a new softmax classifier on the soft targets, lr 1e-4
-``fusion``     the frozen encoders of a trained ``mlee`` and a trained ``soft`` model side by side, and a new
-               softmax classifier on the soft targets, lr 5e-5
+``pretrain``   a trained ``mlee`` model fine-tuned on the soft targets, lr 1e-4: its encoder frozen, its
+               classifier part (the backbone's Dense 64 ``embedding``) trained on, and a new softmax layer
+``fusion``     the encoders of a trained ``mlee`` and a trained ``soft`` model side by side, frozen but for their
+               Dense 64 ``embedding`` layers, and a new softmax classifier on the soft targets, lr 5e-5
 =============  ===========================================================================
 
-Every loss weighs classes by their inverse frequency in the training set. The losses are written in
+The classifiers' losses weigh each utterance by the inverse frequency of its class in the training set
+(:func:`inverse_frequency`). The existence loss weighs, for each class, the utterances where it exists and
+those where it does not by the inverse of their own shares (:func:`existence_weights`), so that within
+every class the present and the absent utterances weigh the same in total. The losses are written in
 ``keras.ops``, so they run on every Keras backend.
 
-The new classifier of ``pretrain`` and ``fusion`` is one softmax layer on frozen embeddings: with
-``head="probe"`` it is fitted to convergence instead of by Adam (:func:`fit_probe`), which a small corpus
-needs: at the published rates (set for IEMOCAP's ~5,500 utterances) 72 training utterances give the head a
-few dozen optimiser steps, and it learns little more than the class prior.
+The new classifier of ``pretrain`` and ``fusion`` is one softmax layer: with ``head="probe"`` it is fitted
+to convergence on the frozen embeddings (Dense 64 included, which then stays as the ``mlee`` / ``soft`` model
+trained it) instead of by Adam (:func:`fit_probe`), which a small corpus needs: at the published rates (set
+for IEMOCAP's ~5,500 utterances) 72 training utterances give the head a few dozen optimiser steps, and it
+learns little more than the class prior.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["VARIANTS", "LEARNING_RATES", "HEADS", "PROBE_CS", "fit_probe", "existence_targets", "inverse_frequency", "weighted_bce",
+__all__ = ["VARIANTS", "LEARNING_RATES", "HEADS", "PROBE_CS", "fit_probe", "existence_targets", "inverse_frequency",
+           "existence_weights", "weighted_bce",
            "predicted_existence", "existence_scores"]
 
 #: Variant → what it trains (see the module docstring).
@@ -63,17 +69,40 @@ def inverse_frequency(targets: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, n / (k * np.maximum(counts, 1e-12)), 0.0).astype(np.float32)
 
 
-def weighted_bce(class_weights: np.ndarray) -> Callable:
-    """Class-wise binary cross-entropy ``Σ_c w_c · BCE(e_c, p_c) / K`` of sigmoid outputs ``p``."""
+def existence_weights(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The existence loss's weights ``(w_pos (K,), w_neg (K,))`` from training existence targets ``(N, K)``:
+    ``w_pos_c = N / (2 · n_pos_c)`` for the utterances where class ``c`` exists and ``w_neg_c = N / (2 · n_neg_c)``
+    for those where it does not (``n_pos_c`` / ``n_neg_c``: how many there are; a side with none gets 0). Each
+    class's present and absent utterances then weigh ``N / 2`` each."""
+    targets = np.asarray(targets, np.float64)
+    n = len(targets)
+    positive = targets.sum(axis=0)
+    negative = n - positive
+
+    def inverse(count):
+        return np.where(count > 0, n / (2 * np.maximum(count, 1e-12)), 0.0).astype(np.float32)
+
+    return inverse(positive), inverse(negative)
+
+
+def weighted_bce(positive_weights: np.ndarray, negative_weights: np.ndarray) -> Callable:
+    """Class-wise binary cross-entropy of sigmoid outputs ``p`` on existence targets ``e``, the present and the absent
+    side of each class weighted apart (:func:`existence_weights`):
+    ``Σ_c −(w_pos_c · e_c log p_c + w_neg_c · (1 − e_c) log(1 − p_c)) / K``."""
     from keras import ops
 
-    w = np.asarray(class_weights, np.float32)
+    w_pos = np.asarray(positive_weights, np.float32)
+    w_neg = np.asarray(negative_weights, np.float32)
+    if w_pos.shape != w_neg.shape or w_pos.ndim != 1:
+        raise ValueError(f"Received: positive_weights of shape {w_pos.shape} and negative_weights of shape "
+                         f"{w_neg.shape}; expected two vectors of K weights")
 
     def loss(y_true, y_pred):
         p = ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
         y = ops.cast(y_true, p.dtype)
-        bce = -(y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p))
-        return ops.mean(bce * ops.convert_to_tensor(w, dtype=p.dtype), axis=-1)
+        pos = ops.convert_to_tensor(w_pos, dtype=p.dtype)
+        neg = ops.convert_to_tensor(w_neg, dtype=p.dtype)
+        return ops.mean(-(pos * y * ops.log(p) + neg * (1.0 - y) * ops.log(1.0 - p)), axis=-1)
 
     return loss
 

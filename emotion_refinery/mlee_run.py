@@ -23,8 +23,8 @@ from emotion_refinery.backbones import backbone_names
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.mlee import (HEADS, LEARNING_RATES, VARIANTS, existence_scores, existence_targets, fit_probe,
-                                   inverse_frequency, predicted_existence, weighted_bce)
+from emotion_refinery.mlee import (HEADS, LEARNING_RATES, VARIANTS, existence_scores, existence_targets,
+                                   existence_weights, fit_probe, inverse_frequency, predicted_existence, weighted_bce)
 from emotion_refinery.ranges import EPOCHS, PATIENCE, SEED, Range, check_ranges
 from emotion_refinery.run_dir import RunDir
 from emotion_refinery.utterance import decision_scores
@@ -178,13 +178,30 @@ def _fit_probe(model, manifest: RecordsManifest, train_folds, val_fold: int, tar
     return {"epochs": 0, "best_epoch": 0, "val_loss": probe["val_loss"], "probe_c": probe["C"]}
 
 
+#: The layer of a backbone that fine-tuning trains on with the new output layer: the classifier part of MLEE's
+#: encoder (``mlee_crnn``'s Dense 64). Backbones without one fine-tune the output layer alone.
+TUNED_LAYER = "embedding"
+
+
+def _layers(model):
+    """Every layer inside ``model``, nested models' included."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _layers(layer)
+
+
 def _encoder(model, name: str):
-    """``model``'s input normalisation and backbone, frozen: ``{"frames", "mask"}`` → the embedding its output
-    layer reads."""
+    """``model``'s input normalisation and backbone: ``{"frames", "mask"}`` → the embedding its output layer
+    reads, frozen (batch-norm statistics included) but for the backbone's :data:`TUNED_LAYER`, which fine-tuning
+    trains on from the trained model's weights (the publication fine-tunes the classifier part: Dense 64 and the
+    output layer)."""
     import keras
 
     encoder = keras.Model(model.input, model.get_layer("predictions").input, name=name)
-    encoder.trainable = False
+    for layer in _layers(encoder):
+        if not hasattr(layer, "layers"):  # nested models stay trainable containers; their layers decide
+            layer.trainable = layer.name == TUNED_LAYER
     return encoder
 
 
@@ -217,8 +234,8 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tabl
         normalize = sequence_tables(manifest)  # one pass over the sequences, no labels
     mean, variance = sequence_statistics(manifest, train_folds, normalize=normalize)
     n_classes = len(manifest.classes)
-    # Inverse class frequencies of the training folds: per utterance by its label for the classifiers,
-    # per class of presence for the existence loss.
+    # Inverse class frequencies of the training folds: per utterance by its label for the classifiers; for the
+    # existence loss, per class the inverse shares of the utterances where it exists and where it does not.
     label_weight = np.zeros(len(tables.hard), np.float32)  # unlabelled utterances: no classifier target
     label_weight[:len(manifest.utterances)] = inverse_frequency(tables.hard[train_rows])[
         [u["label_index"] for u in manifest.utterances]]
@@ -226,7 +243,7 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tabl
     if everyone:  # the existence loss also learns from the training folds' unlabelled utterances
         train_rows = np.concatenate([train_rows, np.array([u["index"] for u in manifest.vote_only
                                                            if u["fold"] in train_folds], np.int64)])
-    exist_weight = inverse_frequency(tables.existence[train_rows])
+    exist_weight = existence_weights(tables.existence[train_rows])
     ones = np.ones(len(tables.hard), np.float32)
     stages: dict[str, dict] = {}
 
@@ -242,7 +259,7 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tabl
         return model
 
     def mlee_model():
-        return train("mlee", model_of("sigmoid"), tables.existence, ones, weighted_bce(exist_weight),
+        return train("mlee", model_of("sigmoid"), tables.existence, ones, weighted_bce(*exist_weight),
                      config.lr if config.variant == "mlee" and config.lr else LEARNING_RATES["mlee"],
                      vote_only=everyone)
 

@@ -364,7 +364,10 @@ def _fit_lcw(manifest: RecordsManifest, run: RunDir, config: RefineConfig, *, se
                        0.9 * initial + 0.1 * (1 - initial) / max(len(manifest.classes) - 1, 1), initial)
     row_of = -np.ones(manifest.n_segments, np.int64)
     row_of[rows] = np.arange(len(rows))
-    correction = LabelCorrection(table["label"][rows], row_of, len(manifest.classes), initial=initial)
+    # The contribution weights start from the classes training sees (with --label-noise, the flipped ones).
+    given = given_labels(manifest, config)
+    seen = table["label"][rows] if given is None else given[table["utterance"][rows]]
+    correction = LabelCorrection(seen, row_of, len(manifest.classes), initial=initial)
     result = fit_lcw(model, correction, train, val, epochs=config.epochs, patience=config.patience, lr=config.lr,
                      index="row", log=log if verbose else (lambda s: None))
     for callback in end_callbacks:  # as after Keras' fit: the classifier with its best weights

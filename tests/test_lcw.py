@@ -12,7 +12,7 @@ from keras import ops
 
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.layers import LabelCorrection, MeanOne
-from emotion_refinery.lcw import fit_lcw, lcw_loss, oversample_repeats
+from emotion_refinery.lcw import fit_lcw, lcw_loss, oversample_repeats, update_loss
 
 K, F = 3, 8
 
@@ -209,3 +209,101 @@ def test_flip_labels_changes_exactly_the_share_to_other_classes_reproducibly():
     np.testing.assert_array_equal(flip_labels(labels, 4, 0.0), labels)
     with pytest.raises(EmorefineError, match=r"Received: label_noise=1.0; expected a share in \[0, 1\)"):
         flip_labels(labels, 4, 1.0)
+
+
+@pytest.mark.parametrize("update", ["none", "class-weights"])
+def test_the_baselines_weigh_each_class_by_its_inverse_training_frequency_with_mean_one(update):
+    """``none`` is the publication's baseline (class-proportion weights); ``oversample`` balances by drawing instead."""
+    labels = np.array([0, 0, 0, 1, 2, 2])  # N = 6, K = 3: N_c = 3, 1, 2
+    layer = LabelCorrection(labels, row_of=np.arange(6), n_classes=3)
+    y = np.tile(np.array([[0.5, 0.3, 0.2]], np.float32), (6, 1))
+    out = np.concatenate([y, ops.convert_to_numpy(layer(np.arange(6, dtype=np.int64)))], axis=1)
+    y_true = np.eye(3, dtype=np.float32)[labels]
+    ce = -np.log(y[np.arange(6), labels])
+    weights = 6 / (3 * np.array([3, 1, 2]))[labels]  # N / (K · N_c)
+    assert weights.mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(ops.convert_to_numpy(update_loss(3, update)(y_true, out)), ce * weights, rtol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(update_loss(3, "oversample")(y_true, out)), ce, rtol=1e-5)
+    with pytest.raises(EmorefineError, match="Received: update='plain'"):
+        update_loss(3, "plain")
+
+
+class _Started(Exception):
+    """Raised by a stand-in LabelCorrection: the test has what it wanted, nothing trains."""
+
+
+def _noisy_manifest(n_per_fold=8, segments=2, n_classes=4, n_folds=3):
+    """A records manifest without shards on disk: fold-major utterances of ``segments`` segments each."""
+    from emotion_refinery.manifest import RecordsManifest
+
+    utterances, shards = [], []
+    for fold in range(n_folds):
+        first = len(utterances) * segments
+        for i in range(n_per_fold):
+            index = len(utterances)
+            utterances.append({"id": f"u{index}", "index": index, "label_index": index % n_classes,
+                               "label": f"c{index % n_classes}", "fold": fold, "segments": segments,
+                               "first_segment": index * segments})
+        shards.append({"fold": fold, "segments": n_per_fold * segments, "first_segment": first})
+    return RecordsManifest("unused", {"classes": [f"c{c}" for c in range(n_classes)], "utterances": utterances,
+                                      "shards": shards, "folds": {"n_folds": n_folds}})
+
+
+def _capture_labels(monkeypatch):
+    from emotion_refinery import layers
+
+    seen = {}
+
+    def stand_in(labels, row_of, n_classes, **kwargs):
+        seen.update(labels=np.asarray(labels), row_of=np.asarray(row_of))
+        raise _Started
+
+    monkeypatch.setattr(layers, "LabelCorrection", stand_in)
+    return seen
+
+
+def test_the_lcw_rule_starts_its_weights_from_the_noisy_labels_training_sees(monkeypatch):
+    """refine --rule lcw --label-noise: the contribution weights (K · N_c / N of each row's class) start from the
+    flipped labels the split trains on, not from the records' true labels."""
+    from emotion_refinery import training
+    from emotion_refinery.label_noise import training_labels
+    from emotion_refinery.refine_config import RefineConfig
+
+    manifest = _noisy_manifest()
+    config = RefineConfig(rule="lcw", rounds=2, backbone="small", label_noise=0.3, seed=1)
+    noisy = training_labels(manifest, 0.3, 1)
+    table = manifest.segment_table()
+    monkeypatch.setattr(training, "_segment_model", lambda *a, **k: None)  # nothing is built or read
+    monkeypatch.setattr(training, "training_dataset", lambda *a, **k: None)
+    seen = _capture_labels(monkeypatch)
+
+    def fold_targets(fold):
+        lo, hi = manifest.fold_segments(fold)
+        return np.eye(4, dtype=np.float32)[noisy[table["utterance"][lo:hi]]]
+
+    with pytest.raises(_Started):
+        training._fit_lcw(manifest, None, config, seed=0, train_folds=[0, 1], val_fold=2, train_labels=None,
+                          val_labels=None, exclude_folds=(2,), normalize=None, logs_dir=None, end_callbacks=[],
+                          name="x", verbose=0, log=lambda s: None, tasks_left=None, fold_targets=fold_targets)
+    rows = np.flatnonzero(table["fold"] < 2)
+    np.testing.assert_array_equal(seen["row_of"][rows], np.arange(len(rows)))
+    np.testing.assert_array_equal(seen["labels"], noisy[table["utterance"][rows]])
+    assert (seen["labels"] != table["label"][rows]).any()  # the planted noise reaches the training folds
+
+
+def test_the_lcw_command_starts_its_labels_and_weights_from_the_noisy_labels_training_sees(monkeypatch):
+    from emotion_refinery import lcw_run
+    from emotion_refinery.folds import split_folds
+    from emotion_refinery.label_noise import training_labels
+
+    manifest = _noisy_manifest()
+    config = lcw_run.LCWConfig(epochs=2, label_noise=0.3, seed=1)
+    noisy = training_labels(manifest, 0.3, 1)
+    monkeypatch.setattr(lcw_run, "fold_model", lambda *a, **k: None)
+    seen = _capture_labels(monkeypatch)
+    with pytest.raises(_Started):
+        lcw_run._train_fold(manifest, None, config, 0, log=lambda s: None)
+    train_folds, _ = split_folds(manifest.n_folds, 0)
+    train = np.array([u["index"] for u in manifest.utterances if u["fold"] in train_folds])
+    np.testing.assert_array_equal(seen["labels"], noisy[train])
+    assert (seen["labels"] != np.array([u["label_index"] for u in manifest.utterances])[train]).any()

@@ -1,4 +1,4 @@
-"""MLEE: the existence targets, weights and loss by hand; frozen encoders; a voted synthetic run end to end."""
+"""MLEE: the existence targets, weights and loss by hand; what fine-tuning trains; a voted synthetic run end to end."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from keras import ops
 from cli.main import main
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.mlee import (existence_scores, existence_targets, fit_probe, inverse_frequency,
-                                   predicted_existence, weighted_bce)
+from emotion_refinery.mlee import (existence_scores, existence_targets, existence_weights, fit_probe,
+                                   inverse_frequency, predicted_existence, weighted_bce)
 from emotion_refinery.records import build_records
 from emotion_refinery.run_dir import RunDir
 
@@ -31,11 +31,27 @@ def test_existence_targets_and_inverse_frequency_by_hand():
     np.testing.assert_allclose(inverse_frequency(np.array([[1, 0], [1, 0]])), [0.5, 0.0])  # absent class: 0
 
 
-def test_weighted_bce_by_hand():
-    y = np.array([[1.0, 0.0]], np.float32)
-    p = np.array([[0.8, 0.4]], np.float32)
-    got = float(ops.convert_to_numpy(weighted_bce(np.array([2.0, 0.5]))(y, p))[0])
-    assert got == pytest.approx((2.0 * -math.log(0.8) + 0.5 * -math.log(0.6)) / 2, rel=1e-5)
+def test_existence_weights_balance_each_class_present_and_absent_side_by_hand():
+    e = existence_targets(UTTERANCES, ["a", "b", "c"])  # present: a 2, b 2, c 1 of N = 4
+    positive, negative = existence_weights(e)
+    np.testing.assert_allclose(positive, [4 / (2 * 2), 4 / (2 * 2), 4 / (2 * 1)])
+    np.testing.assert_allclose(negative, [4 / (2 * 2), 4 / (2 * 2), 4 / (2 * 3)])
+    # Within every class the present and the absent utterances weigh N / 2 each.
+    np.testing.assert_allclose((e * positive).sum(axis=0), 2.0)
+    np.testing.assert_allclose(((1 - e) * negative).sum(axis=0), 2.0)
+    positive, negative = existence_weights(np.array([[1, 0], [1, 0], [1, 1]]))  # a side with none: weight 0
+    np.testing.assert_allclose(positive, [3 / 6, 3 / 2])
+    np.testing.assert_allclose(negative, [0.0, 3 / 4])
+
+
+def test_weighted_bce_weighs_the_present_and_absent_terms_apart_by_hand():
+    y = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    p = np.array([[0.8, 0.4], [0.3, 0.9]], np.float32)
+    got = ops.convert_to_numpy(weighted_bce(np.array([2.0, 3.0]), np.array([0.5, 0.25]))(y, p))
+    np.testing.assert_allclose(got, [(2.0 * -math.log(0.8) + 0.25 * -math.log(0.6)) / 2,
+                                     (0.5 * -math.log(0.7) + 3.0 * -math.log(0.9)) / 2], rtol=1e-5)
+    with pytest.raises(ValueError, match="expected two vectors of K weights"):
+        weighted_bce(np.ones(2), np.ones(3))
 
 
 def test_predicted_existence_and_its_scores():
@@ -49,25 +65,49 @@ def test_predicted_existence_and_its_scores():
     assert s["macro_f1"] == pytest.approx(1.0)  # b is absent from the truth: not averaged
 
 
+@pytest.mark.parametrize("second", [None, "mlee_crnn", "blstm_attention"])
+def test_fine_tuning_trains_the_classifier_part_dense_64_and_the_output_layer_only(second):
+    """pretrain (one encoder) and fusion (two): the encoders are frozen but for MLEE's Dense 64 ``embedding``;
+    a backbone without one adds nothing trainable."""
+    from emotion_refinery.backbones import build_sequence_model
+    from emotion_refinery.mlee_run import _encoder, _head
+
+    encoders = [_encoder(build_sequence_model("mlee_crnn", n_features=8, n_classes=3, activation="sigmoid"), "a")]
+    if second:
+        encoders.append(_encoder(build_sequence_model(second, n_features=8, n_classes=3), "b"))
+    head = _head(encoders, 3, "fusion" if second else "pretrain")
+    tuned = 2 if second == "mlee_crnn" else 1
+    assert sorted(w.path for w in head.trainable_weights) == sorted(
+        ["embedding/kernel", "embedding/bias"] * tuned + ["predictions/kernel", "predictions/bias"])
+    assert [w.shape for w in head.trainable_weights if w.path == "embedding/kernel"][0][1] == 64
+    for encoder in encoders:
+        backbone = encoder.layers[-1]  # the backbone model the output layer read
+        trainable = {layer.name for layer in backbone.layers if layer.trainable}
+        assert trainable <= {"embedding"}  # every other layer of the backbone (convolutions, BN, BLSTM) frozen
+
+
 @pytest.mark.slow  # trains
-def test_frozen_encoders_stay_frozen_while_the_new_head_learns():
+def test_fine_tuning_changes_dense_64_and_the_head_and_leaves_the_rest_of_the_encoders_alone():
     from emotion_refinery.backbones import build_sequence_model
     from emotion_refinery.mlee_run import _encoder, _head
 
     a = build_sequence_model("mlee_crnn", n_features=8, n_classes=3, seed=0, activation="sigmoid")
     b = build_sequence_model("blstm_attention", n_features=8, n_classes=3, seed=1)
     head = _head([_encoder(a, "a"), _encoder(b, "b")], 3, "fusion")
-    before = [w.copy() for w in a.get_weights() + b.get_weights()]
-    head_before = [w.copy() for w in head.get_layer("predictions").get_weights()]
+    dense_64 = a.get_layer("mlee_crnn").get_layer("embedding")
+    frozen = [v for v in a.weights + b.weights if not v.path.startswith(("embedding/", "predictions/"))]
+    before = [np.array(v) for v in frozen]
+    tuned_before = [w.copy() for w in dense_64.get_weights() + head.get_layer("predictions").get_weights()]
     rng = np.random.default_rng(0)
     x = {"frames": rng.normal(size=(8, 20, 8)).astype(np.float32), "mask": np.ones((8, 20), bool)}
     y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
     head.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy")
     head.fit(x, y, epochs=2, batch_size=4, verbose=0)
-    for w0, w1 in zip(before, a.get_weights() + b.get_weights()):
-        np.testing.assert_array_equal(w0, w1)  # BN moving statistics included
-    assert not np.array_equal(head_before[0], head.get_layer("predictions").get_weights()[0])
-    assert len(head.trainable_weights) == 2
+    assert len(before) > 20
+    for w0, v in zip(before, frozen):
+        np.testing.assert_array_equal(w0, np.array(v))  # BN moving statistics included
+    for w0, w1 in zip(tuned_before, dense_64.get_weights() + head.get_layer("predictions").get_weights()):
+        assert not np.array_equal(w0, w1)
 
 
 def test_probe_is_the_softmax_layer_that_minimises_the_weighted_soft_cross_entropy():
