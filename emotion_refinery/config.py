@@ -134,13 +134,14 @@ PRESETS: Mapping[str, Preset] = types.MappingProxyType({
                FeatureConfig(segment_hop=3), training={"epochs": 12, "bn_momentum": 0.99}),
         Preset("fast", "CPU-sized work: 8-frame (80 ms) segment hop, 10 folds, 6 epochs, BN momentum 0.9",
                FeatureConfig(segment_hop=8), training={"epochs": 6, "bn_momentum": 0.9}),
-        Preset("cpu", "2-core CPUs: the papers' 1-frame-hop records; refine trains the tcnn backbone on every "
+        Preset("cpu", "2-core CPUs: the papers' 1-frame-hop records; refine trains round 0 only (--rounds N adds "
+                      "refined rounds), the tcnn backbone on every "
                       "4th segment for 5 epochs on frequency-shifted bands with no early-stopping fold (all K - 1 "
                       "training folds), predicts every segment; per "
                       "split, speaker normalisation, the utterance decision rule and the round are chosen on the "
                       "other folds; refined rounds learn from each split's own previous model (self targets, no leak)",
                FeatureConfig(segment_hop=1),
-               training={"backbone": "tcnn", "train_stride": 4, "epochs": 5, "min_epochs": 2, "patience": 2,
+               training={"rounds": 1, "backbone": "tcnn", "train_stride": 4, "epochs": 5, "min_epochs": 2, "patience": 2,
                          "bn_momentum": 0.9, "speaker_norm": "auto", "freq_shift": 2,
                          "utterance_classifier": "auto", "targets": "self", "early_stopping": "none"}),
     )
@@ -200,7 +201,7 @@ def sequence_layout(kind: str, features: FeatureConfig) -> tuple[int, str]:
 #: ``lcw --update``: LC+W and its ablations, i.e. what the loss uses and what every second epoch learns.
 #: both (LC+W): learned labels and learned weights; labels: learned labels, weight 1; weights: given labels,
 #: learned weights; class-weights: given labels, weights fixed at K · N_c / N (inverse class frequency);
-#: none: given labels, weight 1 (the plain utterance model); oversample: as none, with every class's training
-#: utterances repeated until each class is drawn as often as the largest. The last three train the network
-#: every epoch.
+#: none: the publication's baseline, given labels with the same fixed class-proportion weights (the loss of
+#: class-weights); oversample: given labels, weight 1, every class's training utterances repeated until each
+#: class is drawn as often as the largest. The last three train the network every epoch.
 LCW_UPDATES = ("both", "labels", "weights", "class-weights", "none", "oversample")
