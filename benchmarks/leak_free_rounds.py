@@ -4,8 +4,8 @@ For each corpus and kind of targets, the runs ``run-{corpus}-{targets}-s{seed}``
 `refine REC -o RUN --seed S --rounds R --targets T` on the records of `benchmarks/dev_corpora.py`; round 0
 may be copied from that script's runs, since round 0 does not depend on the targets). The table gives mean ±
 sd over seeds of: round 0, each refined round (each fold decided by the rule its split chose on round 0),
-the figure of each split's chosen round (what report.md tells you to quote), the round `predict` uses,
-and the cost of a refined round relative to round 0 (training time, teachers included).
+the figure of each split's chosen round (what report.md tells you to quote), the round `predict` uses
+(the one most splits chose) with its WA against round 0's, and the cost of a refined round relative to round 0 (training time, teachers included).
 
     python benchmarks/leak_free_rounds.py [--out DIR] [--corpora emodb,urdu] [--targets self,cross-fit,oof]
 """
@@ -22,7 +22,8 @@ from _common import REPO, machine, seed_runs, spread, write_section
 
 def table(out: Path, corpora: list[str], kinds: list[str]) -> str:
     lines = ["| corpus, speaker folds | targets | seeds | round 0 | refined rounds (WA, each split's rule) | "
-             "each split's chosen round | `predict`'s round | round 0 → chosen | refined round's cost |",
+             "each split's chosen round | `predict`'s round per seed (its WA − round 0's) | round 0 → chosen | "
+             "refined round's cost |",
              "|---|---|---:|---:|---|---:|---|---:|---:|"]
     for corpus in corpora:
         for kind in kinds:
@@ -38,7 +39,9 @@ def table(out: Path, corpora: list[str], kinds: list[str]) -> str:
             chosen = [rep["selection"]["wa"] for rep in reports]
             cost = np.mean([rep["rounds"][t]["seconds"] / rep["rounds"][0]["seconds"]
                             for rep in reports for t in range(1, n_rounds)])
-            picks = ", ".join(str(rep["selection"]["round"]) for rep in reports)
+            picks = ", ".join(f"{rep['selection']['round']} "
+                              f"({100 * (rep['rounds'][rep['selection']['round']]['wa'] - rep['rounds'][0]['wa']):+.2f})"
+                              for rep in reports)
             gain = 100 * (np.mean(chosen) - np.mean(r0))
             lines.append(f"| {corpus} | {kind} | {len(reports)} | {spread(r0)} | {refined} | {spread(chosen)} | "
                          f"{picks} | {gain:+.2f} | {cost:.1f}× |")

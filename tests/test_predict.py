@@ -98,8 +98,9 @@ def test_cli_reports_bad_files_and_predicts_the_rest(run_dir, tmp_path):
     assert none.exit_code == 1 and "no file could be predicted" in none.output
 
 
-def test_unknown_round_is_refused(run_dir):
-    result = CliRunner().invoke(main, ["predict", str(run_dir), "x.wav", "--round", "7"])
+def test_unknown_round_is_refused(run_dir, tmp_path):
+    audio = write_wav(tmp_path / "x.wav", tone(500, 1.0))
+    result = CliRunner().invoke(main, ["predict", str(run_dir), str(audio), "--round", "7"])
     assert result.exit_code == 2 and "round=7" in result.output
 
 

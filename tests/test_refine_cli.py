@@ -255,7 +255,7 @@ def test_help_defaults_come_from_the_settings_and_presets():
     from emotion_refinery.refine_config import RefineConfig
 
     text = " ".join(CliRunner().invoke(main, ["refine", "--help"], terminal_width=1000).output.split())
-    assert f"[default: {RefineConfig.rounds}]" in text
+    assert f"[default: {RefineConfig.rounds}; preset cpu 1]" in text
     cpu = PRESETS["cpu"].training
     assert f"[default: {RefineConfig.epochs}; preset" in text and f"cpu {cpu['epochs']}]" in text
     assert f"cpu {cpu['backbone']}" in text and f"cpu {cpu['train_stride']}]" in text

@@ -140,7 +140,7 @@ def test_refine_trains_and_predicts_from_sequences(records, tmp_path):
     for every segment from round 0's predictions, which cover every segment."""
     manifest, _ = records
     config = RefineConfig(rounds=2, backbone="small", rule="wdsl", epochs=1, batch_size=64, bn_momentum=0.9,
-                          seed=1, speaker_norm=True, train_stride=2, segments_from="sequences")
+                          seed=1, speaker_norm=True, train_stride=2, segments_from="sequences", targets="oof")
     report = refine(manifest.root, tmp_path / "run", config, log=lambda _: None)
     run = RunDir(tmp_path / "run")
     q = run.load_predictions(0, manifest)
