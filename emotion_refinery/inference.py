@@ -55,7 +55,8 @@ def leaky_choice_note(run_dir: str | os.PathLike, t: int) -> str | None:
         return None
     return (f"note: round {t} was chosen on figures its teachers leaked into: with oof targets a refined round "
             "learns from models that trained on the folds it is scored on (see report.md); its figures are "
-            "optimistic. --round 0 has no such leak, and a run with --targets cross-fit chooses without it.")
+            "optimistic. --round 0 has no such leak, and a run with the default --targets self (or cross-fit) "
+            "chooses without it.")
 
 
 def _check_round(run, manifest, t: int) -> None:
