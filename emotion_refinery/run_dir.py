@@ -7,8 +7,9 @@
       choices.json                        per split: speaker normalisation, and the evidence it was chosen on
       speaker-norm.npz                    per-utterance shift and scale (when some split normalises)
       rounds/round-00/labels/*.tfrecord   targets round 0 trained on (one per feature shard, same name)
-      rounds/round-01/labels-split-03/*.tfrecord   with --targets cross-fit: split 3's targets of its training
-                                          folds, from round 0's teachers of split 3 (none saw fold 3)
+      rounds/round-01/labels-split-03/*.tfrecord   with --targets self / cross-fit: split 3's targets of its
+                                          training folds, from split 3's own round-0 model or its round-0
+                                          teachers (none saw fold 3)
       rounds/round-00/teachers/split-03-0.json     written last: teacher 0 of split 3 is complete
       rounds/round-00/models/fold-03.keras
       rounds/round-00/predictions/fold-03.npy   out-of-fold predictions, (fold's segments, K) float32
