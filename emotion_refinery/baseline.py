@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emotion_refinery.audio import load
-from emotion_refinery.choices import speaker_confound
+from emotion_refinery.audit import speaker_confound
 from emotion_refinery.config import EGEMAPS
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.label_noise import training_labels

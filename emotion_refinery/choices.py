@@ -31,7 +31,7 @@ from emotion_refinery.errors import EmorefineError
 from emotion_refinery.utterance import (decision_scores, fit_forest, forest_probabilities, mean_ep_decisions,
                                         speaker_normalise, utterance_features)
 
-__all__ = ["SPEAKER_NORM_MODES", "DECISION_RULES", "CONFOUND_WARNING", "speaker_confound", "band_functionals",
+__all__ = ["SPEAKER_NORM_MODES", "DECISION_RULES", "band_functionals",
            "choose_speaker_norm", "speaker_norm_choices", "ProfileDecider", "nested_decisions", "nested_rounds", "majority"]
 
 #: ``--speaker-norm``: chosen per split (auto), always, never.
@@ -40,33 +40,9 @@ SPEAKER_NORM_MODES = ("auto", "on", "off")
 #: The utterance decision rules, simplest first (ties go to the earlier one).
 DECISION_RULES = ("mean-ep", "forest", "speaker-forest")
 
-#: Above this share of utterances whose speaker shows a single class, normalising by speaker erases emotion.
-CONFOUND_WARNING = 0.5
-
-
 def _groups(speakers: Sequence[str | None], ids: Sequence[str] | None = None) -> list[str]:
     """Normalisation group per utterance: its speaker, else the utterance alone (as the log-Mel tables group)."""
     return [f"speaker:{s}" if s else f"utterance:{ids[i] if ids else i}" for i, s in enumerate(speakers)]
-
-
-def speaker_confound(labels: Sequence[Any], speakers: Sequence[str | None]) -> dict[str, Any]:
-    """How far speakers and emotions are confounded.
-
-    Returns:
-        ``speakers`` (distinct known speakers), ``single_class_speakers`` (those all of whose utterances share
-        one class), ``single_class_share``: the share of utterances with a known speaker whose speaker shows a
-        single class (0 on Emo-DB, 0.74 on URDU); ``None`` when no labelled utterance has a speaker.
-    """
-    classes: dict[str, set] = collections.defaultdict(set)
-    counts: collections.Counter = collections.Counter()
-    for label, s in zip(labels, speakers):
-        if s and label is not None:
-            classes[s].add(label)
-            counts[s] += 1
-    single = [s for s, c in classes.items() if len(c) == 1]
-    known = sum(counts.values())
-    return {"speakers": len(classes), "single_class_speakers": len(single),
-            "single_class_share": (sum(counts[s] for s in single) / known) if known else None}
 
 
 def band_functionals(stats: dict[str, np.ndarray]) -> np.ndarray:

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from emotion_refinery import __version__
-from emotion_refinery.audit import leakage_audit
 from emotion_refinery.errors import EmorefineError, RecordsError
 from emotion_refinery.executors import Task, check_executor, run_stage, shutdown
 from emotion_refinery.folds import split_folds
@@ -37,8 +36,9 @@ from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
 from emotion_refinery.rules import PEPR_ALPHA, RULES
 from emotion_refinery.run_dir import RunDir, load_run
-from emotion_refinery.choices import (CONFOUND_WARNING, DECISION_RULES, ProfileDecider, band_functionals, majority,
-                                      nested_decisions, nested_rounds, speaker_confound, speaker_norm_choices)
+from emotion_refinery.audit import CONFOUND_WARNING, leakage_audit, speaker_confound
+from emotion_refinery.choices import (DECISION_RULES, ProfileDecider, band_functionals, majority,
+                                      nested_decisions, nested_rounds, speaker_norm_choices)
 from emotion_refinery.speaker_norm import speaker_groups, speaker_tables, utterance_statistics
 from emotion_refinery.utterance import decision_scores, ep_entropy, mean_ep_decisions
 from tf_records.atomic import remove_leftovers, write_json
