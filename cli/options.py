@@ -102,11 +102,24 @@ def exit_status(error: EmorefineError) -> int:
     return 1 if isinstance(error, (NothingUsableError, TrainingError, AudioError)) else 2
 
 
+def _write_probe(folder: str) -> str | None:
+    """Why nothing can be written in ``folder`` (a temporary file is made there and removed at once), or None."""
+    import os
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".emorefine-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"cannot write in {folder}: {e.strerror or e}"
+    return None
+
+
 def check_output_file(path: str, name: str = "output") -> None:
     """Refuse, before any work, an output file that cannot be written: a folder, in a missing folder, or
     where this user may not write (probed with a temporary file, removed at once)."""
     import os
-    import tempfile
 
     from emotion_refinery.errors import EmorefineError
 
@@ -119,12 +132,7 @@ def check_output_file(path: str, name: str = "output") -> None:
     elif os.path.exists(path) and not os.access(path, os.W_OK):
         why = "not writable"
     else:
-        try:
-            fd, probe = tempfile.mkstemp(dir=folder, prefix=".emorefine-probe-")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            why = f"cannot write in {folder}: {e.strerror or e}"
+        why = _write_probe(folder)
     if why:
         raise EmorefineError(f"Received: {name}={path!r} ({why}); expected a file that can be written")
 
@@ -133,7 +141,6 @@ def check_output_folder(path: str, name: str = "output") -> None:
     """Refuse, before any work, an output folder that cannot be made or written into (its nearest existing
     folder is probed with a temporary file, removed at once)."""
     import os
-    import tempfile
 
     from emotion_refinery.errors import EmorefineError
 
@@ -144,12 +151,7 @@ def check_output_folder(path: str, name: str = "output") -> None:
     if not os.path.isdir(existing):
         why = "a file" if existing == os.path.abspath(path) else f"{existing} is a file"
     else:
-        try:
-            fd, probe = tempfile.mkstemp(dir=existing, prefix=".emorefine-probe-")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            why = f"cannot write in {existing}: {e.strerror or e}"
+        why = _write_probe(existing)
     if why:
         raise EmorefineError(f"Received: {name}={path!r} ({why}); expected a folder that can be written")
 
