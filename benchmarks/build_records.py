@@ -25,6 +25,7 @@ import time
 
 from _common import EMODB as DEFAULT_CORPUS
 from _common import REPO, cpu_count, machine, write_section
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
 
 BARE = r"""
@@ -91,7 +92,8 @@ def main() -> None:
         ("segments", f"{segments:,}"),
         ("build-records wall time", f"{build_s:.2f} s ({args.workers} workers)"),
         ("real-time factor", f"{build_s / audio_s:.4f} ({audio_s / build_s:.0f}x faster than real time)"),
-        ("bytes per segment (float16)", f"{size / segments:.0f} B ({size / 1e6:.1f} MB in {len(manifest['shards'])} shards)"),
+        ("bytes per segment (float16)",
+         f"{size / segments:.0f} B ({size / 1e6:.1f} MB in {len(manifest['shards'])} shards)"),
         ("peak memory (largest process)", f"{peak_mb:.0f} MB"),
         ("bare decode + log-Mel, 1 process", f"{bare1:.2f} s"),
         (f"bare decode + log-Mel, {args.workers} processes", f"{bare_n:.2f} s"),

@@ -77,7 +77,8 @@ def main() -> None:
             reports[name] = json.loads(done.read_text())
     reports = {name: reports[name] for name in VARIANTS if name in reports}
     manifest = json.loads((records / "manifest.json").read_text())
-    baseline = json.loads((records / "baseline.json").read_text())["runs"] if (records / "baseline.json").exists() else {}
+    baseline_path = records / "baseline.json"
+    baseline = json.loads(baseline_path.read_text())["runs"] if baseline_path.exists() else {}
     lines = [
         f"## The cpu profile on Emo-DB, {manifest['folds']['protocol']}",
         "",

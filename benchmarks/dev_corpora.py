@@ -86,8 +86,8 @@ def table(out: Path, corpora: list[str], variant: str) -> str:
         n = len(runs)
         rules = ", ".join(sorted({f"{s['rule']}" for r in r0 for s in r["decision"]["splits"]}))
         norm = [json.loads((r / "choices.json").read_text())["speaker_norm"]["splits"] for r in runs]
-        lines.append(f"| {name} | round 0, as reported (rules the splits chose: {rules}) | {spread([r['wa'] for r in r0])} "
-                     f"| {spread([r['ua'] for r in r0])} | {n} |")
+        lines.append(f"| {name} | round 0, as reported (rules the splits chose: {rules}) "
+                     f"| {spread([r['wa'] for r in r0])} | {spread([r['ua'] for r in r0])} | {n} |")
         if len(reports[0]["rounds"]) > 1:
             sel = [rep["selection"] for rep in reports]
             lines.append(f"| {name} | each split's chosen round | {spread([s['wa'] for s in sel])} | "

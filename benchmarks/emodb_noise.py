@@ -132,7 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "bench-out" / "emodb-noise")
     parser.add_argument("--noise", default=",".join(f"{n:g}" for n in NOISES))
-    parser.add_argument("--cells", default="hard,wdsl,lcw-rule,blstm,lcw", help=f"methods to run, of {', '.join(METHODS)}")
+    parser.add_argument("--cells", default="hard,wdsl,lcw-rule,blstm,lcw",
+                        help=f"methods to run, of {', '.join(METHODS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--svm-seeds", type=int, default=5, help="seeds 0..N-1 of the svm cell's noise")
     parser.add_argument("--table-only", action="store_true", help="run nothing; tabulate the finished runs")
@@ -166,7 +167,8 @@ def main() -> None:
     noises = sorted(set(NOISES) | set(noises))
     lines = [
         "## Planted label noise on Emo-DB, leave-one-speaker-out (`benchmarks/emodb_noise.py`)", "",
-        f"Measured {machine()}, with `python benchmarks/emodb_noise.py --noise {','.join(f'{n:g}' for n in noises)} --seed S` "
+        f"Measured {machine()}, with `python benchmarks/emodb_noise.py "
+        f"--noise {','.join(f'{n:g}' for n in noises)} --seed S` "
         "(cells run one per core, two side by side; the table holds every finished run under its --out, "
         "mean ± sd where several seeds finished): "
         "Emo-DB, 10 speaker folds, a seeded share of the utterance labels flipped for training, early "
@@ -178,9 +180,10 @@ def main() -> None:
         "| method | noise | WA % | UA % | macro-F1 % | flipped labels recovered | time (min) |",
         "|---|---:|---:|---:|---:|---|---:|",
     ]
-    for method, (command, stem, round_) in METHODS.items():
+    for method, (_command, stem, round_) in METHODS.items():
         for noise in noises:
-            found = [c for c in (_cell(run, round_) for run in seed_runs(args.out, f"{stem}-n{noise:g}-s")) if c is not None]
+            candidates = (_cell(run, round_) for run in seed_runs(args.out, f"{stem}-n{noise:g}-s"))
+            found = [c for c in candidates if c is not None]
             if not found:
                 continue
             minutes = f"{np.mean([c['seconds'] for c in found]) / 60:.0f}" if all(c["seconds"] for c in found) else ""

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from _common import machine, write_section
+
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.records import build_records
 from emotion_refinery.refine_config import RefineConfig
@@ -73,18 +74,20 @@ def main() -> None:
         results = {}
         for name in args.executors.split(","):  # each in a fresh process, so no run inherits another's memory
             out = root / f"run-{name}.json"
-            subprocess.run([sys.executable, __file__, "--one", name, "--records", str(root / "rec"), "--json", str(out)],
-                           check=True)
+            subprocess.run([sys.executable, __file__, "--one", name, "--records", str(root / "rec"),
+                            "--json", str(out)], check=True)
             results[name] = json.loads(out.read_text())
             print(f"{name}: {results[name]['seconds']:.1f} s, parent RSS {results[name]['rss']}", flush=True)
     local = results.get("local")
     lines = ["| executor | tasks | wall (s) | per task over local (s) | parent RSS after task 1 → last (MiB) | "
              "parent peak (MiB) | report as local's |", "|---|---:|---:|---:|---|---:|---|"]
     for name, r in results.items():
-        over = "" if local is None or name == "local" else f"{(r['seconds'] - local['seconds']) / r['tasks']:+.2f}"
-        same = "" if local is None or name == "local" else ("identical" if r["rounds"] == local["rounds"] else "differs")
-        lines.append(f"| {name} | {r['tasks']} | {r['seconds']:.1f} | {over} | {r['rss'][0]:.0f} → {r['rss'][-1]:.0f} | "
-                     f"{max(r['rss']):.0f} | {same} |")
+        over = same = ""
+        if local is not None and name != "local":
+            over = f"{(r['seconds'] - local['seconds']) / r['tasks']:+.2f}"
+            same = "identical" if r["rounds"] == local["rounds"] else "differs"
+        lines.append(f"| {name} | {r['tasks']} | {r['seconds']:.1f} | {over} "
+                     f"| {r['rss'][0]:.0f} → {r['rss'][-1]:.0f} | {max(r['rss']):.0f} | {same} |")
     table = "\n".join(lines)
     print(table)
     print(json.dumps({n: r["rss"] for n, r in results.items()}))

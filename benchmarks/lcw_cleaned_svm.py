@@ -98,7 +98,8 @@ def main() -> None:
         "LC+W's fold model k learned for its training utterances (relabel), or without those whose learned "
         "label left the given one (filter); given: the noisy labels (the baseline's own figure). Wrong: the "
         "share of the fitted labels that are not the true one.", "",
-        "| LC+W run | noise | SVM fitted on | WA % | UA % | macro-F1 % | wrong labels fitted | utterances fitted per fold |",
+        "| LC+W run | noise | SVM fitted on | WA % | UA % | macro-F1 % | wrong labels fitted "
+        "| utterances fitted per fold |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for (backbone, update, noise), rs in sorted(groups.items(), key=lambda g: (g[0][0], g[0][2])):

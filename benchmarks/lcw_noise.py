@@ -43,8 +43,9 @@ def main() -> None:
     for noise in (float(n) for n in args.noise.split(",")):
         for update, confidence in VARIANTS:
             out = args.out / f"run-{update}-c{confidence:g}-n{noise:g}-e{args.epochs}"
-            run_cli([*cli, "lcw", str(records), "-o", str(out), "--update", update, "--label-confidence", str(confidence),
-                  "--label-noise", str(noise), "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
+            run_cli([*cli, "lcw", str(records), "-o", str(out), "--update", update,
+                     "--label-confidence", str(confidence), "--label-noise", str(noise),
+                     "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
             rows.append((update, confidence, noise, json.loads((out / "report.json").read_text())))
     lines = [
         "## LC+W against planted label noise (synthetic corpus)", "",

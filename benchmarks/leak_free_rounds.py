@@ -5,7 +5,8 @@ For each corpus and kind of targets, the runs ``run-{corpus}-{targets}-s{seed}``
 may be copied from that script's runs, since round 0 does not depend on the targets). The table gives mean ±
 sd over seeds of: round 0, each refined round (each fold decided by the rule its split chose on round 0),
 the figure of each split's chosen round (what report.md tells you to quote), the round `predict` uses
-(the one most splits chose) with its WA against round 0's, and the cost of a refined round relative to round 0 (training time, teachers included).
+(the one most splits chose) with its WA against round 0's, and the cost of a refined round relative to round 0
+(training time, teachers included).
 
     python benchmarks/leak_free_rounds.py [--out DIR] [--corpora emodb,urdu] [--targets self,cross-fit,oof]
 """
@@ -39,9 +40,10 @@ def table(out: Path, corpora: list[str], kinds: list[str]) -> str:
             chosen = [rep["selection"]["wa"] for rep in reports]
             cost = np.mean([rep["rounds"][t]["seconds"] / rep["rounds"][0]["seconds"]
                             for rep in reports for t in range(1, n_rounds)])
-            picks = ", ".join(f"{rep['selection']['round']} "
-                              f"({100 * (rep['rounds'][rep['selection']['round']]['wa'] - rep['rounds'][0]['wa']):+.2f})"
-                              for rep in reports)
+            picks = ", ".join(
+                f"{rep['selection']['round']} "
+                f"({100 * (rep['rounds'][rep['selection']['round']]['wa'] - rep['rounds'][0]['wa']):+.2f})"
+                for rep in reports)
             gain = 100 * (np.mean(chosen) - np.mean(r0))
             lines.append(f"| {corpus} | {kind} | {len(reports)} | {spread(r0)} | {refined} | {spread(chosen)} | "
                          f"{picks} | {gain:+.2f} | {cost:.1f}× |")

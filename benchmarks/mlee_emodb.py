@@ -70,15 +70,16 @@ def main() -> None:
             if variant_name(norm) not in (load_baseline(records) or {}):
                 run_cli([*cli, "baseline", str(records), "--speaker-norm" if norm else "--no-speaker-norm", "-q"])
         for cell in cells:
-            run_cli([*cli, "mlee", str(args.out / RECORDS[_backbone(CELLS[cell])][0]), "-o", str(args.out / f"{cell}-s{args.seed}"), *CELLS[cell],
-                  "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
+            records_dir = args.out / RECORDS[_backbone(CELLS[cell])][0]
+            run_cli([*cli, "mlee", str(records_dir), "-o", str(args.out / f"{cell}-s{args.seed}"), *CELLS[cell],
+                     "--epochs", str(args.epochs), "--seed", str(args.seed), "-q"])
     lines = [
         "## MLEE's models on Emo-DB, leave-one-speaker-out (`benchmarks/mlee_emodb.py`)", "",
         f"Measured {machine()}, with `python benchmarks/mlee_emodb.py --cells C --epochs {args.epochs} "
-        "--seed S` (cells one per core, two side by side; mean ± sd over the seeds run): records `build-records --preset fast "
-        "--folds 10 --folds-by speaker --sequences spectrogram` (`egemaps` for the mlp cells), `emorefine mlee RECORDS -o RUN FLAGS --epochs "
-        f"{args.epochs}`; votes from the perception test (see the script's docstring); the baseline on the same "
-        "records.", "",
+        "--seed S` (cells one per core, two side by side; mean ± sd over the seeds run): records "
+        "`build-records --preset fast --folds 10 --folds-by speaker --sequences spectrogram` (`egemaps` for the "
+        f"mlp cells), `emorefine mlee RECORDS -o RUN FLAGS --epochs {args.epochs}`; votes from the perception "
+        "test (see the script's docstring); the baseline on the same records.", "",
         "| model | flags | WA % | UA % | macro-F1 % | existence macro-F1 % | time (min, one core) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -89,9 +90,9 @@ def main() -> None:
             wa, ua, f1 = (spread([r[m] for r in found]) for m in ("wa", "ua", "macro_f1"))
             existence = spread([r["existence"]["macro_f1"] for r in found])
             minutes = sum(r["seconds"] for r in found) / len(found) / 60
-            lines.append(f"| `{_backbone(flags)}`, {cell}{seeds_note(len(found))} | `{' '.join(flags)}` | {wa} | {ua} | "
-                         f"{f1} | {existence} | {minutes:.0f} |")
-    for name, b in sorted((load_baseline(records) or {}).items()):
+            lines.append(f"| `{_backbone(flags)}`, {cell}{seeds_note(len(found))} | `{' '.join(flags)}` "
+                         f"| {wa} | {ua} | {f1} | {existence} | {minutes:.0f} |")
+    for _name, b in sorted((load_baseline(records) or {}).items()):
         if b.get("label_noise") is None:
             lines.append(f"| eGeMAPS + SVM | `baseline{' --speaker-norm' if b['speaker_norm'] else ''}` | "
                          f"{100 * b['wa']:.2f} | {100 * b['ua']:.2f} | {100 * b['macro_f1']:.2f} | | |")

@@ -52,7 +52,8 @@ def main() -> None:
               *(["--no-majority", "keep"] if args.majority_labels else [])])
     rows = []
     for variant in args.variants.split(","):
-        for train_on in ("dominant", "all") if args.majority_labels and variant not in ("hard", "soft") else ("dominant",):
+        both = args.majority_labels and variant not in ("hard", "soft")
+        for train_on in ("dominant", "all") if both else ("dominant",):
             out = args.out / (f"run-{variant}-e{args.epochs}" + ("" if args.head == "adam" else f"-{args.head}")
                               + ("" if train_on == "dominant" else "-all"))
             run_cli([*cli, "mlee", str(records), "-o", str(out), "--variant", variant, "--epochs", str(args.epochs),
@@ -78,8 +79,8 @@ def main() -> None:
         f"neutral elsewhere; {args.annotators} annotators per utterance, each voting for a present emotion by its "
         f"share, or with probability {args.noise} for any class), `build-records --sequences spectrogram --folds "
         f"{args.folds}` (stratified), `mlee --variant V --epochs {args.epochs}`; one seed.{majority}", "",
-        "| variant | WA (%) | UA (%) | macro-F1 (%) | existence precision (%) | existence recall (%) | existence F1 (%) "
-        "| time (s) |",
+        "| variant | WA (%) | UA (%) | macro-F1 (%) | existence precision (%) | existence recall (%) "
+        "| existence F1 (%) | time (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for variant, r in rows:

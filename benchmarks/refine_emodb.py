@@ -40,7 +40,8 @@ def main() -> None:
                         args.preset, *hop, "-q"], check=True, cwd=REPO)
     reports = {}
     for rule in args.rules.split(","):
-        out = REPO / "bench-out" / f"run-{name}-{args.backbone}-{rule}{'-' + args.extra.replace(' ', '') if args.extra else ''}"
+        extra = "-" + args.extra.replace(" ", "") if args.extra else ""
+        out = REPO / "bench-out" / f"run-{name}-{args.backbone}-{rule}{extra}"
         cmd = [sys.executable, "-m", "cli", "refine", str(records), "-o", str(out), "--preset", args.preset,
                "--backbone", args.backbone, "--rounds", str(args.rounds), "--rule", rule, *args.extra.split()]
         print(" ".join(cmd[2:]), flush=True)
@@ -54,7 +55,8 @@ def main() -> None:
         "",
         f"Measured {machine()}, with `python benchmarks/refine_emodb.py --preset {args.preset}"
         f"{' --segment-hop ' + str(args.segment_hop) if args.segment_hop else ''} --backbone "
-        f"{args.backbone} --rounds {args.rounds} --rules {args.rules}{' --extra ' + repr(args.extra) if args.extra else ''}`:",
+        f"{args.backbone} --rounds {args.rounds} --rules {args.rules}"
+        f"{' --extra ' + repr(args.extra) if args.extra else ''}`:",
         f"records with preset `{args.preset}`, segment hop {manifest['settings']['features']['segment_hop']} frames "
         f"({segments:,} segments), backbone `{args.backbone}`, "
         f"{manifest['folds']['protocol']}, fold k+1 for early stopping; settings as `report.json` `config`: "
@@ -64,7 +66,7 @@ def main() -> None:
         "| mean epochs | out-of-fold step / training |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for rule, report in reports.items():
+    for report in reports.values():
         for r in report["rounds"]:
             alpha = "" if r["alpha"] is None else f" α={r['alpha']:g}"
             epochs = sum(f["epochs"] for f in r["folds"]) / len(r["folds"])

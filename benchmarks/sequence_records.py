@@ -17,8 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
 from _common import machine, write_section  # noqa: E402
+
 from emotion_refinery.backbones import build_sequence_model  # noqa: E402
 from emotion_refinery.datasets import sequence_dataset  # noqa: E402
 from emotion_refinery.folds import split_folds  # noqa: E402

@@ -66,11 +66,11 @@ def main() -> None:
 
     from emotion_refinery.backbones import build_model
     from emotion_refinery.datasets import count_segments, training_dataset
+    from emotion_refinery.folds import split_folds
     from emotion_refinery.manifest import RecordsManifest
     from emotion_refinery.refine_config import RefineConfig
     from emotion_refinery.refinery import _ensure_labels
     from emotion_refinery.run_dir import RunDir
-    from emotion_refinery.folds import split_folds
 
     m = RecordsManifest.load(records)
     run = RunDir(REPO / "bench-out" / "throughput-run")

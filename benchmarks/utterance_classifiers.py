@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
 from _common import machine, write_section
+
 from emotion_refinery.refine_config import UTTERANCE_CLASSIFIERS
 from emotion_refinery.run_dir import load_run
 from emotion_refinery.utterance import classifier_features, decision_scores, evaluate_forest, mean_ep_decisions
@@ -54,7 +54,7 @@ def main() -> None:
                      f"{manifest.data['folds']['protocol']})", scores(q, manifest, c["seed"])))
     if len(qs) > 1 and len(digests) == 1:
         rows.append((f"mean of the {len(qs)} runs' segment predictions", scores(np.mean(qs, axis=0), manifest, 0)))
-    header = "| run (round %d) | " % args.round + " | ".join(f"{n} WA / UA (%)" for n in UTTERANCE_CLASSIFIERS) + " |"
+    header = f"| run (round {args.round}) | " + " | ".join(f"{n} WA / UA (%)" for n in UTTERANCE_CLASSIFIERS) + " |"
     lines = [header, "|---|" + "---:|" * len(UTTERANCE_CLASSIFIERS)]
     lines += ["| " + name + " | " + " | ".join(f"{100 * wa:.2f} / {100 * ua:.2f}" for wa, ua in s.values()) + " |"
               for name, s in rows]

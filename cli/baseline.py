@@ -7,8 +7,7 @@ import json
 import click
 
 from cli import options
-from emotion_refinery.audit import confound_text
-from emotion_refinery.audit import CONFOUND_WARNING
+from emotion_refinery.audit import CONFOUND_WARNING, confound_text
 from emotion_refinery.ranges import SEED, SHARE
 
 

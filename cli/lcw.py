@@ -41,7 +41,8 @@ _DEFAULTS = LCWConfig()
                    "flipped labels the learned labels recovered.")
 @click.option("--patience", type=options.bounded(RANGES["patience"]), default=_DEFAULTS.patience, show_default=True,
               help="Network epochs without a lower validation loss before a fold stops.")
-@click.option("--batch-size", type=options.bounded(RANGES["batch_size"]), default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--batch-size", type=options.bounded(RANGES["batch_size"]), default=_DEFAULTS.batch_size,
+              show_default=True)
 @click.option("--lr", type=options.bounded(RANGES["lr"]), default=_DEFAULTS.lr, show_default=True,
               help="Adam learning rate of the network.")
 @click.option("--label-lr", type=options.bounded(RANGES["label_lr"]), default=_DEFAULTS.label_lr,

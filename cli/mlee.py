@@ -27,7 +27,8 @@ _DEFAULTS = MLEEConfig()
               help="Most epochs per model.")
 @click.option("--patience", type=options.bounded(RANGES["patience"]), default=_DEFAULTS.patience, show_default=True,
               help="Epochs without a lower validation loss before a model stops.")
-@click.option("--batch-size", type=options.bounded(RANGES["batch_size"]), default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--batch-size", type=options.bounded(RANGES["batch_size"]), default=_DEFAULTS.batch_size,
+              show_default=True)
 @click.option("--lr", type=options.bounded(RANGES["lr"]), default=None,
               help="Adam learning rate of the variant's last stage.  [default: as published: "
                    + ", ".join(f"{v} {r:g}" for v, r in LEARNING_RATES.items()) + "]")

@@ -62,7 +62,8 @@ workers = click.option("--workers", type=bounded(WORKERS), default=None,
 corpus = click.option("--corpus", type=click.Choice(CORPUS_NAMES), default="auto", show_default=True,
                       help="Corpus layout; 'auto' detects it from file names.")
 manifest = click.option("--manifest", type=click.Path(dir_okay=False, exists=True), default=None,
-                        help="CSV with columns path,label[,speaker][,votes][,id][,text][,session] (implies --corpus csv).")
+                        help="CSV with columns path,label[,speaker][,votes][,id][,text][,session] "
+                             "(implies --corpus csv).")
 preset = click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,
                       help="Named settings (see README).  [default: the corpus's own preset, else emodb]")
 segment_hop = click.option("--segment-hop", type=bounded(SEGMENT_HOP), default=None,
@@ -191,7 +192,7 @@ class Progress:
             self.bar.__exit__(None, None, None)
             self.bar = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

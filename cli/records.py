@@ -13,7 +13,6 @@ from emotion_refinery.ranges import ROUND
 from emotion_refinery.synthetic import RANGES as SYNTH
 
 
-
 @click.command("build-records")
 @click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(), help="Records folder to create (or finish).")
@@ -174,7 +173,8 @@ def _inspect_truth(path, truth, as_json):
     click.echo(f"Agreement with the segment truth of {truth} (share of segments whose top class is the true one)")
     click.echo("  round  training labels  out-of-fold predictions")
     for r in rounds:
-        click.echo(f"  {r['round']:>5}  {100 * r['label_agreement']:>13.2f} %  {100 * r['prediction_agreement']:>21.2f} %")
+        click.echo(f"  {r['round']:>5}  {100 * r['label_agreement']:>13.2f} %  "
+                   f"{100 * r['prediction_agreement']:>21.2f} %")
 
 
 def _inspect_run(path, as_json, utterance_id, round_, dump):

@@ -126,7 +126,8 @@ def _warning(s: Mapping[str, Any]) -> str:
         parts.append("text-independent: no held-out utterance has its text in the training folds")
     if s["shared_ids"]:
         parts.append(f"{s['shared_ids']} utterance id(s) are both held out and trained on")
-    parts += [confound_text(s.get("confound"))] if (s.get("confound") or {}).get("single_class_share") is not None else []
+    if (s.get("confound") or {}).get("single_class_share") is not None:
+        parts.append(confound_text(s["confound"]))
     return "; ".join(parts)
 
 

@@ -40,7 +40,8 @@ from emotion_refinery.errors import EmorefineError
 if TYPE_CHECKING:  # keras (and TensorFlow) load when a model is built, not when the registry is read
     import keras
 
-__all__ = ["Backbone", "BACKBONES", "backbone_names", "build_model", "build_sequence_model", "set_batch_norm_momentum", "DENSENET22_BLOCKS", "TCNN_FILTERS"]
+__all__ = ["Backbone", "BACKBONES", "backbone_names", "build_model", "build_sequence_model", "set_batch_norm_momentum",
+           "DENSENET22_BLOCKS", "TCNN_FILTERS"]
 
 InputShape = tuple[int, int, int]
 
@@ -272,7 +273,8 @@ def _mlee_crnn(n_features: int) -> keras.Model:
         keep = StridedMask(stride * step, name=f"conv{i + 1}_mask")(mask)
         x = x * keras.ops.cast(keep, x.dtype)[:, :, None, None]
         x = keras.layers.MaxPooling2D(2, padding="same", name=f"conv{i + 1}_pool")(x)
-        width, stride = -(-(-(-width // step)) // 2), stride * step * 2
+        width = -(-width // step)  # the "same" conv of stride `step`, then the "same" pool of 2, each round up
+        width, stride = -(-width // 2), stride * step * 2
     x = keras.layers.Reshape((-1, width * MLEE_CONVS[-1][0]), name="as_sequence")(x)
     m = StridedMask(stride, name="strided_mask")(mask)
     x = keras.layers.Bidirectional(keras.layers.LSTM(128, return_sequences=True), name="blstm")(x, mask=m)

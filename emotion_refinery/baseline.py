@@ -22,8 +22,9 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,8 @@ from emotion_refinery.ranges import SEED, SHARE
 from emotion_refinery.utterance import decision_scores, speaker_normalise
 from tf_records.atomic import atomic_path, write_json
 
-__all__ = ["RESULT_NAME", "FEATURES_NAME", "FEATURE_SET", "INSTALL_HINT", "BaselineUnavailable",
-           "extract_features", "speaker_normalise", "make_classifier", "cross_validate", "run_baseline", "load_baseline", "variant_name"]
+__all__ = ["RESULT_NAME", "FEATURES_NAME", "FEATURE_SET", "INSTALL_HINT", "BaselineUnavailable", "extract_features",
+           "speaker_normalise", "make_classifier", "cross_validate", "run_baseline", "load_baseline", "variant_name"]
 
 RESULT_NAME = "baseline.json"
 FEATURES_NAME = "baseline-features.npz"

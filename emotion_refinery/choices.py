@@ -28,11 +28,17 @@ from typing import Any
 import numpy as np
 
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.utterance import (decision_scores, fit_forest, forest_probabilities, mean_ep_decisions,
-                                        speaker_normalise, utterance_features)
+from emotion_refinery.utterance import (
+    decision_scores,
+    fit_forest,
+    forest_probabilities,
+    mean_ep_decisions,
+    speaker_normalise,
+    utterance_features,
+)
 
-__all__ = ["SPEAKER_NORM_MODES", "DECISION_RULES", "band_functionals",
-           "choose_speaker_norm", "speaker_norm_choices", "ProfileDecider", "nested_decisions", "nested_rounds", "majority"]
+__all__ = ["SPEAKER_NORM_MODES", "DECISION_RULES", "band_functionals", "choose_speaker_norm", "speaker_norm_choices",
+           "ProfileDecider", "nested_decisions", "nested_rounds", "majority"]
 
 #: ``--speaker-norm``: chosen per split (auto), always, never.
 SPEAKER_NORM_MODES = ("auto", "on", "off")

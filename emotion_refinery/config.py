@@ -14,9 +14,8 @@ from typing import Any
 
 from emotion_refinery.errors import EmorefineError
 
-__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset", "SEQUENCE_FEATURES", "EGEMAPS", "EGEMAPS_FUNCTIONALS", "LLD_COLUMNS", "SPECTROGRAM",
-           "sequence_layout",
-           "LCW_UPDATES"]
+__all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset", "SEQUENCE_FEATURES", "EGEMAPS", "EGEMAPS_FUNCTIONALS",
+           "LLD_COLUMNS", "SPECTROGRAM", "sequence_layout", "LCW_UPDATES"]
 
 DTYPES = ("float16", "float32")
 
@@ -90,14 +89,14 @@ class FeatureConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FeatureConfig":
+    def from_dict(cls, d: dict[str, Any]) -> FeatureConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise EmorefineError(f"Unknown feature settings: {unknown}; expected a subset of {sorted(names)}")
         return cls(**d)
 
-    def replace(self, **changes: Any) -> "FeatureConfig":
+    def replace(self, **changes: Any) -> FeatureConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -141,8 +140,8 @@ PRESETS: Mapping[str, Preset] = types.MappingProxyType({
                       "split, speaker normalisation, the utterance decision rule and the round are chosen on the "
                       "other folds; refined rounds learn from each split's own previous model (self targets, no leak)",
                FeatureConfig(segment_hop=1),
-               training={"rounds": 1, "backbone": "tcnn", "train_stride": 4, "epochs": 5, "min_epochs": 2, "patience": 2,
-                         "bn_momentum": 0.9, "speaker_norm": "auto", "freq_shift": 2,
+               training={"rounds": 1, "backbone": "tcnn", "train_stride": 4, "epochs": 5, "min_epochs": 2,
+                         "patience": 2, "bn_momentum": 0.9, "speaker_norm": "auto", "freq_shift": 2,
                          "utterance_classifier": "auto", "targets": "self", "early_stopping": "none"}),
     )
 })

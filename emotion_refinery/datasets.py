@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.errors import RecordsError
+from emotion_refinery.manifest import RecordsManifest
 from emotion_refinery.refine_config import SEGMENT_SOURCES
 from tf_records.schema import FRAMES, INDEX, LABEL, N_FRAMES, POSITION, SEGMENT, TARGET, UTTERANCE, TargetSpec
 
-__all__ = ["training_dataset", "evaluation_dataset", "sequence_segments", "SEQUENCE_SHUFFLE_BUFFER", "sequence_dataset", "sequence_statistics", "shard_pairs", "count_segments",
-           "count_training_segments"]
+__all__ = ["training_dataset", "evaluation_dataset", "sequence_segments", "SEQUENCE_SHUFFLE_BUFFER", "sequence_dataset",
+           "sequence_statistics", "shard_pairs", "count_segments", "count_training_segments"]
 
 _PARSE_BATCH = 1024
 
@@ -30,8 +30,10 @@ _PARSE_BATCH = 1024
 SEQUENCE_SHUFFLE_BUFFER = 32768
 
 
-def shard_pairs(manifest: RecordsManifest, labels_dir: str | os.PathLike, folds: Sequence[int]) -> list[tuple[str, str]]:
-    """(feature shard, label shard) paths of ``folds``, in manifest order; a label shard has the feature shard's name."""
+def shard_pairs(manifest: RecordsManifest, labels_dir: str | os.PathLike,
+                folds: Sequence[int]) -> list[tuple[str, str]]:
+    """(feature shard, label shard) paths of ``folds``, in manifest order; a label shard has the feature shard's
+    name."""
     return [(str(manifest.shard_path(s)), str(Path(labels_dir) / Path(s["path"]).name))
             for s in manifest.shards if s["fold"] in set(folds)]
 
@@ -154,7 +156,8 @@ def _segment_shards(manifest: RecordsManifest, *, folds, labels_dir, stride, nor
     spec, target_spec = manifest.spec, TargetSpec(len(manifest.classes))
     files = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs))))
     ds = files.interleave(
-        lambda f, l: tf.data.Dataset.zip((tf.data.TFRecordDataset(f), tf.data.TFRecordDataset(l))),
+        lambda segments, labels: tf.data.Dataset.zip((tf.data.TFRecordDataset(segments),
+                                                      tf.data.TFRecordDataset(labels))),
         cycle_length=min(4, len(pairs)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(_PARSE_BATCH).map(_parse_pair(spec, target_spec, with_position=True, normalize=normalize,
                                                  with_index=with_index),
@@ -299,8 +302,9 @@ def evaluation_dataset(manifest: RecordsManifest, *, folds: Sequence[int], label
         ds = ds.map(lambda r: segments(spec.parse(r))[..., tf.newaxis], num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)
     else:
-        f, l = map(list, zip(*shard_pairs(manifest, labels_dir, folds)))
-        ds = tf.data.Dataset.zip((tf.data.TFRecordDataset(f), tf.data.TFRecordDataset(l))).batch(batch_size)
+        segment_paths, label_paths = map(list, zip(*shard_pairs(manifest, labels_dir, folds)))
+        ds = tf.data.Dataset.zip((tf.data.TFRecordDataset(segment_paths), tf.data.TFRecordDataset(label_paths)))
+        ds = ds.batch(batch_size)
         ds = ds.map(_parse_pair(spec, TargetSpec(len(manifest.classes)), normalize=normalize),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).map(_to_model_input)
     return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)

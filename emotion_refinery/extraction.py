@@ -22,7 +22,8 @@ from tf_records.atomic import atomic_path
 from tf_records.schema import SegmentSpec, SequenceSpec
 from tf_records.writer import ShardWriter, sha256_file
 
-__all__ = ["extract_frames", "extract_llds", "extract_egemaps", "extract_spectrogram", "read_frames", "cached_frames", "write_feature_shard"]
+__all__ = ["extract_frames", "extract_llds", "extract_egemaps", "extract_spectrogram", "read_frames", "cached_frames",
+           "write_feature_shard"]
 
 
 def extract_frames(path: str, cache: str, features: dict[str, Any]) -> tuple[int, int] | str:
@@ -68,8 +69,8 @@ def extract_llds(path: str, cache: str, features: dict[str, Any]) -> int | str:
         y = load(path, sr=config.sr)
     except AudioError as e:
         return str(e)
-    smile = {level: opensmile.Smile(feature_set=opensmile.FeatureSet.emobase, feature_level=level)
-             for level in (opensmile.FeatureLevel.LowLevelDescriptors, opensmile.FeatureLevel.LowLevelDescriptors_Deltas)}
+    levels = (opensmile.FeatureLevel.LowLevelDescriptors, opensmile.FeatureLevel.LowLevelDescriptors_Deltas)
+    smile = {level: opensmile.Smile(feature_set=opensmile.FeatureSet.emobase, feature_level=level) for level in levels}
     llds, deltas = (s.process_signal(y, config.sr) for s in smile.values())
     # The deltas come on the same frame starts, with the last frame repeated at the end: align on the starts.
     deltas = deltas[~deltas.index.duplicated(keep="first")].reindex(llds.index)

@@ -203,7 +203,8 @@ def _evaluate(manifest: RecordsManifest, run: RunDir, config: LCWConfig, record:
             np.add.at(weight_sum, given, z["weights"])
             np.add.at(weight_n, given, 1)
             wrong = given != labels[rows]
-            flipped, recovered = flipped + int(wrong.sum()), recovered + int((learned[wrong] == labels[rows][wrong]).sum())
+            flipped += int(wrong.sum())
+            recovered += int((learned[wrong] == labels[rows][wrong]).sum())
             clean, kept = clean + int((~wrong).sum()), kept + int((learned[~wrong] == labels[rows][~wrong]).sum())
     scores = decision_scores(labels, probs.argmax(axis=1), n_classes=k_classes)
     run.write_utterance_predictions(0, manifest, probs.argmax(axis=1), probs)

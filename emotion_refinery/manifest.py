@@ -45,11 +45,12 @@ class RecordsManifest:
         self.data = data
 
     @classmethod
-    def load(cls, root: str | os.PathLike) -> "RecordsManifest":
+    def load(cls, root: str | os.PathLike) -> RecordsManifest:
         root = Path(root)
         path = root / MANIFEST_NAME
         if not path.is_file():
-            hint = " (an interrupted build: run build-records again to finish it)" if (root / ".partial").exists() else ""
+            interrupted = (root / ".partial").exists()
+            hint = " (an interrupted build: run build-records again to finish it)" if interrupted else ""
             raise RecordsError(f"Received: records={str(root)!r}; expected a folder made by "
                                f"`emorefine build-records` holding {MANIFEST_NAME}{hint}")
         try:

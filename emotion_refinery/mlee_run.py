@@ -23,8 +23,18 @@ from emotion_refinery.backbones import backbone_names
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.folds import split_folds
 from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.mlee import (HEADS, LEARNING_RATES, VARIANTS, existence_scores, existence_targets,
-                                   existence_weights, fit_probe, inverse_frequency, predicted_existence, weighted_bce)
+from emotion_refinery.mlee import (
+    HEADS,
+    LEARNING_RATES,
+    VARIANTS,
+    existence_scores,
+    existence_targets,
+    existence_weights,
+    fit_probe,
+    inverse_frequency,
+    predicted_existence,
+    weighted_bce,
+)
 from emotion_refinery.ranges import EPOCHS, PATIENCE, SEED, Range, check_ranges
 from emotion_refinery.run_dir import RunDir
 from emotion_refinery.utterance import decision_scores
@@ -141,8 +151,8 @@ def _fit(model, train, val, *, loss, lr: float, config: MLEEConfig, log, name: s
     stop = keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        h = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=[stop, keras.callbacks.TerminateOnNaN()],
-                      verbose=0, shuffle=False)
+        h = model.fit(train, validation_data=val, epochs=config.epochs,
+                      callbacks=[stop, keras.callbacks.TerminateOnNaN()], verbose=0, shuffle=False)
     losses = h.history["val_loss"]
     if not np.all(np.isfinite(losses)):
         raise EmorefineError(f"{name}: the validation loss became {losses[-1]} at epoch {len(losses)}; "

@@ -40,9 +40,16 @@ from emotion_refinery.config import FeatureConfig
 from emotion_refinery.corpora import Utterance, scan_corpus
 from emotion_refinery.corpora.base import Skipped
 from emotion_refinery.errors import EmorefineError, NothingUsableError, RecordsError
-from emotion_refinery.extraction import (cached_frames, extract_egemaps, extract_frames, extract_llds,
-                                         extract_spectrogram, read_frames,
-                                         write_feature_shard, write_sequence_shard)
+from emotion_refinery.extraction import (
+    cached_frames,
+    extract_egemaps,
+    extract_frames,
+    extract_llds,
+    extract_spectrogram,
+    read_frames,
+    write_feature_shard,
+    write_sequence_shard,
+)
 from emotion_refinery.folds import assign_folds
 from emotion_refinery.manifest import MANIFEST_NAME, settings_difference
 from emotion_refinery.overwrite import clear_folder, foreign_reason, start_over_hint, with_hint
@@ -124,7 +131,8 @@ def _plan_shards(order: list[dict], n_folds: int, shard_segments: int, sequences
                 "segments": sum(u["segments"] for u in g),
             })
             if sequences:
-                plan[-1]["sequences"] = {"path": f"{SHARDS}/{shard_name('sequences', fold=fold, index=i, count=len(groups))}"}
+                name = shard_name("sequences", fold=fold, index=i, count=len(groups))
+                plan[-1]["sequences"] = {"path": f"{SHARDS}/{name}"}
     return plan
 
 
@@ -224,7 +232,7 @@ def build_records(
                           pool, workers, progress, status, start)
     except EmorefineError as e:
         if (partial / "settings.json").is_file():  # the folder is tied to these settings: say how to go on
-            raise with_hint(e, start_over_hint(out, "records folder"))
+            with_hint(e, start_over_hint(out, "records folder"))
         raise
 
 
@@ -447,8 +455,8 @@ _EXTRACTORS = {"lld": extract_llds, "spectrogram": extract_spectrogram, "egemaps
 
 def _sequence_frames(kind: str, usable: list[tuple], partial: Path, features: FeatureConfig, skipped: list[dict],
                      progress, *, workers: int) -> list[tuple]:
-    """``--sequences lld``, ``spectrogram`` or ``egemaps``: cache every usable utterance's frames of that kind (in worker
-    processes: openSMILE aborts a process that has loaded TensorFlow); return the usable entries with
+    """``--sequences lld``, ``spectrogram`` or ``egemaps``: cache every usable utterance's frames of that kind (in
+    worker processes: openSMILE aborts a process that has loaded TensorFlow); return the usable entries with
     their frame count appended, and add the utterances that gave none to ``skipped``."""
     extract = _EXTRACTORS[kind]  # opensmile's presence is checked by build_records, before anything is written
     counts: list[Any] = [None] * len(usable)

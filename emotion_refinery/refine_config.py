@@ -20,8 +20,8 @@ from emotion_refinery.ranges import EPOCHS, PATIENCE, ROUNDS, SEED, SHARE, Range
 from emotion_refinery.rules import RULES, alpha_schedule
 from emotion_refinery.votes import LABEL_SOURCES
 
-__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES", "SEGMENT_SOURCES",
-           "UTTERANCE_CLASSIFIERS", "HELP", "CHOICES", "RANGES", "check_for_records"]
+__all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES",
+           "SEGMENT_SOURCES", "UTTERANCE_CLASSIFIERS", "HELP", "CHOICES", "RANGES", "check_for_records"]
 
 REFINE_PRESETS = tuple(PRESETS)
 
@@ -184,7 +184,8 @@ RANGES: dict[str, Range] = {
 
 #: Settings whose value is one name of a fixed list (``backbone`` and ``rule`` are checked against their
 #: registries by :class:`RefineConfig`, whose message also names the backbones that are not for segments).
-CHOICES = {"early_stopping": EARLY_STOPPING, "speaker_norm": SPEAKER_NORM_MODES, "segments_from": SEGMENT_SOURCES, "targets": TARGETS, "label_source": LABEL_SOURCES, "utterance_classifier": UTTERANCE_CLASSIFIERS,
+CHOICES = {"early_stopping": EARLY_STOPPING, "speaker_norm": SPEAKER_NORM_MODES, "segments_from": SEGMENT_SOURCES,
+           "targets": TARGETS, "label_source": LABEL_SOURCES, "utterance_classifier": UTTERANCE_CLASSIFIERS,
            "cache": CACHE_MODES}
 
 #: What each setting does, as ``refine --help`` shows it (the flag is ``--`` and the name with dashes; the

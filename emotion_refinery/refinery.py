@@ -24,6 +24,17 @@ from typing import Any
 import numpy as np
 
 from emotion_refinery import __version__
+from emotion_refinery.audit import CONFOUND_WARNING, leakage_audit, speaker_confound
+from emotion_refinery.baseline import load_baseline
+from emotion_refinery.choices import (
+    DECISION_RULES,
+    ProfileDecider,
+    band_functionals,
+    majority,
+    nested_decisions,
+    nested_rounds,
+    speaker_norm_choices,
+)
 from emotion_refinery.errors import EmorefineError, RecordsError
 from emotion_refinery.executors import Task, check_executor, run_stage, shutdown
 from emotion_refinery.folds import split_folds
@@ -32,13 +43,9 @@ from emotion_refinery.manifest import RecordsManifest, settings_difference
 from emotion_refinery.overwrite import check_overwrite, clear_folder, start_over_hint, with_hint
 from emotion_refinery.processes import LOCK_NAME, cpu_count
 from emotion_refinery.refine_config import RefineConfig, check_for_records
-from emotion_refinery.baseline import load_baseline
 from emotion_refinery.report import write_reports
 from emotion_refinery.rules import PEPR_ALPHA, RULES
 from emotion_refinery.run_dir import RunDir, load_run
-from emotion_refinery.audit import CONFOUND_WARNING, leakage_audit, speaker_confound
-from emotion_refinery.choices import (DECISION_RULES, ProfileDecider, band_functionals, majority,
-                                      nested_decisions, nested_rounds, speaker_norm_choices)
 from emotion_refinery.speaker_norm import speaker_groups, speaker_tables, utterance_statistics
 from emotion_refinery.utterance import decision_scores, ep_entropy, mean_ep_decisions
 from tf_records.atomic import remove_leftovers, write_json
@@ -124,7 +131,8 @@ def utterance_run(records_dir: str | os.PathLike, run_dir: str | os.PathLike, me
         try:
             yield manifest, run, record
         except EmorefineError as e:
-            raise with_hint(e, start_over_hint(run.root))
+            with_hint(e, start_over_hint(run.root))
+            raise
 
 
 def cpu_time_warning(manifest: RecordsManifest, config: RefineConfig, trainings: int) -> str | None:
@@ -459,7 +467,7 @@ def refine(
                                             "gpus": task_gpus})
         except EmorefineError as e:
             if run.started:  # its config.json holds this run's settings: say how to go on
-                raise with_hint(e, start_over_hint(run.root))
+                with_hint(e, start_over_hint(run.root))
             raise
         finally:
             shutdown()

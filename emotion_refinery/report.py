@@ -24,8 +24,8 @@ from emotion_refinery.run_dir import RunDir
 from emotion_refinery.utterance import ep_entropy
 from tf_records.atomic import atomic_path, write_bytes, write_json
 
-__all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "last_round", "chosen_round", "best_by_test_ua", "mlee_markdown",
-           "PLOTS_DIR"]
+__all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "last_round", "chosen_round",
+           "best_by_test_ua", "mlee_markdown", "PLOTS_DIR"]
 
 PLOTS_DIR = "plots"
 
@@ -89,7 +89,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "WA: utterance accuracy; UA: mean per-class recall; macro-F1: mean per-class F1 (utterances decided by "
         f"{report['protocol'].get('utterance_classifier', 'random forest on emotion-profile statistics')}, "
-        "out-of-fold; UA and macro-F1 over the classes present). EP entropy: mean segment entropy / ln K (1 = uniform, the collapse indicator). "
+        "out-of-fold; UA and macro-F1 over the classes present). EP entropy: mean segment entropy / ln K "
+        "(1 = uniform, the collapse indicator). "
         "Label drift: share of segments whose top class differs from the previous round's training labels. "
         "val. WA / UA: each fold's model deciding the utterances of its early-stopping fold by their mean "
         "segment probability, pooled (no test fold involved; shown for comparison). Decided by: the utterance "
@@ -122,8 +123,10 @@ def markdown(report: dict[str, Any]) -> str:
                       "saw fold k's labels (and its validation fold's). Round 0 has no such leak. See README, "
                       "\"The method\"; `--targets cross-fit` or `--targets self` avoids it."]
     if rounds and all(r.get("mean_ep_wa") is not None for r in rounds):
-        lines += ["", "Without the forest (each utterance decided by its mean segment probability), WA / UA: " + "; ".join(
-            f"round {r['round']} {100 * r['mean_ep_wa']:.2f} / {100 * r['mean_ep_ua']:.2f} %" for r in rounds) + "."]
+        mean_ep = "; ".join(f"round {r['round']} {100 * r['mean_ep_wa']:.2f} / {100 * r['mean_ep_ua']:.2f} %"
+                            for r in rounds)
+        lines += ["", "Without the forest (each utterance decided by its mean segment probability), "
+                      f"WA / UA: {mean_ep}."]
     for prev, r in zip(rounds, rounds[1:]):
         if r["wa"] < prev["wa"]:
             lines.append(f"Round {r['round']} lowered WA by {100 * (prev['wa'] - r['wa']):.2f} points from round "
@@ -181,7 +184,8 @@ def _choice_lines(report: dict[str, Any]) -> list[str]:
                 f"- Speaker normalisation of the log-Mel bands (`--speaker-norm auto`): on in {on} of {k} splits. "
                 "Evidence, per split on its other folds only (leave-one-fold-out UA of an RBF SVM on each utterance's "
                 "band means and deviations, without / with per-speaker z-normalisation): "
-                + "; ".join(f"split {e['fold']} {100 * e['off']:.1f} / {100 * e['on']:.1f}" for e in ev) + f". {confound}.")
+                + "; ".join(f"split {e['fold']} {100 * e['off']:.1f} / {100 * e['on']:.1f}" for e in ev)
+                + f". {confound}.")
         else:
             lines.append(f"- Speaker normalisation of the log-Mel bands: {norm['mode']} (set, not chosen); {confound}.")
     for r in rounds:
@@ -189,9 +193,9 @@ def _choice_lines(report: dict[str, Any]) -> list[str]:
             continue
         splits = r["decision"]["splits"]
         mean = {rule: np.mean([s["scores"][rule] for s in splits]) for rule in splits[0]["scores"]}
+        inner = ", ".join(f"{rule} {100 * v:.1f}" for rule, v in mean.items())
         lines.append(f"- Round {r['round']}, utterance decision rule: {_decided_by(r, report)}; inner UA (mean over "
-                     "splits, each on its other folds): " + ", ".join(f"{rule} {100 * v:.1f}" for rule, v in mean.items())
-                     + ".")
+                     f"splits, each on its other folds): {inner}.")
     if selected:
         lines.append(f"- Round: each split chose the round whose rule scored best on its other folds (rounds "
                      f"{selected['rounds_by_split']} for splits 0–{len(selected['rounds_by_split']) - 1}). Every fold "
@@ -269,7 +273,8 @@ def _check_utterances(manifest: RecordsManifest, utterances: list[str]) -> list[
     unknown = [uid for uid in utterances if uid not in known]
     if unknown:
         raise EmorefineError(f"Received: utterance={', '.join(map(repr, unknown))}; no utterance of "
-                             f"{manifest.root} has {'that id' if len(unknown) == 1 else 'these ids'} (ids look like {manifest.utterances[0]['id']!r})")
+                             f"{manifest.root} has {'that id' if len(unknown) == 1 else 'these ids'} "
+                             f"(ids look like {manifest.utterances[0]['id']!r})")
     return list(dict.fromkeys(utterances))  # each once, in the order given
 
 
@@ -323,7 +328,8 @@ def lcw_markdown(report: dict) -> str:
     lines += ["", f"{len(changed)} (utterance, fold model) pairs whose learned label left the given one"
               + (", the 20 most confident:" if changed else "."), ""]
     if changed and noise:  # planted noise: the true label beside the one training saw
-        lines += ["| utterance | fold model | given | learned | true | p | weight |", "|---|---:|---|---|---|---:|---:|"]
+        lines += ["| utterance | fold model | given | learned | true | p | weight |",
+                  "|---|---:|---|---|---|---:|---:|"]
         lines += [f"| {r['id']} | {r['fold_model']} | {r['given']} | {r['learned']} | {r.get('true', r['given'])} | "
                   f"{r['probability']:.3f} | {r['weight']:.3f} |" for r in changed[:20]]
     elif changed:
@@ -332,7 +338,8 @@ def lcw_markdown(report: dict) -> str:
                   f"{r['weight']:.3f} |" for r in changed[:20]]
     lines += ["", "Confusion matrix (rows: true, columns: decided):", "",
               "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
-    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(classes, report["confusion"])]
+    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+              for name, row in zip(classes, report["confusion"])]
     return "\n".join(lines) + "\n"
 
 
@@ -361,7 +368,8 @@ def mlee_markdown(report: dict) -> str:
               f"{v['support']} |" for name, v in e["per_class"].items()]
     lines += ["", "Confusion matrix (rows: true, columns: decided):", "",
               "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
-    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(classes, report["confusion"])]
+    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+              for name, row in zip(classes, report["confusion"])]
     return "\n".join(lines) + "\n"
 
 

@@ -18,23 +18,28 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from emotion_refinery.backbones import build_model
 from emotion_refinery.augment import make_augment
+from emotion_refinery.backbones import build_model
+from emotion_refinery.datasets import (
+    SEQUENCE_SHUFFLE_BUFFER,
+    count_training_segments,
+    evaluation_dataset,
+    training_dataset,
+)
 from emotion_refinery.distribute import even_batch_size, model_replicas, replica_devices, task_replicas
 from emotion_refinery.errors import TrainingError
 from emotion_refinery.folds import split_folds
-from emotion_refinery.datasets import (SEQUENCE_SHUFFLE_BUFFER, count_training_segments, evaluation_dataset,
-                                       training_dataset)
 from emotion_refinery.manifest import RecordsManifest
+from emotion_refinery.processes import available_memory
 from emotion_refinery.refine_config import RefineConfig
 from emotion_refinery.rules import RULES, refine_labels
-from emotion_refinery.processes import available_memory
 from emotion_refinery.run_dir import RunDir
 from emotion_refinery.votes import soft_targets
 from tf_records.atomic import atomic_path, write_json
 
-__all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fold", "train_teacher", "write_self_targets", "teacher_halves",
-           "predict_fold", "next_targets", "given_targets", "given_labels", "fold_seed", "split_folds"]
+__all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fold", "train_teacher",
+           "write_self_targets", "teacher_halves", "predict_fold", "next_targets", "given_targets", "given_labels",
+           "fold_seed", "split_folds"]
 
 
 def fold_seed(seed: int, t: int, k: int) -> int:
@@ -456,8 +461,9 @@ def train_fold(
         model.save(tmp)
     seconds = time.perf_counter() - start
     info = {"round": t, "fold": k, "validation_fold": val_fold, "train_segments": n_train,
-            "epochs": len(history["loss"]), "best_epoch": best + 1, "val_loss": val_losses[best] if val_losses else None,
-            "seconds": seconds, "oof_seconds": oof.seconds, "seed": seed}
+            "epochs": len(history["loss"]), "best_epoch": best + 1,
+            "val_loss": val_losses[best] if val_losses else None, "seconds": seconds, "oof_seconds": oof.seconds,
+            "seed": seed}
     if decisions is not None:
         info["validation_decisions"] = {str(u): c for u, c in decisions.decisions.items()}
     run.write_done(t, k, info)

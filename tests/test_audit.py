@@ -45,7 +45,8 @@ def test_planted_overlaps_are_counted_exactly():
     assert (rows[2]["speaker_share"], rows[2]["text_share"], rows[2]["shared_ids"]) == (0.5, 0.0, 0)
     s = audit["summary"]
     assert s == {"utterances": 6, "speaker_share": 0.5, "text_share": pytest.approx(1 / 6), "shared_ids": 1,
-                 "speaker_dependent": True, "text_dependent": True, "confound": {"speakers": 0, "single_class_speakers": 0, "single_class_share": None}}
+                 "speaker_dependent": True, "text_dependent": True,
+                 "confound": {"speakers": 0, "single_class_speakers": 0, "single_class_share": None}}
     assert audit["warning"] == (
         "speaker-dependent protocol: 50 % of held-out utterances have their speaker in the training folds; "
         "text-dependent: 16.7 % have their text in the training folds; "
@@ -65,7 +66,8 @@ def test_no_overlap_and_unknown_fields():
     loso = [utt(f"u{i}", i, f"spk{i}", f"text{i}") for i in range(4)]
     audit = leakage_audit(loso, 4)
     assert audit["summary"] == {"utterances": 4, "speaker_share": 0.0, "text_share": 0.0, "shared_ids": 0,
-                                "speaker_dependent": False, "text_dependent": False, "confound": {"speakers": 0, "single_class_speakers": 0, "single_class_share": None}}
+                                "speaker_dependent": False, "text_dependent": False,
+                                "confound": {"speakers": 0, "single_class_speakers": 0, "single_class_share": None}}
     assert audit["warning"] == ("speaker-independent: no held-out utterance has its speaker in the training folds; "
                                 "text-independent: no held-out utterance has its text in the training folds")
     # Entries of a manifest made before texts were stored (no "text" key), and a corpus without speakers.

@@ -121,7 +121,9 @@ def test_strided_training_set_holds_every_stride_th_segment_of_each_utterance_on
     assert len(x) == count_training_segments(manifest, [0, 1], stride) == len(expected)
     assert ds.cardinality().numpy() == -(-len(expected) // 7)
     # Same multiset of segments (the order is shuffled): compare sorted row digests.
-    digest = lambda a: np.sort(a.reshape(len(a), -1).astype(np.float64) @ np.linspace(1, 2, a[0].size))
+    def digest(a):
+        return np.sort(a.reshape(len(a), -1).astype(np.float64) @ np.linspace(1, 2, a[0].size))
+
     assert np.allclose(digest(x), digest(expected.astype(np.float32)))
 
 

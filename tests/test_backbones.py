@@ -6,12 +6,16 @@ import keras
 import numpy as np
 import pytest
 
-from emotion_refinery.backbones import (DENSENET22_BLOCKS, backbone_names, build_model, build_sequence_model,
-                                        set_batch_norm_momentum)
-
-SEGMENT_BACKBONES = backbone_names("segments")
+from emotion_refinery.backbones import (
+    DENSENET22_BLOCKS,
+    backbone_names,
+    build_model,
+    build_sequence_model,
+    set_batch_norm_momentum,
+)
 from emotion_refinery.errors import EmorefineError
 
+SEGMENT_BACKBONES = backbone_names("segments")
 INPUT_SHAPE = (32, 64, 1)
 MOMENTUM = 0.9  # not the default, so the test sees it was applied
 
@@ -133,7 +137,8 @@ def test_unknown_name_lists_the_valid_names():
         build_sequence_model("tcnn", n_features=64, n_classes=7)
 
 
-@pytest.mark.parametrize("name, activation", [("blstm_attention", "softmax"), ("mlee_crnn", "sigmoid"), ("mlp", "softmax")])
+@pytest.mark.parametrize("name, activation",
+                         [("blstm_attention", "softmax"), ("mlee_crnn", "sigmoid"), ("mlp", "softmax")])
 def test_sequence_model_ignores_padded_frames_and_saves(tmp_path, name, activation):
     model = build_sequence_model(name, n_features=8, n_classes=4, seed=0, activation=activation)
     rng = np.random.default_rng(0)

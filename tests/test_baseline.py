@@ -127,7 +127,8 @@ def test_each_fold_is_predicted_by_a_model_that_never_saw_it(opensmile, records,
     assert out["predictions"] == expected.tolist()
 
     with pytest.raises(EmorefineError, match="Received: .*expected"):
-        B.cross_validate(x, labels, np.zeros(len(folds), int), n_classes=len(m.classes))  # one fold id: nothing to fit on
+        # one fold id: nothing to fit on
+        B.cross_validate(x, labels, np.zeros(len(folds), int), n_classes=len(m.classes))
 
 
 def test_cache_is_reused_and_keyed_by_manifest_and_version(opensmile, records, monkeypatch):

@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion_refinery.choices import (DECISION_RULES, ProfileDecider, band_functionals, choose_speaker_norm, majority,
-                                      nested_decisions, nested_rounds, speaker_norm_choices)
 from emotion_refinery.audit import speaker_confound
+from emotion_refinery.choices import (
+    DECISION_RULES,
+    ProfileDecider,
+    band_functionals,
+    choose_speaker_norm,
+    majority,
+    nested_decisions,
+    nested_rounds,
+    speaker_norm_choices,
+)
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.utterance import evaluate_forest, utterance_features
 

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from emotion_refinery.corpora import (
-    CORPORA, CORPUS_NAMES, Corpus, Skipped, Utterance, detect, get_corpus, scan_corpus,
+    CORPORA,
+    CORPUS_NAMES,
+    Corpus,
+    Skipped,
+    Utterance,
+    detect,
+    get_corpus,
+    scan_corpus,
 )
 from emotion_refinery.corpora.csv_manifest import parse_votes
 from emotion_refinery.errors import CorpusError, EmorefineError
@@ -42,7 +49,8 @@ def test_registry_names_and_classes():
 
 
 def test_get_corpus_unknown_name():
-    with pytest.raises(CorpusError, match=r"Received: corpus='xyz'; expected one of auto, casia, cremad, csv, emodb, iemocap, iemocap-impro, iemocap-no-excited, ravdess, savee, tess, urdu"):
+    with pytest.raises(CorpusError, match=r"Received: corpus='xyz'; expected one of auto, casia, cremad, csv, emodb, "
+                                          r"iemocap, iemocap-impro, iemocap-no-excited, ravdess, savee, tess, urdu"):
         get_corpus("xyz")
     assert issubclass(CorpusError, EmorefineError)
 
@@ -438,7 +446,8 @@ def test_parse_votes(cell, expected):
 def test_csv_missing_column(tmp_path):
     touch(tmp_path, "1.wav")
     manifest = write_manifest(tmp_path / "m.csv", "file,label\n1.wav,anger\n")
-    with pytest.raises(CorpusError, match=r"expected a CSV file with columns path,label\[,speaker\]\[,votes\]\[,id\]\[,text\]\[,session\] "
+    with pytest.raises(CorpusError, match=r"expected a CSV file with columns "
+                                          r"path,label\[,speaker\]\[,votes\]\[,id\]\[,text\]\[,session\] "
                                           r"\(missing: path\)"):
         scan_corpus(tmp_path, corpus="csv", manifest=manifest)
     empty = write_manifest(tmp_path / "empty.csv", "")
@@ -447,7 +456,8 @@ def test_csv_missing_column(tmp_path):
 
 
 def test_csv_missing_manifest_file(tmp_path):
-    with pytest.raises(CorpusError, match=r"Received: manifest='.*nope\.csv'; expected a CSV file with columns path,label"):
+    with pytest.raises(CorpusError,
+                       match=r"Received: manifest='.*nope\.csv'; expected a CSV file with columns path,label"):
         scan_corpus(tmp_path, corpus="csv", manifest=tmp_path / "nope.csv")
 
 

@@ -44,7 +44,8 @@ def release(tmp_path):
             lines += [f"C-E{j + 1}:\t{v}\t()\n" for j, v in enumerate(votes)]
             lines += ["A-E1:\tval 3; act 2; dom  2;\t()\n", "\n"]
             if not suffix.startswith("-"):
-                write_wav(session / "sentences" / "wav" / dialog / f"{turn}.wav", tone(200 + 40 * i, 0.5 + 0.1 * rng.random()))
+                write_wav(session / "sentences" / "wav" / dialog / f"{turn}.wav",
+                          tone(200 + 40 * i, 0.5 + 0.1 * rng.random()))
         evaluation = session / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
         evaluation.parent.mkdir(parents=True, exist_ok=True)
         evaluation.write_text("".join(lines))
@@ -181,9 +182,8 @@ def test_a_cremad_tree_with_votes_builds_records_that_mlee_trains_on(tmp_path):
                   n_folds=3, folds_by="speaker", workers=1, sequences="spectrogram")
     manifest = RecordsManifest.load(tmp_path / "rec")
     assert all(u["votes"] for u in manifest.utterances) and len(manifest.utterances) == 18
-    report = run_mlee(tmp_path / "rec", tmp_path / "run", MLEEConfig(variant="mlee", backbone="blstm_attention", epochs=1,
-                                                                   batch_size=8),
-                      log=lambda s: None)
+    config = MLEEConfig(variant="mlee", backbone="blstm_attention", epochs=1, batch_size=8)
+    report = run_mlee(tmp_path / "rec", tmp_path / "run", config, log=lambda s: None)
     assert report["voted_utterances"] == 18 and set(report["existence"]["per_class"]) == set(manifest.classes)
 
 

@@ -50,7 +50,9 @@ def test_oversampling_draws_every_class_as_often_as_the_largest():
     labels = np.array([0] * 7 + [1] * 3 + [2] * 2 + [4] * 1)  # class 3 absent
     repeats = oversample_repeats(labels, n_classes=5, seed=3)
     assert np.bincount(labels, weights=repeats, minlength=5).tolist() == [7, 7, 7, 0, 7]
-    assert set(repeats[labels == 0]) == {1} and set(repeats[labels == 1]) == {2, 3} and set(repeats[labels == 2]) == {3, 4}
+    assert set(repeats[labels == 0]) == {1}
+    assert set(repeats[labels == 1]) == {2, 3}
+    assert set(repeats[labels == 2]) == {3, 4}
     np.testing.assert_array_equal(repeats, oversample_repeats(labels, n_classes=5, seed=3))
     assert not np.array_equal(repeats, oversample_repeats(labels, n_classes=5, seed=4))
 
@@ -194,7 +196,8 @@ def test_a_warmup_below_one_epoch_is_refused(warmup):
 
 
 def test_unknown_update_is_refused():
-    with pytest.raises(EmorefineError, match="update='all'; expected one of both, labels, weights, class-weights, none, oversample"):
+    with pytest.raises(EmorefineError,
+                       match="update='all'; expected one of both, labels, weights, class-weights, none, oversample"):
         fit_lcw(None, None, None, None, epochs=1, update="all")
 
 
@@ -239,7 +242,7 @@ def _noisy_manifest(n_per_fold=8, segments=2, n_classes=4, n_folds=3):
     utterances, shards = [], []
     for fold in range(n_folds):
         first = len(utterances) * segments
-        for i in range(n_per_fold):
+        for _ in range(n_per_fold):
             index = len(utterances)
             utterances.append({"id": f"u{index}", "index": index, "label_index": index % n_classes,
                                "label": f"c{index % n_classes}", "fold": fold, "segments": segments,

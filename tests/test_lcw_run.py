@@ -85,7 +85,8 @@ def test_other_settings_and_records_without_sequences_are_refused(run, records, 
     assert result.exit_code == 2 and "--sequences log-mel" in result.output
     result = CliRunner().invoke(main, ["lcw", str(records), "-o", str(tmp_path / "y"), "--update", "all"])
     assert result.exit_code == 2 and "'all' is not one of" in result.output
-    with pytest.raises(EmorefineError, match="Received: update='all'; expected one of both, labels, weights, class-weights, none, oversample"):
+    with pytest.raises(EmorefineError, match="Received: update='all'; expected one of both, labels, weights, "
+                                             "class-weights, none, oversample"):
         LCWConfig(update="all")
     assert json.loads((out / "config.json").read_text())["method"] == "lcw"
 

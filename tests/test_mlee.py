@@ -15,13 +15,20 @@ from keras import ops
 from cli.main import main
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.mlee import (existence_scores, existence_targets, existence_weights, fit_probe,
-                                   inverse_frequency, predicted_existence, weighted_bce)
+from emotion_refinery.mlee import (
+    existence_scores,
+    existence_targets,
+    existence_weights,
+    fit_probe,
+    inverse_frequency,
+    predicted_existence,
+    weighted_bce,
+)
 from emotion_refinery.records import build_records
 from emotion_refinery.run_dir import RunDir
 
-UTTERANCES = [{"label": "a", "votes": {"a": 2, "b": 1}}, {"label": "b", "votes": None}, {"label": "c", "votes": {"c": 3}},
-              {"label": "a", "votes": {"a": 1, "c": 0}}]
+UTTERANCES = [{"label": "a", "votes": {"a": 2, "b": 1}}, {"label": "b", "votes": None},
+              {"label": "c", "votes": {"c": 3}}, {"label": "a", "votes": {"a": 1, "c": 0}}]
 
 
 def test_existence_targets_and_inverse_frequency_by_hand():
@@ -162,7 +169,8 @@ def test_train_on_is_checked():
 def test_a_bad_variant_is_refused():
     from emotion_refinery.mlee_run import MLEEConfig
 
-    with pytest.raises(EmorefineError, match="Received: variant='both'; expected one of hard, soft, mlee, pretrain, fusion"):
+    with pytest.raises(EmorefineError,
+                       match="Received: variant='both'; expected one of hard, soft, mlee, pretrain, fusion"):
         MLEEConfig(variant="both")
     with pytest.raises(EmorefineError, match="Received: head='sgd'; expected one of adam, probe"):
         MLEEConfig(head="sgd")

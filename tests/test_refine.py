@@ -357,8 +357,13 @@ def test_mean_ep_utterance_classifier_decides_by_the_mean_profile(quick_run, qui
 def test_speaker_forest_normalises_each_speakers_statistics_by_their_own(quick_run, quick_manifest, tmp_path):
     from emotion_refinery.inference import Predictor
     from emotion_refinery.refinery import evaluate_round
-    from emotion_refinery.utterance import (ep_statistics, evaluate_forest, forest_probabilities, speaker_normalise,
-                                            utterance_features)
+    from emotion_refinery.utterance import (
+        ep_statistics,
+        evaluate_forest,
+        forest_probabilities,
+        speaker_normalise,
+        utterance_features,
+    )
 
     out = tmp_path / "run"
     shutil.copytree(quick_run[0], out)
@@ -617,7 +622,8 @@ def _assert_nothing_trained(out):
     ({"label_source": "annotators"}, "Received: label_source='annotators'; expected one of labels, votes"),
     ({"label_noise": 1.0}, "Received: label_noise=1.0; expected a share in [0, 1)"),
     ({"label_noise": 0.1, "label_source": "votes"}, "Received: label_noise=0.1 with label_source='votes'"),
-    ({"utterance_classifier": "svm"}, "Received: utterance_classifier='svm'; expected one of auto, mean-ep, forest, speaker-forest"),
+    ({"utterance_classifier": "svm"},
+     "Received: utterance_classifier='svm'; expected one of auto, mean-ep, forest, speaker-forest"),
     ({"rule": "lcw", "targets": "cross-fit"}, "Received: rule='lcw' with targets='cross-fit'"),
     ({"rule": "lcw", "mixup": 0.2}, "Received: rule='lcw' with mixup=0.2"),
     ({"speaker_norm": "maybe"}, "Received: speaker_norm='maybe'; expected one of auto, on, off"),
@@ -666,7 +672,8 @@ def test_planted_label_noise_reaches_training_and_the_rules_but_not_the_test_fol
         assert flipped.any() and np.allclose(expected[flipped, noisy[table["utterance"][lo:hi]][flipped]],
                                              0.5 + 0.5 * q[flipped, noisy[table["utterance"][lo:hi]][flipped]])
     for entry in report["rounds"]:  # scored on the true labels
-        assert np.sum(entry["confusion"], axis=1).tolist() == np.bincount(true, minlength=len(manifest.classes)).tolist()
+        per_class = np.bincount(true, minlength=len(manifest.classes)).tolist()
+        assert np.sum(entry["confusion"], axis=1).tolist() == per_class
     assert report["config"]["label_noise"] == 0.25
     first, second = (r["label_noise"] for r in report["rounds"])
     assert first == {"flipped": int(np.sum(noisy != true)), "recovered": 0.0, "kept": 1.0}

@@ -28,8 +28,8 @@ def check_png(path):
 def test_default_report(finished_run):
     import json
 
-    from emotion_refinery.run_dir import load_run
     from emotion_refinery.report import chosen_round, default_utterances
+    from emotion_refinery.run_dir import load_run
 
     result = invoke(finished_run)
     assert result.exit_code == 0, result.output
@@ -231,9 +231,11 @@ def test_each_split_chooses_its_round_on_its_other_folds_and_predict_takes_the_m
     from emotion_refinery.report import chosen_round, markdown
 
     # Round 0 is better on the test folds, but splits 0 and 2 score round 1 higher on their other folds.
-    splits = [[_split(0, "mean-ep", {"mean-ep": 0.5, "forest": 0.4}), _split(1, "forest", {"mean-ep": 0.5, "forest": 0.7}),
+    splits = [[_split(0, "mean-ep", {"mean-ep": 0.5, "forest": 0.4}),
+               _split(1, "forest", {"mean-ep": 0.5, "forest": 0.7}),
                _split(2, "mean-ep", {"mean-ep": 0.6, "forest": 0.3})],
-              [_split(0, "mean-ep", {"mean-ep": 0.6, "forest": 0.4}), _split(1, "forest", {"mean-ep": 0.2, "forest": 0.6}),
+              [_split(0, "mean-ep", {"mean-ep": 0.6, "forest": 0.4}),
+               _split(1, "forest", {"mean-ep": 0.2, "forest": 0.6}),
                _split(2, "forest", {"mean-ep": 0.5, "forest": 0.65})]]
     rounds = [{**r, "decision": {"rule": s[0]["rule"], "splits": s}, "validation_wa": 0.9, "validation_ua": 0.9}
               for r, s in zip(REPORT["rounds"], splits)]

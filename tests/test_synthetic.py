@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import pytest
+import soundfile
 from click.testing import CliRunner
 
 from cli.main import main

@@ -39,10 +39,10 @@ def test_soft_targets_by_hand():
 
 def _voted_records(tmp_path):
     root = tmp_path / "corpus"
-    for i, (path, label, _) in enumerate(ROWS):
+    for i, (path, _label, _) in enumerate(ROWS):
         write_wav(root / path, (tone(200 + 150 * i, 0.8) + 0.01 * np.random.default_rng(i).standard_normal(12800))
                   .astype(np.float32))
-    (root / "m.csv").write_text("path,label,votes\n" + "".join(f"{p},{l},{v}\n" for p, l, v in ROWS))
+    (root / "m.csv").write_text("path,label,votes\n" + "".join(f"{p},{label},{v}\n" for p, label, v in ROWS))
     runner = CliRunner()
     built = runner.invoke(main, ["build-records", str(root), "-o", str(tmp_path / "rec"), "--corpus", "csv",
                                  "--manifest", str(root / "m.csv"), "--folds", "3", "--segment-hop", "16",
@@ -83,7 +83,7 @@ def test_csv_rows_with_votes_and_no_label_are_unlabelled_utterances(tmp_path):
     rows = ROWS + [("u1.wav", "", "anger;neutral"), ("u2.wav", "", "joy:2"), ("u3.wav", "", "")]
     for path, _, _ in rows:
         write_wav(tmp_path / path, tone(220, 0.5))
-    (tmp_path / "m.csv").write_text("path,label,votes\n" + "".join(f"{p},{l},{v}\n" for p, l, v in rows))
+    (tmp_path / "m.csv").write_text("path,label,votes\n" + "".join(f"{p},{label},{v}\n" for p, label, v in rows))
     _, scan = scan_corpus(tmp_path, corpus="csv", manifest=tmp_path / "m.csv")
     assert [(u.id, u.label, u.votes) for u, _ in scan.unlabelled] == [("u1", None, {"anger": 1.0, "neutral": 1.0})]
     reasons = {s.path.rsplit("/", 1)[-1]: s.reason for s in scan.skipped}

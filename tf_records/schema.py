@@ -25,8 +25,8 @@ import functools
 
 import numpy as np
 
-__all__ = ["SCHEMA_VERSION", "SegmentSpec", "TargetSpec", "SequenceSpec", "FRAMES", "N_FRAMES", "SEGMENT", "UTTERANCE", "POSITION", "INDEX", "LABEL",
-           "TARGET"]
+__all__ = ["SCHEMA_VERSION", "SegmentSpec", "TargetSpec", "SequenceSpec", "FRAMES", "N_FRAMES", "SEGMENT", "UTTERANCE",
+           "POSITION", "INDEX", "LABEL", "TARGET"]
 
 SCHEMA_VERSION = 1
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from emotion_refinery.audio import AUDIO_EXTENSIONS
 

@@ -40,9 +40,11 @@ class CremaD(Corpus):
         if m is None:
             return f"file name {path.name!r} does not match the cremad pattern AAAA_SSS_EEE_LL (e.g. 1001_DFA_ANG_XX)"
         if m["emotion"] not in EMOTIONS:
-            return f"unknown cremad emotion code {m['emotion']!r} in {path.name!r}; expected one of {', '.join(EMOTIONS)}"
+            return (f"unknown cremad emotion code {m['emotion']!r} in {path.name!r}; "
+                    f"expected one of {', '.join(EMOTIONS)}")
         if m["sentence"] not in SENTENCES:
-            return f"unknown cremad sentence code {m['sentence']!r} in {path.name!r}; expected one of {', '.join(SENTENCES)}"
+            return (f"unknown cremad sentence code {m['sentence']!r} in {path.name!r}; "
+                    f"expected one of {', '.join(SENTENCES)}")
         return path.stem, EMOTIONS[m["emotion"]], m["actor"], m["sentence"]
 
     def scan(self, root: str | os.PathLike, *, manifest: str | os.PathLike | None = None) -> Scan:

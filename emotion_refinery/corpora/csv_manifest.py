@@ -8,8 +8,9 @@ Columns: ``path`` and ``label`` (required), ``speaker``, ``votes``, ``id``, ``te
 
 ``path`` is relative to the corpus root, or absolute. Without an ``id`` column the id is the
 path relative to the root, without extension (POSIX). ``votes`` holds annotator votes:
-``class:count`` pairs separated by ``;``, or one label per annotator separated by ``;``. ``text`` names the sentence spoken (any string; equal for
-utterances of the same text); ``session`` the recording session (for ``--folds-by session``). The classes are the sorted labels of the usable rows.
+``class:count`` pairs separated by ``;``, or one label per annotator separated by ``;``. ``text`` names
+the sentence spoken (any string; equal for utterances of the same text); ``session`` the recording
+session (for ``--folds-by session``). The classes are the sorted labels of the usable rows.
 A row with votes and an empty label (the annotators gave no class a majority) is an unlabelled
 utterance (:attr:`~emotion_refinery.corpora.base.Scan.unlabelled`).
 """
@@ -62,7 +63,8 @@ class CsvManifest(Corpus):
 
     name = "csv"
     name_based = False
-    description = "any corpus listed in a CSV manifest (--manifest FILE) with columns path,label[,speaker][,votes][,id][,text][,session]"
+    description = ("any corpus listed in a CSV manifest (--manifest FILE) with columns "
+                   "path,label[,speaker][,votes][,id][,text][,session]")
 
     def parse(self, relpath: str) -> str:
         return "the csv corpus reads labels from --manifest, not from file names"

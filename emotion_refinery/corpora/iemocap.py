@@ -18,11 +18,11 @@ The summary label (``neu``, ``hap``, ``exc``, ``sad``, ``ang``, ``fru``, ``fea``
 the categorical votes (an annotator may choose several categories; each counts one vote). Votes for
 categories outside the classes are dropped. A turn whose summary label is not one of the classes
 (``xxx``, ``fru``, …) has no label: it is skipped, or kept as an unlabelled utterance with its votes
-over the classes (``build-records --no-majority keep``, for ``mlee --train-on all``). The speaker is the session plus the letter of the last
-part of the turn name (``Ses01F_impro01_M003`` is spoken by ``Ses01M``, whoever wore the markers);
-the session (``Ses01``) groups the two speakers of a session for leave-one-session-out
-(``--folds-by session``). The text of a scripted turn is its script (``script01_1``), performed in
-every session; improvised turns have none.
+over the classes (``build-records --no-majority keep``, for ``mlee --train-on all``). The speaker is
+the session plus the letter of the last part of the turn name (``Ses01F_impro01_M003`` is spoken by
+``Ses01M``, whoever wore the markers); the session (``Ses01``) groups the two speakers of a session for
+leave-one-session-out (``--folds-by session``). The text of a scripted turn is its script
+(``script01_1``), performed in every session; improvised turns have none.
 """
 
 from __future__ import annotations
