@@ -10,6 +10,12 @@ several lines, e.g. ``inspect`` on records and on a run: their options are poole
 ``--verbose``, which every command also takes, is documented once on the group line and may, but need not, be
 repeated on a command's line. Where the synopsis writes an option's values (``--targets self|cross-fit|oof``),
 they must be the option's ``click.Choice`` choices, in any order.
+
+The other tests read README.md and docs/*.md whole: every ``emorefine COMMAND`` written in code names a command
+that exists, and the options of every example command line are the command's own (with a choice it offers,
+``--preset cpu``); every link to a file of the repository resolves, down to its #anchor (GitHub's heading
+anchors); each "## Contents" list names the page's sections in order; README starts with install, the two main
+commands and the walk-through; and nothing says ``pip install emorefine`` (there is no release on PyPI).
 """
 
 from __future__ import annotations
@@ -189,3 +195,176 @@ def test_command_options_match(synopsis, ctx):
         if name in synopsis:
             problems += compare(name, main.get_command(ctx, name), synopsis[name], ctx=ctx, optional=group_wide)
     assert not problems, "README.md's synopsis disagrees with the commands:\n" + "\n".join(problems)
+
+
+# --- The rest of the README and docs/: commands named, example command lines, links, tables of contents ---
+
+REPO = README.parent
+DOCS = sorted((REPO / "docs").glob("*.md"))
+PAGES = [README, *DOCS]  # the Markdown pages these checks read
+FENCE = re.compile(r"^\s*```")
+COMMAND_USE = re.compile(r"\bemorefine((?:\s+--?[a-z][a-z-]*)*)\s+([a-z][a-z0-9-]*)\b")
+
+
+def _split_code(text: str) -> tuple[list[str], str]:
+    """(the lines of every fenced code block, the text outside them)."""
+    code, prose, inside = [], [], False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            inside = not inside
+            continue
+        (code if inside else prose).append(line)
+    return code, "\n".join(prose)
+
+
+def _code_commands(text: str) -> list[str]:
+    """Every shell-like piece of code in a page: fenced lines (``\\`` continuations joined) and inline spans."""
+    code, prose = _split_code(text)
+    joined, pending = [], ""
+    for line in code:
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        joined.append(pending + line)
+        pending = ""
+    return joined + [span.replace("\n", " ") for span in re.findall(r"`([^`]+)`", prose)]
+
+
+def command_uses(text: str) -> list[tuple[str, list[str]]]:
+    """Each ``emorefine COMMAND …`` written in code: the command and the words after it, up to the next
+    ``&&``, ``;``, ``|`` between commands, ``# comment`` or ``emorefine``."""
+    uses = []
+    for piece in _code_commands(text):
+        piece = re.split(r"\s#\s", " " + piece + " ", maxsplit=1)[0]
+        for match in COMMAND_USE.finditer(piece):
+            rest = piece[match.end():]
+            rest = re.split(r"\s(?:&&|;|\|\|)\s|\bemorefine\b", rest, maxsplit=1)[0]
+            uses.append((match.group(2), _tokens(rest)))
+    return uses
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading (before de-duplication)."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def headings(text: str) -> list[tuple[int, str]]:
+    """(level, title) of every Markdown heading outside fenced code."""
+    out, inside = [], False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            inside = not inside
+            continue
+        match = None if inside else re.match(r"^(#{1,6}) (.+?)\s*$", line)
+        if match:
+            out.append((len(match.group(1)), match.group(2)))
+    return out
+
+
+def anchors(text: str) -> set[str]:
+    seen: dict[str, int] = {}
+    out = set()
+    for _, title in headings(text):
+        base = slug(title)
+        out.add(base if base not in seen else f"{base}-{seen[base]}")
+        seen[base] = seen.get(base, 0) + 1
+    return out
+
+
+def test_docs_exist():
+    assert {"METHOD.md", "USAGE.md", "LAYOUT.md", "DEVELOPMENT.md"} <= {p.name for p in DOCS}
+
+
+def test_command_uses_parse():
+    text = "\n".join(["Run `emorefine refine REC -o RUN --rounds 3` and `emorefine's own` words.", "```bash",
+                      "docker run --gpus all -v x:/data emorefine build-records /data/c -o /data/r \\",
+                      "    --preset emodb   # a comment --not-this",
+                      "emorefine baseline REC && emorefine --verbose baseline REC --speaker-norm", "```"])
+    assert command_uses(text) == [
+        ("build-records", ["/data/c", "-o", "/data/r", "--preset", "emodb"]),
+        ("baseline", ["REC"]), ("baseline", ["REC", "--speaker-norm"]),
+        ("refine", ["REC", "-o", "RUN", "--rounds", "3"])]
+    assert slug("Use a trained model elsewhere (export, Python API)") == \
+        "use-a-trained-model-elsewhere-export-python-api"
+    assert slug("The papers' protocol is optimistic (`--targets oof`)") == \
+        "the-papers-protocol-is-optimistic---targets-oof"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_command_named_exists(page, ctx):
+    commands = set(main.list_commands(ctx))
+    unknown = sorted({name for name, _ in command_uses(page.read_text(encoding="utf-8"))} - commands)
+    assert not unknown, f"{page.name} names emorefine {', '.join(unknown)}, which emorefine does not have"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_example_command_lines_take_their_options(page, ctx):
+    """Every option an example ``emorefine COMMAND …`` line uses is one of the command's (or the group's), and a
+    choice written after it (``--preset cpu``) is one the option offers."""
+    problems = []
+    group = {opt for p in main.params for opt in p.opts + p.secondary_opts}
+    for name, words in command_uses(page.read_text(encoding="utf-8")):
+        cmd = main.get_command(ctx, name)
+        if cmd is None:
+            continue  # test_every_command_named_exists names it
+        spelling = {opt: p for p in _documented_params(cmd, ctx) for opt in p.opts + p.secondary_opts}
+        for i, word in enumerate(words):
+            option, _, value = word.partition("=")
+            if not OPTION.match(option) or option in ctx.help_option_names:
+                continue
+            if option not in spelling:
+                if option not in group:
+                    problems.append(f"emorefine {name} … {option}: {name} has no such option")
+                continue
+            p = spelling[option]
+            if not value and i + 1 < len(words):
+                value = words[i + 1]
+            if (isinstance(p.type, click.Choice) and value and not value.startswith("-") and "|" not in value
+                    and not value.isupper() and value not in map(str, p.type.choices)
+                    and not getattr(p, "_flag_needs_value", False)):
+                problems.append(f"emorefine {name} … {option} {value}: not one of {'|'.join(p.type.choices)}")
+    assert not problems, f"{page.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_local_links_resolve(page):
+    """Every link to a file of the repository points at a file that exists, and its #anchor at a heading."""
+    _, prose = _split_code(page.read_text(encoding="utf-8"))
+    problems = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+        if re.match(r"^[a-z]+:", target):
+            continue  # http:, https:, mailto:
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists():
+            problems.append(f"{target}: no file {path}")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file.read_text(encoding="utf-8")):
+            problems.append(f"{target}: {file.name} has no heading with the anchor #{anchor}")
+    assert not problems, f"{page.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if "\n## Contents\n" in p.read_text(encoding="utf-8")],
+                         ids=lambda p: p.name)
+def test_contents_list_every_section(page):
+    """The list under "## Contents" names every ## and ### heading after it, in order, with its anchor."""
+    text = page.read_text(encoding="utf-8")
+    after = text.split("\n## Contents\n", 1)[1]
+    listed = re.findall(r"^\s*[-*] \[(.+?)\]\(#([^)]+)\)", after.split("\n## ", 1)[0], flags=re.M)
+    expected = [(title, slug(title)) for level, title in headings(after) if level in (2, 3)]
+    assert listed == expected, f"{page.name}: the contents list differs from the headings"
+
+
+def test_readme_first_screen():
+    """What a newcomer needs comes first: install, the two main commands, the walk-through."""
+    titles = [title for level, title in headings(README.read_text(encoding="utf-8")) if level == 2]
+    assert titles[:4] == ["Contents", "Install", "The two main commands",
+                          "Walk-through: Emo-DB, from the folder to a prediction"], titles[:4]
+    for needed in ("Corpora", "GPU", "Command line", "Use a trained model elsewhere (export, Python API)"):
+        assert titles.count(needed) == 1, needed
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_install_from_a_registry(page):
+    """emorefine is installed from the clone (no release on PyPI): never ``pip install emorefine…``."""
+    found = re.findall(r"pip install\s+(?:-U\s+)?['\"]?emorefine\b[^\s`]*", page.read_text(encoding="utf-8"))
+    assert not found, f"{page.name} says {found}; install from the clone: pip install -e \".[baseline]\""
