@@ -93,8 +93,28 @@ def test_mixup_makes_convex_combinations_of_pairs_of_examples():
 
 def test_no_augmentation_is_none():
     assert make_augment() is None
-    assert make_augment(spec_augment_masks=True, mixup_alpha=0.2) is not None
-    assert make_augment(freq_shift_bands=2) is not None
+
+
+def test_the_augment_chain_applies_the_chosen_steps_in_order_each_with_its_own_seed():
+    x, y = _batch()
+    seed = tf.constant([11, 12], tf.int64)
+
+    def step_seed(i):
+        return tf.random.experimental.stateless_fold_in(seed, i)
+
+    out, y_out = make_augment(freq_shift_bands=2)(x, y, seed)
+    want, _ = freq_shift(2)(x, y, step_seed(0))
+    assert np.array_equal(out.numpy(), want.numpy()) and np.array_equal(y_out.numpy(), y.numpy())
+    assert not np.array_equal(out.numpy(), x.numpy())
+
+    # All three: frequency shift, then SpecAugment masks, then mixup (which alone changes the targets).
+    out, y_out = make_augment(spec_augment_masks=True, freq_shift_bands=2, mixup_alpha=0.2)(x, y, seed)
+    want, y_want = freq_shift(2)(x, y, step_seed(0))
+    want, y_want = spec_augment()(want, y_want, step_seed(1))
+    want, y_want = mixup(0.2)(want, y_want, step_seed(2))
+    np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y_out.numpy(), y_want.numpy(), rtol=0, atol=1e-6)
+    assert not np.array_equal(y_out.numpy(), y.numpy())
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,21 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
+#: Every command of `emorefine`; a command added or dropped must be added here or dropped too.
+COMMANDS = {"baseline", "build-records", "export", "inspect", "lcw", "mlee", "predict", "refine", "report",
+            "synth-corpus", "verify"}
+
+
 def test_help_lists_commands():
+    assert set(main.commands) == COMMANDS
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("build-records", "inspect", "verify", "synth-corpus"):
-        assert command in result.output
+    # The "Commands:" section: one "  name  short help" line per command, each with its own short help.
+    section = result.output.split("Commands:\n", 1)[1]
+    listed = dict(line.split(None, 1) for line in section.splitlines() if line.startswith("  "))
+    assert set(listed) == COMMANDS
+    for name, command in main.commands.items():
+        assert command.get_short_help_str(limit=200).startswith(listed[name].removesuffix("...")), name
 
 
 def test_build_inspect_verify(emodb_dir, tmp_path):

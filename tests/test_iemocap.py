@@ -161,9 +161,9 @@ def test_unlabelled_turns_are_skipped_by_default_and_kept_as_vote_only_sequences
     assert list(manifest.verify()) == [manifest.vote_only_shards[0]["path"]]
 
 
-def test_a_cremad_tree_with_votes_builds_records_that_mlee_trains_on(tmp_path):
-    """CREMA-D's own layout (AudioWAV/ and the tabulated votes beside it) → voted records → an MLEE run."""
-    from emotion_refinery.mlee_run import MLEEConfig, run_mlee
+def _cremad_records(tmp_path):
+    """CREMA-D's own layout (AudioWAV/ and the tabulated votes beside it) → voted records (3 speaker folds)."""
+    from emotion_refinery.config import FeatureConfig
 
     root = tmp_path / "CREMA-D"
     rows = ['"","A","D","F","H","N","S","fileName","numResponses","agreement","emoVote"']
@@ -176,12 +176,23 @@ def test_a_cremad_tree_with_votes_builds_records_that_mlee_trains_on(tmp_path):
             rows.append(f'"{len(rows)}",' + ",".join(str(counts[k]) for k in "ADFHNS") + f',"{name}",8,0.75,"{letter}"')
     (root / "processedResults").mkdir()
     (root / "processedResults" / "tabulatedVotes.csv").write_text("\n".join(rows) + "\n")
-    from emotion_refinery.config import FeatureConfig
-
     build_records(root / "AudioWAV", tmp_path / "rec", corpus="cremad", features=FeatureConfig(segment_hop=16),
                   n_folds=3, folds_by="speaker", workers=1, sequences="spectrogram")
-    manifest = RecordsManifest.load(tmp_path / "rec")
+    return RecordsManifest.load(tmp_path / "rec")
+
+
+def test_a_cremad_tree_with_votes_builds_voted_records(tmp_path):
+    manifest = _cremad_records(tmp_path)
     assert all(u["votes"] for u in manifest.utterances) and len(manifest.utterances) == 18
+    assert sorted({u["speaker"] for u in manifest.utterances}) == ["1001", "1002", "1003"]
+    assert manifest.data["settings"]["sequences"] == "spectrogram"
+
+
+@pytest.mark.slow  # trains (one MLEE model per fold)
+def test_mlee_trains_on_voted_cremad_records(tmp_path):
+    from emotion_refinery.mlee_run import MLEEConfig, run_mlee
+
+    manifest = _cremad_records(tmp_path)
     config = MLEEConfig(variant="mlee", backbone="blstm_attention", epochs=1, batch_size=8)
     report = run_mlee(tmp_path / "rec", tmp_path / "run", config, log=lambda s: None)
     assert report["voted_utterances"] == 18 and set(report["existence"]["per_class"]) == set(manifest.classes)

@@ -731,13 +731,30 @@ def _hand_made(tmp_path, folds_of_class, n_folds, classes=("a", "b", "c")):
 def test_folds_without_some_class_are_accepted_when_every_split_trains_on_it(tmp_path):
     from emotion_refinery.refinery import check_records
 
+    def folds_with(manifest, label):
+        return {u["fold"] for u in manifest.utterances if u["label"] == label}
+
     # 4 folds (leave-one-speaker-out style): class c only in folds 0 and 2. The training folds of splits
     # 0..3 are [2, 3], [0, 3], [0, 1], [1, 2]: each holds a c, although folds 1 and 3 have none.
     every = [0, 1, 2, 3]
-    check_records(_hand_made(tmp_path, {"a": every, "b": every, "c": [0, 2]}, 4), QUICK, verify=False)
+    manifest = _hand_made(tmp_path, {"a": every, "b": every, "c": [0, 2]}, 4)
+    splits = [split_folds(4, k) for k in range(4)]
+    assert [train for train, _ in splits] == [[2, 3], [0, 3], [0, 1], [1, 2]]
+    assert all(folds_with(manifest, "c") & set(train) for train, _ in splits)
+    # ... while splits 1 and 3 hold out a fold without c, and splits 0 and 2 stop early on one.
+    assert [k for k in range(4) if k not in folds_with(manifest, "c")] == [1, 3]
+    assert [k for k, (_, val) in enumerate(splits) if val not in folds_with(manifest, "c")] == [0, 2]
+    check_records(manifest, QUICK, verify=False)  # accepted: raises nothing
+    # The same records with c moved from fold 2 to fold 1 leave split 0 (training folds [2, 3]) without c.
+    moved = _hand_made(tmp_path, {"a": every, "b": every, "c": [0, 1]}, 4)
+    with pytest.raises(RecordsError, match=r"^split 0 \(fold 0 held out"):
+        check_records(moved, QUICK, verify=False)
+
     # 10 folds, one class missing from a single fold (Emo-DB --folds 10 --folds-by speaker).
     ten = list(range(10))
-    check_records(_hand_made(tmp_path, {"a": ten, "b": ten, "c": ten[1:]}, 10), QUICK, verify=False)
+    manifest = _hand_made(tmp_path, {"a": ten, "b": ten, "c": ten[1:]}, 10)
+    assert folds_with(manifest, "c") == set(ten) - {0}
+    check_records(manifest, QUICK, verify=False)  # accepted: raises nothing
 
 
 def test_a_split_without_a_class_in_any_training_fold_is_refused(tmp_path):
