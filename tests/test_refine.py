@@ -402,6 +402,7 @@ def test_speaker_forest_normalises_each_speakers_statistics_by_their_own(quick_r
                                rtol=1e-6)
 
 
+@pytest.mark.slow  # trains (2 rounds of 3 folds)
 def test_without_an_early_stopping_fold_each_split_trains_on_every_other_fold(quick_records, quick_manifest,
                                                                                tmp_path):
     from emotion_refinery.datasets import count_training_segments
