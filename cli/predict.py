@@ -9,6 +9,7 @@ import json
 import click
 
 from cli import options
+from emotion_refinery.export import EXPORT_FORMATS
 from emotion_refinery.ranges import ROUND
 
 
@@ -25,6 +26,9 @@ from emotion_refinery.ranges import ROUND
 def predict(run_dir, audio, output, round_, fmt):
     """Emotion profile and utterance decision for each AUDIO file, with RUN_DIR's models.
 
+    RUN_DIR is a run directory (refine, lcw or mlee) or a folder written by `emorefine export`,
+    which needs neither the run nor its records.
+
     For a run whose models normalise speakers (--speaker-norm, or auto where most splits chose it) or
     whose decision rule is speaker-forest, the AUDIO files of one call are one speaker's audio: their
     log-Mel bands and their utterance statistics are normalised by those of all of them (give a
@@ -32,9 +36,10 @@ def predict(run_dir, audio, output, round_, fmt):
     Files that cannot be used are reported with their reason; the others are still
     predicted. Exit status 1 only when no file could be predicted.
     """
+    from emotion_refinery.api import find_sidecar, load
     from emotion_refinery.audio import unreadable
     from emotion_refinery.errors import EmorefineError
-    from emotion_refinery.inference import MIN_SPEAKER_FILES, Predictor, leaky_choice_note
+    from emotion_refinery.inference import MIN_SPEAKER_FILES, leaky_choice_note
 
     if output:
         options.check_output_file(output)
@@ -42,8 +47,9 @@ def predict(run_dir, audio, output, round_, fmt):
     if len(missing) == len(audio):  # nothing to predict: said before the run's models are loaded
         raise EmorefineError("Received: " + ", ".join(f"audio={path!r} ({why})" for path, why in missing.items())
                              + "; expected audio files to predict")
-    predictor = Predictor(run_dir, t=round_)
-    if round_ is None and (note := leaky_choice_note(run_dir, predictor.t)):
+    predictor = load(run_dir, t=round_)
+    exported = find_sidecar(run_dir, round_) is not None
+    if round_ is None and not exported and (note := leaky_choice_note(run_dir, predictor.t)):
         click.echo(note, err=True)
     if predictor.speaker_norm:
         from emotion_refinery.errors import AudioError
@@ -76,8 +82,8 @@ def predict(run_dir, audio, output, round_, fmt):
         if r.error:
             click.echo(f"skipped {r.path}: {r.error}", err=True)
         else:
-            click.echo(f"{r.path}: {r.label} ({100 * r.probabilities.max():.0f} %), {len(r.profile)} segments",
-                       err=True)
+            segments = "" if r.profile is None else f", {len(r.profile)} segments"
+            click.echo(f"{r.path}: {r.label} ({100 * r.probabilities.max():.0f} %){segments}", err=True)
     if all(r.error for r in results):
         options.fail("no file could be predicted", 1)
 
@@ -89,9 +95,10 @@ def _as_json(r, classes, t) -> dict:
         "path": r.path, "ok": True, "round": t, "label": r.label, "decided_by": r.decided_by,
         "probabilities": {c: round(float(p), 6) for c, p in zip(classes, r.probabilities)},
         "classes": classes,
-        "segments": len(r.profile),
-        "profile": {"start_seconds": [round(float(s), 4) for s in r.start_seconds],
-                    "probabilities": [[round(float(p), 6) for p in row] for row in r.profile]},
+        **({} if r.profile is None else {
+            "segments": len(r.profile),
+            "profile": {"start_seconds": [round(float(s), 4) for s in r.start_seconds],
+                        "probabilities": [[round(float(p), 6) for p in row] for row in r.profile]}}),
     }
 
 
@@ -103,7 +110,7 @@ def _as_csv(results, classes) -> str:
         if r.error:
             w.writerow([r.path, "", "", *[""] * len(classes), "", r.error])
             continue
-        for j, (start, row) in enumerate(zip(r.start_seconds, r.profile)):
+        for j, (start, row) in enumerate(zip(r.start_seconds, r.profile) if r.profile is not None else ()):
             w.writerow([r.path, j, f"{start:.3f}", *[f"{p:.6f}" for p in row], classes[int(row.argmax())], ""])
         w.writerow([r.path, "utterance", "", *[f"{p:.6f}" for p in r.probabilities], r.label, ""])
     return buf.getvalue()
@@ -114,19 +121,34 @@ def _as_csv(results, classes) -> str:
 @click.option("--round", "round_", type=options.bounded(ROUND), default=None,
               help="Round to export.  [default: the round with the best validation-fold UA, never chosen on "
                    "the test folds; the last round of runs without validation scores]")
-@click.option("--format", "fmt", type=click.Choice(("keras", "savedmodel")), default="keras", show_default=True)
+@click.option("--format", "formats", type=click.Choice((*EXPORT_FORMATS, "all")), multiple=True,
+              default=("keras",), show_default=True,
+              help="keras, savedmodel, tflite or onnx; repeat the option for several, or 'all'. The .keras file "
+                   "is always written (predict reads it).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Folder to write into.  [default: RUN_DIR/export]")
-def export(run_dir, round_, fmt, output):
-    """Export a round's fold ensemble as one self-contained model plus a JSON sidecar."""
-    from emotion_refinery.export import export_round
+def export(run_dir, round_, formats, output):
+    """Export a run as one model from waveform to decision, plus a JSON sidecar.
 
-    from emotion_refinery.inference import default_round, leaky_choice_note
+    The model takes a mono float32 waveform at the records' sample rate and holds the log-Mel front
+    end, the fold ensemble, the emotion profile and the utterance decision; it loads without
+    emorefine (keras, TensorFlow, LiteRT or onnxruntime). Works for refine, lcw and mlee runs; the
+    folder it writes is what `emorefine predict` and `emotion_refinery.load` need.
+    """
+    from emotion_refinery.export import export_run
+    from emotion_refinery.inference import leaky_choice_note
 
     if output:
         options.check_output_folder(output)
-    t = default_round(run_dir) if round_ is None else round_
-    model, sidecar = export_round(run_dir, t=t, fmt=fmt, out_dir=output)
-    click.echo(f"Wrote {model} and {sidecar}")
+    chosen = tuple(EXPORT_FORMATS) if "all" in formats else tuple(dict.fromkeys(formats))
+    written, sidecar = export_run(run_dir, t=round_, formats=chosen, out_dir=output, skip_failures="all" in formats,
+                                  log=lambda line: click.echo(line, err=True))
+    for path in written.values():
+        click.echo(f"Wrote {path}")
+    click.echo(f"Wrote {sidecar}")
+    meta = json.loads(sidecar.read_text())
+    for fmt, why in meta.get("not_exported", {}).items():
+        click.echo(f"not written: {fmt}: {why}", err=True)
+    t = meta["round"]
     if round_ is None and (note := leaky_choice_note(run_dir, t)):
         click.echo(note, err=True)

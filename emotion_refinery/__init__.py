@@ -9,4 +9,17 @@ from emotion_refinery.errors import EmorefineError
 
 __version__ = "0.1.0"
 
-__all__ = ["EmorefineError", "__version__"]
+__all__ = ["EmorefineError", "__version__", "load", "Predictor", "ExportedModel", "Prediction"]
+
+_API = {"load": "emotion_refinery.api", "ExportedModel": "emotion_refinery.api",
+        "Predictor": "emotion_refinery.inference", "Prediction": "emotion_refinery.inference"}
+
+
+def __getattr__(name: str):
+    """The Python API (:mod:`emotion_refinery.api`), imported when first used: ``from emotion_refinery import
+    load``. The command line does not pay for it."""
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'emotion_refinery' has no attribute {name!r}")

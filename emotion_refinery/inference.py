@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from emotion_refinery import audio
+from emotion_refinery import audio as audio_module
 from emotion_refinery.choices import majority
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import AudioError, EmorefineError
@@ -112,7 +112,7 @@ def stream_frames(path: str | os.PathLike, config: FeatureConfig, *, block_secon
         AudioError: the file cannot be decoded, is empty, or holds NaN or infinite samples.
     """
     pending = np.zeros(0, dtype=np.float32)
-    for y in audio.stream(path, sr=config.sr, block_seconds=block_seconds, min_block=config.win_length):
+    for y in audio_module.stream(path, sr=config.sr, block_seconds=block_seconds, min_block=config.win_length):
         pending = np.concatenate([pending, y])
         n = config.n_frames(len(pending))
         if n:
@@ -196,14 +196,30 @@ class Predictor:
             out.append(np.asarray(self.model.predict_on_batch(batch), dtype=np.float32))
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
-    def profile(self, path: str | os.PathLike) -> np.ndarray:
-        """Emotion profile of one file, ``(n_segments, K)``; classifies segments as frames stream in."""
+    def _blocks(self, audio, sr: int | None) -> Iterator[np.ndarray]:
+        """Log-Mel frames of a file (streamed) or of a signal ``(n,)`` / ``(n, channels)`` at ``sr`` Hz."""
+        if isinstance(audio, (str, os.PathLike)):
+            yield from stream_frames(audio, self.features)
+            return
+        if sr is None:
+            raise EmorefineError(f"Received: an array without sr; pass its sample rate (sr={self.features.sr} needs "
+                                 "no resampling)")
+        y = np.asarray(audio, dtype=np.float32)
+        y = audio_module.to_mono(y) if y.ndim == 2 else y
+        if y.ndim != 1 or not len(y) or not np.isfinite(y).all():
+            raise AudioError(f"expected finite samples of shape (n,) or (n, channels). Received: shape={np.shape(audio)}")
+        y = audio_module.resample(y, orig_sr=int(sr), target_sr=self.features.sr)
+        yield frames_of(y, self.features).astype(self.features.dtype).astype(np.float32)
+
+    def profile(self, audio, *, sr: int | None = None) -> np.ndarray:
+        """Emotion profile ``(n_segments, K)`` of a file (a path; segments are classified as its frames stream
+        in) or of a signal (an array ``(n,)`` or ``(n, channels)`` at ``sr`` Hz)."""
         f = self.features
         if self.speaker_norm and self.speaker is None:
             raise EmorefineError("this run normalises every speaker's log-Mel bands (--speaker-norm): "
                                  "call set_speaker(paths of the speaker's audio) before predicting")
         rows, buffer, buffer_start, next_start = [], np.zeros((0, f.n_mels), np.float32), 0, 0
-        for frames in stream_frames(path, f):
+        for frames in self._blocks(audio, sr):
             if self.speaker is not None and self.speaker_norm:
                 frames = ((frames - self.speaker[0]) / self.speaker[1]).astype(f.dtype).astype(np.float32)
             buffer = np.concatenate([buffer, frames])
@@ -219,12 +235,13 @@ class Predictor:
             raise AudioError(f"too short: one segment needs {f.segment_seconds:.3f} s")
         return np.concatenate(rows)
 
-    def predict(self, path: str | os.PathLike) -> Prediction:
-        """Profile and utterance decision for ``path``; a failure is returned, not raised. For a
-        ``speaker-forest`` run, one file alone is decided by its mean profile (see :meth:`predict_all`)."""
-        return self.predict_all([path])[0]
+    def predict(self, audio, *, sr: int | None = None) -> Prediction:
+        """Profile and utterance decision of a file (a path) or a signal (an array at ``sr`` Hz); a failure is
+        returned, not raised. For a ``speaker-forest`` run, one file alone is decided by its mean profile (see
+        :meth:`predict_all`)."""
+        return self.predict_all([audio], sr=sr)[0]
 
-    def predict_all(self, paths: list[str | os.PathLike]) -> list[Prediction]:
+    def predict_all(self, paths: list, *, sr: int | None = None) -> list[Prediction]:
         """:meth:`predict` of every path, failures returned in place.
 
         For a run whose utterance classifier is ``speaker-forest``, the files are taken as one
@@ -236,12 +253,13 @@ class Predictor:
         f = self.features
         results = []
         for path in paths:
+            name = str(path) if isinstance(path, (str, os.PathLike)) else "<array>"
             try:
-                ep = self.profile(path)
+                ep = self.profile(path, sr=sr)
             except AudioError as e:
-                results.append(Prediction(str(path), error=str(e)))
+                results.append(Prediction(name, error=str(e)))
                 continue
-            results.append(Prediction(str(path), start_seconds=np.arange(len(ep)) * f.segment_hop * f.hop_length / f.sr,
+            results.append(Prediction(name, start_seconds=np.arange(len(ep)) * f.segment_hop * f.hop_length / f.sr,
                                       profile=ep))
         done = [r for r in results if r.error is None]
         by = self.utterance_classifier

@@ -104,25 +104,19 @@ def test_unknown_round_is_refused(run_dir, tmp_path):
     assert result.exit_code == 2 and "round=7" in result.output
 
 
-@pytest.mark.parametrize("fmt", ["keras", "savedmodel"])
-def test_export_reloads_to_the_same_probabilities(run_dir, tmp_path, fmt):
-    from emotion_refinery.run_dir import load_run
-
-    run, _, manifest = load_run(run_dir)
-    path, sidecar = export_round(run_dir, t=1, fmt=fmt, out_dir=tmp_path)
+def test_exported_keras_model_gives_predicts_profile_and_decision(run_dir, predictor, tmp_path):
+    path, sidecar = export_round(run_dir, t=1, fmt="keras", out_dir=tmp_path)
     meta = json.loads(sidecar.read_text())
-    assert meta["classes"] == manifest.classes and meta["features"]["segment_hop"] == HOP
-    x = manifest.read_utterance(manifest.utterances[1]["id"])[..., None]
-    models = [keras.models.load_model(run.model_path(1, k)) for k in range(manifest.n_folds)]
-    expected = np.mean([m.predict(x, verbose=0) for m in models], axis=0)
-    if fmt == "keras":
-        got = keras.models.load_model(path, safe_mode=True).predict(x, verbose=0)
-    else:
-        import tensorflow as tf
-
-        loaded = tf.saved_model.load(str(path))  # keep a reference: its variables die with it
-        got = loaded.serve(tf.constant(x)).numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert meta["classes"] == predictor.classes and meta["features"]["segment_hop"] == HOP
+    assert meta["decision"]["in_graph"] == "forest"
+    assert meta["decision"]["agreement"]["same_label"] == meta["decision"]["agreement"]["utterances"] > 0
+    wav = write_wav(tmp_path / "x.wav", tone(350, 1.2) + 0.2 * tone(900, 1.2))
+    expected = predictor.predict(wav)
+    model = keras.models.load_model(path, safe_mode=True)
+    got = model({"waveform": load(wav)[None]})
+    np.testing.assert_allclose(np.asarray(got["profile"]), expected.profile, atol=2e-3)
+    np.testing.assert_allclose(np.asarray(got["start_seconds"]), expected.start_seconds, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got["probabilities"])[0], expected.probabilities, atol=0.02)
 
 
 @pytest.mark.slow
