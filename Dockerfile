@@ -44,14 +44,15 @@ COPY cli /tmp/emorefine/cli
 
 # Every extra that a command needs (tests/test_docker.py checks the list against setup.py and the code):
 # [baseline] brings openSMILE for `emorefine baseline` and `build-records --sequences lld|egemaps`;
-# [ray] lets a container join a Ray cluster (`refine --executor ray --ray-address ...`). Not [gpu]: the
+# [ray] lets a container join a Ray cluster (`refine --executor ray --ray-address ...`); [export] brings tf2onnx
+# for `export --format onnx` and the runtimes that load exported models (onnxruntime, LiteRT). Not [gpu]: the
 # base image's TensorFlow already has its CUDA libraries. Not [test]: the tests are not in the image.
 # Keep the base image's TensorFlow build (the one that matches its CUDA/cuDNN). Its exact version is
 # passed to pip as a constraint, so pip cannot swap in another wheel while it resolves emorefine's
 # requirements. The build fails if the TensorFlow version changes anyway.
 RUN TF_VERSION="$(python3 -c 'import importlib.metadata as m; print(m.version("tensorflow"))')" \
  && echo "tensorflow==${TF_VERSION}" > /tmp/tf-constraint.txt \
- && python3 -m pip install --no-cache-dir --constraint /tmp/tf-constraint.txt "/tmp/emorefine[baseline,ray]" \
+ && python3 -m pip install --no-cache-dir --constraint /tmp/tf-constraint.txt "/tmp/emorefine[baseline,ray,export]" \
  && test "$(python3 -c 'import importlib.metadata as m; print(m.version("tensorflow"))')" = "${TF_VERSION}" \
  && rm -rf /tmp/emorefine /tmp/tf-constraint.txt
 

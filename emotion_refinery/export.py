@@ -122,13 +122,15 @@ def _refine_graph(predictor) -> tuple[Any, dict]:
     f, k = predictor.features, len(predictor.classes)
     waveform = keras.Input((None,), batch_size=1, name="waveform")
     inputs = {"waveform": waveform}
-    segs = graphs.segments(graphs.log_mel_frames(waveform, f), f)
+    frames = graphs.log_mel_frames(waveform, f)
+    segs = graphs.segments(frames, f)
     outputs = {}
     if predictor.speaker_norm:
         inputs["speaker_shift"] = keras.Input((f.n_mels,), batch_size=1, name="speaker_shift")
         inputs["speaker_scale"] = keras.Input((f.n_mels,), batch_size=1, name="speaker_scale")
-        outputs["speaker_sums"] = graphs.tiled_frame_sums(segs, f)
-        segs = graphs.normalise_segments(segs, inputs["speaker_shift"], inputs["speaker_scale"], f, EPSILON)
+        outputs["speaker_sums"] = graphs.tiled_frame_sums(frames, f)
+        segs = graphs.normalise_segments(segs, outputs["speaker_sums"], inputs["speaker_shift"],
+                                         inputs["speaker_scale"], f, EPSILON)
     folds = [portable_model(layer) for layer in predictor.model.layers if isinstance(layer, keras.Model)]
     profile = _average([m(segs) for m in folds], "ensemble")
     rule = predictor.utterance_classifier
@@ -233,9 +235,8 @@ def decision_agreement(predictor) -> dict[str, int]:
     ``predictor``'s NumPy / scikit-learn decision, on the stored profiles of the run's utterances."""
     import keras
 
-    from emotion_refinery.utterance import ep_statistics, forest_probabilities
-
     from emotion_refinery import graphs
+    from emotion_refinery.utterance import ep_statistics, forest_probabilities
 
     k = len(predictor.classes)
 

@@ -81,37 +81,37 @@ def spectrogram_frames(waveform, spec):
     return _round_to(ops.log(out + 1e-10), "float16")
 
 
-def segments(frames, features: FeatureConfig):
+def segments(frames, features: FeatureConfig, *, stride: int | None = None, name: str = "segmenter"):
     """``(1, n_frames, n_mels)`` → ``(n_segments, segment_frames, n_mels, 1)``, segment ``j`` starting at frame
-    ``j · segment_hop`` (:func:`emotion_refinery.features.segment`): a ``Conv2D`` with one-hot kernels copies
-    each segment's frames into its channels, exactly."""
+    ``j · stride`` (default ``segment_hop``: :func:`emotion_refinery.features.segment`): a ``Conv2D`` with one-hot
+    kernels copies each segment's frames into its channels, exactly."""
     f = features
-    image = keras.layers.Reshape((-1, f.n_mels, 1), name="frames_as_image")(frames)
-    copy = keras.layers.Conv2D(f.segment_frames, (f.segment_frames, 1), strides=(f.segment_hop, 1), use_bias=False,
-                               trainable=False, name="segmenter")
+    image = keras.layers.Reshape((-1, f.n_mels, 1), name=f"{name}_image")(frames)
+    copy = keras.layers.Conv2D(f.segment_frames, (f.segment_frames, 1), strides=(stride or f.segment_hop, 1),
+                               use_bias=False, trainable=False, name=name)
     x = copy(image)  # (1, n_segments, n_mels, segment_frames)
     kernel = np.zeros((f.segment_frames, 1, 1, f.segment_frames), np.float32)
     kernel[np.arange(f.segment_frames), 0, 0, np.arange(f.segment_frames)] = 1.0
     copy.set_weights([kernel])
-    x = keras.layers.Permute((1, 3, 2), name="segment_frames_first")(x)
+    x = keras.layers.Permute((1, 3, 2), name=f"{name}_frames_first")(x)
     return ops.reshape(x, (-1, f.segment_frames, f.n_mels, 1))
 
 
-def tiled_frame_sums(segs, features: FeatureConfig):
+def tiled_frame_sums(frames, features: FeatureConfig):
     """``(3, n_mels)``: the frame count (every column), the per-band sum and sum of squares over the frames of
     the segments that tile the utterance (:func:`emotion_refinery.speaker_norm.tiled_sums`)."""
     tile = max(1, features.segment_frames // features.segment_hop)
-    x = ops.reshape(segs[::tile], (-1, features.n_mels))
+    tiles = segments(frames, features, stride=tile * features.segment_hop, name="tiles")
+    x = ops.reshape(tiles, (-1, features.n_mels))
     count = ops.sum(ops.ones_like(x), axis=0, keepdims=True)
     return ops.concatenate([count, ops.sum(x, axis=0, keepdims=True), ops.sum(ops.square(x), axis=0, keepdims=True)],
                            axis=0)
 
 
-def normalise_segments(segs, shift, scale, features: FeatureConfig, epsilon: float):
+def normalise_segments(segs, sums, shift, scale, features: FeatureConfig, epsilon: float):
     """Speaker normalisation of ``segs`` by ``shift`` and ``scale`` ``(1, n_mels)`` (a speaker's mean and
     ``sqrt(variance + epsilon)``); where ``scale`` is not positive everywhere, by the utterance's own
-    statistics (:func:`tiled_frame_sums`). Rounded to the records' dtype."""
-    sums = tiled_frame_sums(segs, features)
+    statistics (``sums``: :func:`tiled_frame_sums`). Rounded to the records' dtype."""
     mean = sums[1:2] / sums[0:1]
     own_scale = ops.sqrt(ops.maximum(sums[2:3] / sums[0:1] - ops.square(mean), 0.0) + epsilon)
     given = ops.min(scale) > 0.0

@@ -22,13 +22,19 @@ from emotion_refinery.choices import majority
 from emotion_refinery.config import FeatureConfig
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.features import frames_of, segment
-from emotion_refinery.run_dir import RunDir, load_run
 from emotion_refinery.report import chosen_round
+from emotion_refinery.run_dir import RunDir, load_run
 from emotion_refinery.speaker_norm import shift_and_scale, tiled_sums
-from emotion_refinery.utterance import (classifier_features, ep_statistics, fit_forest, forest_probabilities,
-                                        speaker_normalise)
+from emotion_refinery.utterance import (
+    classifier_features,
+    ep_statistics,
+    fit_forest,
+    forest_probabilities,
+    speaker_normalise,
+)
 
-__all__ = ["Predictor", "Prediction", "default_round", "deployed_choices", "leaky_choice_note", "ensemble_model", "stream_frames", "MIN_SPEAKER_FILES"]
+__all__ = ["Predictor", "Prediction", "default_round", "deployed_choices", "leaky_choice_note", "ensemble_model",
+           "stream_frames", "MIN_SPEAKER_FILES"]
 
 #: Readable files a ``speaker-forest`` run needs in one call to normalise their statistics as one speaker's.
 MIN_SPEAKER_FILES = 2
@@ -103,7 +109,8 @@ def ensemble_model(run_dir: str | os.PathLike, t: int, folds: list[int] | None =
     return keras.Model(inputs, outputs, name=f"emorefine_round_{t:02d}")
 
 
-def stream_frames(path: str | os.PathLike, config: FeatureConfig, *, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+def stream_frames(path: str | os.PathLike, config: FeatureConfig, *,
+                  block_seconds: float = 30.0) -> Iterator[np.ndarray]:
     """Log-Mel frames of an audio file, block by block: yields ``(n, n_mels)`` float32 arrays.
 
     Concatenated, the blocks equal ``log_mel`` of the whole (resampled, mono) signal.
@@ -207,7 +214,8 @@ class Predictor:
         y = np.asarray(audio, dtype=np.float32)
         y = audio_module.to_mono(y) if y.ndim == 2 else y
         if y.ndim != 1 or not len(y) or not np.isfinite(y).all():
-            raise AudioError(f"expected finite samples of shape (n,) or (n, channels). Received: shape={np.shape(audio)}")
+            raise AudioError("expected finite samples of shape (n,) or (n, channels). "
+                             f"Received: shape={np.shape(audio)}")
         y = audio_module.resample(y, orig_sr=int(sr), target_sr=self.features.sr)
         yield frames_of(y, self.features).astype(self.features.dtype).astype(np.float32)
 
