@@ -12,13 +12,9 @@ import click
 # measured) they train the small CNN about 3x faster. Set TF_ENABLE_ONEDNN_OPTS=0 to opt out.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from cli import options, predict, records, refine
-from cli import report
-from cli import baseline
-from cli import lcw, mlee
+from cli import baseline, lcw, mlee, options, predict, records, refine, report
 from emotion_refinery import __version__, quiet
 from emotion_refinery.errors import EmorefineError
-
 
 VERBOSE_HELP = ("Let TensorFlow log as it likes (its C++ start-up lines, retracing warnings); by default they are "
                 "silenced. Also: EMOREFINE_VERBOSE=1.")
