@@ -179,16 +179,9 @@ def _sequence_graph(run, record: dict, manifest) -> tuple[Any, dict]:
         n = spec.n_features
         inputs["speaker_shift"] = keras.Input((n,), batch_size=1, name="speaker_shift")
         inputs["speaker_scale"] = keras.Input((n,), batch_size=1, name="speaker_scale")
-        x = ops.reshape(frames, (-1, n))
-        outputs["speaker_sums"] = ops.concatenate([ops.sum(ops.ones_like(x), axis=0, keepdims=True),
-                                                   ops.sum(x, axis=0, keepdims=True),
-                                                   ops.sum(ops.square(x), axis=0, keepdims=True)], axis=0)
-        mean = outputs["speaker_sums"][1:2] / outputs["speaker_sums"][0:1]
-        own = ops.sqrt(ops.maximum(outputs["speaker_sums"][2:3] / outputs["speaker_sums"][0:1] - ops.square(mean),
-                                   0.0) + EPSILON)
-        given = ops.min(inputs["speaker_scale"]) > 0.0
-        shift = ops.where(given, inputs["speaker_shift"], mean)
-        scale = ops.where(given, inputs["speaker_scale"], own)
+        outputs["speaker_sums"] = graphs.frame_sums(ops.reshape(frames, (-1, n)))
+        shift, scale = graphs.speaker_statistics(outputs["speaker_sums"], inputs["speaker_shift"],
+                                                 inputs["speaker_scale"], EPSILON)
         frames = (frames - ops.expand_dims(shift, 1)) / ops.expand_dims(scale, 1)
         if spec.dtype != "float32":
             frames = ops.cast(ops.cast(frames, spec.dtype), "float32")

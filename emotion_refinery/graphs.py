@@ -21,7 +21,7 @@ from keras import ops
 from emotion_refinery.config import FeatureConfig
 
 __all__ = ["log_mel_frames", "spectrogram_frames", "segments", "tiled_frame_sums", "normalise_segments",
-           "ep_statistics", "forest", "forest_table", "mean_profile"]
+           "ep_statistics", "forest", "forest_table", "mean_profile", "frame_sums", "speaker_statistics"]
 
 _DB = 10.0 / math.log(10.0)
 
@@ -97,26 +97,34 @@ def segments(frames, features: FeatureConfig, *, stride: int | None = None, name
     return ops.reshape(x, (-1, f.segment_frames, f.n_mels, 1))
 
 
-def tiled_frame_sums(frames, features: FeatureConfig):
-    """``(3, n_mels)``: the frame count (every column), the per-band sum and sum of squares over the frames of
-    the segments that tile the utterance (:func:`emotion_refinery.speaker_norm.tiled_sums`)."""
-    tile = max(1, features.segment_frames // features.segment_hop)
-    tiles = segments(frames, features, stride=tile * features.segment_hop, name="tiles")
-    x = ops.reshape(tiles, (-1, features.n_mels))
+def frame_sums(x):
+    """``(n, width)`` → ``(3, width)``: the frame count (every column), the sums and the sums of squares."""
     count = ops.sum(ops.ones_like(x), axis=0, keepdims=True)
     return ops.concatenate([count, ops.sum(x, axis=0, keepdims=True), ops.sum(ops.square(x), axis=0, keepdims=True)],
                            axis=0)
 
 
-def normalise_segments(segs, sums, shift, scale, features: FeatureConfig, epsilon: float):
-    """Speaker normalisation of ``segs`` by ``shift`` and ``scale`` ``(1, n_mels)`` (a speaker's mean and
-    ``sqrt(variance + epsilon)``); where ``scale`` is not positive everywhere, by the utterance's own
-    statistics (``sums``: :func:`tiled_frame_sums`). Rounded to the records' dtype."""
-    mean = sums[1:2] / sums[0:1]
-    own_scale = ops.sqrt(ops.maximum(sums[2:3] / sums[0:1] - ops.square(mean), 0.0) + epsilon)
+def tiled_frame_sums(frames, features: FeatureConfig):
+    """:func:`frame_sums` of the frames of the segments that tile the utterance
+    (:func:`emotion_refinery.speaker_norm.tiled_sums`), ``(3, n_mels)``."""
+    tile = max(1, features.segment_frames // features.segment_hop)
+    tiles = segments(frames, features, stride=tile * features.segment_hop, name="tiles")
+    return frame_sums(ops.reshape(tiles, (-1, features.n_mels)))
+
+
+def speaker_statistics(sums, shift, scale, epsilon: float):
+    """The ``(shift, scale)`` ``(1, width)`` to normalise with: the given speaker's (``shift`` and ``scale``, their
+    mean and ``sqrt(variance + epsilon)``), or where ``scale`` is not positive everywhere the utterance's own,
+    from its :func:`frame_sums` ``sums`` (:func:`emotion_refinery.speaker_norm.shift_and_scale`)."""
+    mean = sums[1:2, :] / sums[0:1, :]
+    own_scale = ops.sqrt(ops.maximum(sums[2:3, :] / sums[0:1, :] - ops.square(mean), 0.0) + epsilon)
     given = ops.min(scale) > 0.0
-    shift = ops.where(given, shift, mean)
-    scale = ops.where(given, scale, own_scale)
+    return ops.where(given, shift, mean), ops.where(given, scale, own_scale)
+
+
+def normalise_segments(segs, sums, shift, scale, features: FeatureConfig, epsilon: float):
+    """``segs`` z-normalised per band by :func:`speaker_statistics`, rounded to the records' dtype."""
+    shift, scale = speaker_statistics(sums, shift, scale, epsilon)
     n = features.n_mels
     x = (segs - ops.reshape(shift, (1, 1, n, 1))) / ops.reshape(scale, (1, 1, n, 1))
     return _round_to(x, features.dtype)

@@ -110,6 +110,48 @@ def test_forest_in_the_graph_gives_scikit_learns_probabilities():
     np.testing.assert_allclose(got, forest_probabilities(forest, test, 5), atol=1e-6)
 
 
+def stub_predictor(speaker_norm: bool):
+    """What :func:`emotion_refinery.export._refine_graph` reads of a Predictor: two untrained `small` fold models."""
+    import types
+
+    from emotion_refinery.backbones import build_model
+
+    config = FeatureConfig(segment_hop=4)
+    segments_in = keras.Input((32, 64, 1))
+    folds = [build_model("small", n_classes=3, seed=k, mean=np.full(64, -40.0), variance=np.full(64, 100.0))
+             for k in range(2)]
+    for k, m in enumerate(folds):
+        m.name = f"fold_{k:02d}"
+    ensemble = keras.Model(segments_in, keras.layers.Average()([m(segments_in) for m in folds]))
+    return types.SimpleNamespace(features=config, classes=["a", "b", "c"], speaker_norm=speaker_norm, model=ensemble,
+                                 utterance_classifier="mean-ep", forest=None, t=0, folds=folds)
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_speaker_normalisation_in_the_graph_equals_predicts(given):
+    from emotion_refinery.export import _refine_graph
+    from emotion_refinery.speaker_norm import shift_and_scale
+
+    stub = stub_predictor(True)
+    model, _ = _refine_graph(stub)
+    f = stub.features
+    y = speech_like(1.3, seed=2)
+    frames = frames_of(y, f).astype(f.dtype).astype(np.float32)
+    own = shift_and_scale(*tiled_sums(frames, f))
+    shift, scale = (own[0] + 3.0, own[1] * 2.0) if given else own
+    expected_frames = ((frames - shift) / scale).astype(f.dtype).astype(np.float32)
+    segs = segment(expected_frames, segment_frames=32, segment_hop=4)[..., None]
+    expected = np.mean([m.predict(segs, verbose=0) for m in stub.folds], axis=0)
+    feed = {"waveform": y[None], "speaker_shift": (shift if given else np.zeros(64, np.float32))[None],
+            "speaker_scale": (scale if given else np.zeros(64, np.float32))[None]}
+    out = model(feed)
+    np.testing.assert_allclose(np.asarray(out["profile"]), expected, atol=2e-3)
+    sums = np.asarray(out["speaker_sums"])
+    np.testing.assert_allclose(shift_and_scale(sums[0, 0], sums[1], sums[2])[1], own[1], rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(out["probabilities"])[0], expected.mean(axis=0) / expected.mean(axis=0).sum(),
+                               atol=1e-3)
+
+
 def test_export_refuses_an_unknown_format_with_the_accepted_ones(tmp_path):
     result = CliRunner().invoke(main, ["export", str(tmp_path), "--format", "pt"])
     accepted = "'pt' is not one of 'keras', 'savedmodel', 'tflite', 'onnx', 'all'"
