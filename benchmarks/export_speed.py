@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--long-seconds", type=float, default=60.0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    files = sorted(str(p) for p in EMODB.glob("*.wav"))[: args.files]
+    files = sorted(str(p) for p in EMODB.iterdir() if p.suffix in (".wav", ".flac"))[: args.files]
     folder = Path(args.out) / "export"
     if args.worker:
         print(json.dumps(_worker(args.worker, str(folder), args.run_dir, files, args.long_seconds)))
@@ -103,7 +103,7 @@ def main() -> None:
         f"One fresh process per format; {args.files} Emo-DB utterances after one warm-up call, then one "
         f"{args.long_seconds:g} s recording. RTF = compute time / audio time (lower is faster); peak = the "
         "process's maximum resident memory. `predict` is the streamed Predictor on the run directory "
-        "(NumPy EP statistics and scikit-learn forest), for reference.",
+        "(one array per call, decided as `predict` decides it), for reference.",
         "",
         "| format | load (s) | RTF, utterances | RTF, one long recording | peak memory (MiB) |",
         "|---|---:|---:|---:|---:|",
