@@ -316,14 +316,20 @@ def _write_tflite(model, path: Path, savedmodel: Path | None) -> None:
         tmp.write_bytes(data)
 
 
-def _write_onnx(model, path: Path) -> None:
+def _write_onnx(model, path: Path, metadata: dict[str, Any]) -> None:
+    """The ONNX file, with ``metadata`` (JSON values) in its ``metadata_props``."""
     try:
-        import onnx  # noqa: F401
+        import onnx
         import tf2onnx  # noqa: F401
     except ImportError:
         raise EmorefineError('--format onnx needs tf2onnx and onnx: pip install -e ".[export]"') from None
     with atomic_path(path, keep_suffix=True) as tmp, _quietly():
         model.export(str(tmp), format="onnx", verbose=False)
+        proto = onnx.load(str(tmp))
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, json.dumps(value)
+        onnx.save(proto, str(tmp))
 
 
 def sidecar_of(model, notes: dict, manifest, record: dict, files: dict[str, str]) -> dict:
@@ -419,7 +425,10 @@ def export_run(run_dir: str | os.PathLike, *, t: int | None = None, formats: tup
             elif fmt == "tflite":
                 _write_tflite(model, paths[fmt], written.get("savedmodel"))
             else:
-                _write_onnx(model, paths[fmt])
+                _write_onnx(model, paths[fmt], {"classes": manifest.classes, "sample_rate": manifest.features.sr,
+                                                "method": notes["method"], "round": notes["round"],
+                                                "decision": notes["decision"], "features": manifest.features.to_dict(),
+                                                "emorefine_version": __version__})
         except EmorefineError as e:
             if not skip_failures:
                 raise

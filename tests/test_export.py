@@ -189,6 +189,10 @@ def test_every_format_decides_as_predict_in_a_process_without_emorefine(finished
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "emorefine-round-01.json").read_text())
     assert set(meta["files"]) == {"keras", "savedmodel", "tflite", "onnx"} and "not_exported" not in meta
+    import onnx
+
+    props = {p.key: json.loads(p.value) for p in onnx.load(str(out / meta["files"]["onnx"])).metadata_props}
+    assert props["classes"] == meta["classes"] and props["sample_rate"] == SR and props["round"] == 1
     predicted = CliRunner().invoke(main, ["predict", str(finished_run), "--round", "1", *wavs])
     expected = {r["path"]: r for r in json.loads(predicted.stdout)}
     got = fresh_process(out, wavs)
