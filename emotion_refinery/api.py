@@ -60,6 +60,9 @@ def load(path: str | os.PathLike, *, t: int | None = None):
         raise EmorefineError(f"Received: round={t}; {str(path)!r} holds no export of that round")
     from emotion_refinery.run_dir import load_run
 
+    if not (folder / "config.json").is_file() and any(folder.glob("emorefine-round-*.keras")):
+        raise EmorefineError(f"Received: {str(path)!r}; an export that did not finish (it has no sidecar "
+                             "emorefine-round-RR.json): run `emorefine export` again")
     _, record, _ = load_run(folder)
     if record.get("method", "refine") == "refine":
         from emotion_refinery.inference import Predictor

@@ -323,6 +323,9 @@ def _write_onnx(model, path: Path, metadata: dict[str, Any]) -> None:
         import tf2onnx  # noqa: F401
     except ImportError:
         raise EmorefineError('--format onnx needs tf2onnx and onnx: pip install -e ".[export]"') from None
+    if not getattr(model, "_called", False):  # Keras's ONNX export traces a model that has run once
+        model({t.name: np.zeros([1 if i == 0 else (32000 if t.name == "waveform" else 50) if d is None else d
+                                 for i, d in enumerate(t.shape)], t.dtype) for t in model.inputs})
     with atomic_path(path, keep_suffix=True) as tmp, _quietly():
         model.export(str(tmp), format="onnx", verbose=False)
         proto = onnx.load(str(tmp))
