@@ -8,7 +8,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from emotion_refinery.processes import cpu_count
+from emotion_refinery.util.processes import cpu_count
 
 REPO = Path(__file__).resolve().parents[1]
 EMODB = REPO.parent / "shared" / "corpora" / "emodb" / "wav"

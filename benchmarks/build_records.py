@@ -31,8 +31,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
 BARE = r"""
 import glob, sys, time
 from concurrent.futures import ProcessPoolExecutor
-from emotion_refinery.audio import load
-from emotion_refinery.features import log_mel
+from emotion_refinery.data.audio import load
+from emotion_refinery.data.features import log_mel
 from threadpoolctl import threadpool_limits
 
 def one(path):

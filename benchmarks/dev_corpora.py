@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 from _common import REPO, machine, run_cli, seed_runs, spread, write_section
 
-from emotion_refinery.baseline import load_baseline
-from emotion_refinery.choices import DECISION_RULES, ProfileDecider, nested_decisions
-from emotion_refinery.label_noise import training_labels
-from emotion_refinery.refine_config import RefineConfig
-from emotion_refinery.run_dir import load_run
-from emotion_refinery.utterance import decision_scores
+from emotion_refinery.data.label_noise import training_labels
+from emotion_refinery.decision.baseline import load_baseline
+from emotion_refinery.decision.choices import DECISION_RULES, ProfileDecider, nested_decisions
+from emotion_refinery.decision.utterance import decision_scores
+from emotion_refinery.records.run_dir import load_run
+from emotion_refinery.refine.settings import RefineConfig
 
 CORPORA = {
     "emodb": (REPO.parent / "shared" / "corpora" / "emodb" / "wav", 10),

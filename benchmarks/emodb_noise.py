@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from _common import EMODB, REPO, machine, run_cli, seed_runs, seeds_note, spread, write_section
 
-from emotion_refinery.baseline import load_baseline, variant_name
+from emotion_refinery.decision.baseline import load_baseline, variant_name
 
 #: method -> (command, run-directory stem, round read from its report; None: an utterance-level run).
 METHODS = {

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from _common import machine, write_section
 
-from emotion_refinery.config import FeatureConfig
-from emotion_refinery.records import build_records
-from emotion_refinery.refine_config import RefineConfig
-from emotion_refinery.refinery import refine
-from emotion_refinery.synthetic import make_corpus
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.data.synthetic import make_corpus
+from emotion_refinery.records.build import build_records
+from emotion_refinery.refine.rounds import refine
+from emotion_refinery.refine.settings import RefineConfig
 
 CONFIG = RefineConfig(rounds=2, backbone="small", epochs=1, batch_size=64, bn_momentum=0.9, seed=0)
 

@@ -36,7 +36,7 @@ def _worker(fmt: str, folder: str, run_dir: str, files: list[str], long_seconds:
     long = long[: int(long_seconds * 16000)]
     start = time.perf_counter()
     if fmt == "predict":
-        from emotion_refinery.inference import Predictor
+        from emotion_refinery.outputs.inference import Predictor
 
         predictor = Predictor(run_dir)
         if predictor.speaker_norm:

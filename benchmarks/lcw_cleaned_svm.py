@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from _common import machine, seeds_note, spread, write_section
 
-from emotion_refinery.baseline import FEATURES_NAME, make_classifier
-from emotion_refinery.label_noise import training_labels
-from emotion_refinery.lcw_run import lcw_fold_path
-from emotion_refinery.run_dir import load_run
-from emotion_refinery.utterance import decision_scores, speaker_normalise
+from emotion_refinery.data.label_noise import training_labels
+from emotion_refinery.decision.baseline import FEATURES_NAME, make_classifier
+from emotion_refinery.decision.utterance import decision_scores, speaker_normalise
+from emotion_refinery.methods.lcw import lcw_fold_path
+from emotion_refinery.records.run_dir import load_run
 
 VARIANTS = ("given", "relabel", "filter")
 

@@ -14,9 +14,9 @@ import json
 
 import numpy as np
 
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.run_dir import RunDir
-from emotion_refinery.utterance import decision_scores
+from emotion_refinery.decision.utterance import decision_scores
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.run_dir import RunDir
 
 
 def _finished(run: RunDir, n_folds: int) -> set[int]:

@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 from segment_arrays import load
 
-from emotion_refinery.backbones import build_model
-from emotion_refinery.folds import split_folds
-from emotion_refinery.rules import refine_labels
+from emotion_refinery.data.folds import split_folds
+from emotion_refinery.models.backbones import build_model
+from emotion_refinery.refine.rules import refine_labels
 
 records, k = sys.argv[1], int(sys.argv[2])
 manifest, x, table = load(records)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from _common import EMODB, REPO, machine, run_cli, seed_runs, seeds_note, spread, write_section
 
-from emotion_refinery.baseline import load_baseline, variant_name
+from emotion_refinery.decision.baseline import load_baseline, variant_name
 
 #: cell -> mlee flags
 CELLS = {

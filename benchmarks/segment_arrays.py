@@ -25,10 +25,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from emotion_refinery.augment import make_augment  # noqa: E402
-from emotion_refinery.backbones import build_model  # noqa: E402
-from emotion_refinery.folds import split_folds  # noqa: E402
-from emotion_refinery.manifest import RecordsManifest  # noqa: E402
+from emotion_refinery.data.folds import split_folds  # noqa: E402
+from emotion_refinery.models.backbones import build_model  # noqa: E402
+from emotion_refinery.records.augment import make_augment  # noqa: E402
+from emotion_refinery.records.manifest import RecordsManifest  # noqa: E402
 from tf_records.reader import ordered_batches  # noqa: E402
 from tf_records.schema import SEGMENT  # noqa: E402
 

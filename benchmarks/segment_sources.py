@@ -23,16 +23,16 @@ from pathlib import Path
 
 from _common import machine, write_section
 
-from emotion_refinery.folds import split_folds
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.refine_config import SEGMENT_SOURCES
+from emotion_refinery.data.folds import split_folds
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.data.feature_config import SEGMENT_SOURCES
 
 
 def measure(records: Path, labels: Path, source: str, stride: int, epochs: int) -> dict:
     import numpy as np
 
-    from emotion_refinery.datasets import count_training_segments, training_dataset
-    from emotion_refinery.run_dir import RunDir
+    from emotion_refinery.records.datasets import count_training_segments, training_dataset
+    from emotion_refinery.records.run_dir import RunDir
 
     manifest = RecordsManifest.load(records)
     run = RunDir(labels)

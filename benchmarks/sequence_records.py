@@ -19,10 +19,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import machine, write_section  # noqa: E402
 
-from emotion_refinery.backbones import build_sequence_model  # noqa: E402
-from emotion_refinery.datasets import sequence_dataset  # noqa: E402
-from emotion_refinery.folds import split_folds  # noqa: E402
-from emotion_refinery.manifest import RecordsManifest  # noqa: E402
+from emotion_refinery.data.folds import split_folds  # noqa: E402
+from emotion_refinery.models.backbones import build_sequence_model  # noqa: E402
+from emotion_refinery.records.datasets import sequence_dataset  # noqa: E402
+from emotion_refinery.records.manifest import RecordsManifest  # noqa: E402
 
 
 def main() -> None:

@@ -64,13 +64,13 @@ def main() -> None:
 
     import numpy as np
 
-    from emotion_refinery.backbones import build_model
-    from emotion_refinery.datasets import count_segments, training_dataset
-    from emotion_refinery.folds import split_folds
-    from emotion_refinery.manifest import RecordsManifest
-    from emotion_refinery.refine_config import RefineConfig
-    from emotion_refinery.refinery import _ensure_labels
-    from emotion_refinery.run_dir import RunDir
+    from emotion_refinery.data.folds import split_folds
+    from emotion_refinery.models.backbones import build_model
+    from emotion_refinery.records.datasets import count_segments, training_dataset
+    from emotion_refinery.records.manifest import RecordsManifest
+    from emotion_refinery.records.run_dir import RunDir
+    from emotion_refinery.refine.rounds import _ensure_labels
+    from emotion_refinery.refine.settings import RefineConfig
 
     m = RecordsManifest.load(records)
     run = RunDir(REPO / "bench-out" / "throughput-run")

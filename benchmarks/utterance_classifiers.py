@@ -15,9 +15,9 @@ import argparse
 import numpy as np
 from _common import machine, write_section
 
-from emotion_refinery.refine_config import UTTERANCE_CLASSIFIERS
-from emotion_refinery.run_dir import load_run
-from emotion_refinery.utterance import classifier_features, decision_scores, evaluate_forest, mean_ep_decisions
+from emotion_refinery.decision.utterance import classifier_features, decision_scores, evaluate_forest, mean_ep_decisions
+from emotion_refinery.records.run_dir import load_run
+from emotion_refinery.refine.settings import UTTERANCE_CLASSIFIERS
 
 
 def scores(q: np.ndarray, manifest, seed: int) -> dict[str, tuple[float, float]]:

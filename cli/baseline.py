@@ -7,8 +7,8 @@ import json
 import click
 
 from cli import options
-from emotion_refinery.audit import CONFOUND_WARNING, confound_text
-from emotion_refinery.ranges import SEED, SHARE
+from emotion_refinery.records.audit import CONFOUND_WARNING, confound_text
+from emotion_refinery.util.ranges import SEED, SHARE
 
 
 @click.command()
@@ -32,7 +32,7 @@ def baseline(records_dir, speaker_norm, label_noise, seed, as_json, quiet):
     (one entry per variant: plain, speaker_norm, and each planted noise). Needs: pip install
     "emorefine[baseline]".
     """
-    from emotion_refinery.baseline import run_baseline
+    from emotion_refinery.decision.baseline import run_baseline
 
     with options.Progress(not quiet and not as_json) as progress:
         result = run_baseline(records_dir, speaker_norm=speaker_norm, label_noise=label_noise, seed=seed,

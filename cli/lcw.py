@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from cli import options
-from emotion_refinery.backbones import backbone_names
-from emotion_refinery.config import LCW_UPDATES
-from emotion_refinery.lcw_run import RANGES, LCWConfig
+from emotion_refinery.data.feature_config import LCW_UPDATES
+from emotion_refinery.methods.lcw import RANGES, LCWConfig
+from emotion_refinery.models.backbones import backbone_names
 
 _DEFAULTS = LCWConfig()
 
@@ -58,7 +58,7 @@ def lcw(records_dir, output, quiet, overwrite, **settings):
     label left the given one. Running the same command again resumes an interrupted run; other
     settings on an existing run directory are refused (--overwrite starts it over).
     """
-    from emotion_refinery.lcw_run import run_lcw, summary
+    from emotion_refinery.methods.lcw import run_lcw, summary
 
     options.check_output_folder(output)
     config = LCWConfig(**settings)

@@ -7,14 +7,15 @@ import os
 import click
 
 # TensorFlow's C++ log lines and Python warnings stay off the terminal unless --verbose: see main() and
-# emotion_refinery.quiet (nothing here imports TensorFlow; the commands do, after their options are checked).
+# emotion_refinery.util.quiet (nothing here imports TensorFlow; the commands do, after their options are checked).
 # TensorFlow turns its oneDNN CPU kernels on by default only on some Intel CPUs; on others (AMD EPYC
 # measured) they train the small CNN about 3x faster. Set TF_ENABLE_ONEDNN_OPTS=0 to opt out.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from cli import baseline, lcw, mlee, options, predict, records, refine, report
-from emotion_refinery import __version__, quiet
+from emotion_refinery import __version__
 from emotion_refinery.errors import EmorefineError
+from emotion_refinery.util import quiet
 
 VERBOSE_HELP = ("Let TensorFlow log as it likes (its C++ start-up lines, retracing warnings); by default they are "
                 "silenced. Also: EMOREFINE_VERBOSE=1.")

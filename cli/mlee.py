@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from cli import options
-from emotion_refinery.backbones import backbone_names
-from emotion_refinery.mlee import HEADS, LEARNING_RATES, VARIANTS
-from emotion_refinery.mlee_run import RANGES, TRAIN_ON, MLEEConfig
+from emotion_refinery.methods.mlee import RANGES, TRAIN_ON, MLEEConfig
+from emotion_refinery.models.backbones import backbone_names
+from emotion_refinery.models.existence import HEADS, LEARNING_RATES, VARIANTS
 
 _DEFAULTS = MLEEConfig()
 
@@ -59,7 +59,7 @@ def mlee(records_dir, output, quiet, overwrite, **settings):
     existence. Running the same command again resumes an interrupted run; other
     settings on an existing run directory are refused (--overwrite starts it over).
     """
-    from emotion_refinery.mlee_run import run_mlee, summary
+    from emotion_refinery.methods.mlee import run_mlee, summary
 
     options.check_output_folder(output)
     config = MLEEConfig(**settings)

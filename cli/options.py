@@ -6,15 +6,15 @@ import sys
 
 import click
 
-from emotion_refinery.config import PRESETS
-from emotion_refinery.corpora import CORPUS_NAMES
+from emotion_refinery.data.corpora import CORPUS_NAMES
+from emotion_refinery.data.feature_config import PRESETS
+from emotion_refinery.data.folds import FOLD_METHODS
 from emotion_refinery.errors import AudioError, EmorefineError, NothingUsableError, TrainingError
-from emotion_refinery.folds import FOLD_METHODS
-from emotion_refinery.ranges import FOLDS, SEED, SEGMENT_HOP, WORKERS, Range
+from emotion_refinery.util.ranges import FOLDS, SEED, SEGMENT_HOP, WORKERS, Range
 
 
 class _Bounded:
-    """A number option of a :class:`~emotion_refinery.ranges.Range`: click shows the range in ``--help``; a
+    """A number option of a :class:`~emotion_refinery.util.ranges.Range`: click shows the range in ``--help``; a
     value outside it, or not a number (NaN, ``1e20`` for an integer), is refused before the command runs, in
     the house form ``Received: rounds=1000000000000; expected an integer in [1, 100]`` (exit status 2)."""
 
@@ -78,7 +78,7 @@ dtype = click.option("--dtype", type=click.Choice(("float16", "float32")), defau
 strict = click.option("--strict", is_flag=True, help="Exit with status 1 if any input was skipped.")
 as_json = click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 
-#: What ``--overwrite`` deletes, per kind of output folder (:mod:`emotion_refinery.overwrite`).
+#: What ``--overwrite`` deletes, per kind of output folder (:mod:`emotion_refinery.util.overwrite`).
 _OVERWRITES = {
     "run": "the run directory -o, if emorefine made it (it holds config.json)",
     "records": "the records folder -o, if emorefine made it (it holds manifest.json, or an interrupted build)",

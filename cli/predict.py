@@ -9,8 +9,8 @@ import json
 import click
 
 from cli import options
-from emotion_refinery.export import EXPORT_FORMATS
-from emotion_refinery.ranges import ROUND
+from emotion_refinery.outputs.export import EXPORT_FORMATS
+from emotion_refinery.util.ranges import ROUND
 
 
 @click.command()
@@ -37,9 +37,9 @@ def predict(run_dir, audio, output, round_, fmt):
     predicted. Exit status 1 only when no file could be predicted.
     """
     from emotion_refinery.api import find_sidecar, load
-    from emotion_refinery.audio import unreadable
+    from emotion_refinery.data.audio import unreadable
     from emotion_refinery.errors import EmorefineError
-    from emotion_refinery.inference import MIN_SPEAKER_FILES, leaky_choice_note
+    from emotion_refinery.outputs.inference import MIN_SPEAKER_FILES, leaky_choice_note
 
     if output:
         options.check_output_file(output)
@@ -135,8 +135,8 @@ def export(run_dir, round_, formats, output):
     emorefine (keras, TensorFlow, LiteRT or onnxruntime). Works for refine, lcw and mlee runs; the
     folder it writes is what `emorefine predict` and `emotion_refinery.load` need.
     """
-    from emotion_refinery.export import export_run
-    from emotion_refinery.inference import leaky_choice_note
+    from emotion_refinery.outputs.export import export_run
+    from emotion_refinery.outputs.inference import leaky_choice_note
 
     if output:
         options.check_output_folder(output)

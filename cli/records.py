@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from cli import options
-from emotion_refinery.config import SEQUENCE_FEATURES
-from emotion_refinery.ranges import ROUND
-from emotion_refinery.synthetic import RANGES as SYNTH
+from emotion_refinery.data.feature_config import SEQUENCE_FEATURES
+from emotion_refinery.data.synthetic import RANGES as SYNTH
+from emotion_refinery.util.ranges import ROUND
 
 
 @click.command("build-records")
@@ -44,9 +44,9 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
     a finished one. Other settings on an existing records folder are refused;
     --overwrite builds it afresh.
     """
-    from emotion_refinery.config import PRESETS, get_preset
-    from emotion_refinery.corpora import detect, get_corpus
-    from emotion_refinery.records import build_records as build
+    from emotion_refinery.data.corpora import detect, get_corpus
+    from emotion_refinery.data.feature_config import PRESETS, get_preset
+    from emotion_refinery.records.build import build_records as build
 
     if manifest and corpus not in ("auto", "csv"):
         raise click.BadParameter(f"--manifest is for CSV corpora. Received: corpus={corpus!r} with a manifest",
@@ -62,7 +62,7 @@ def build_records(corpus_dir, output, corpus, manifest, preset, segment_hop, fol
         result = build(corpus_dir, output, corpus=adapter.name, manifest=manifest, features=features,
                        n_folds=n_folds, folds_by=folds_by, seed=seed, workers=workers, progress=progress,
                        preset=chosen.name, sequences=sequences, no_majority=no_majority, overwrite=overwrite)
-    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.records.manifest import RecordsManifest
 
     summary = RecordsManifest(output, result.manifest).summary()
     verb = {"built": "Built", "resumed": "Finished", "up-to-date": "Already complete:"}[result.status]
@@ -123,7 +123,7 @@ def inspect(path, as_json, utterance_id, round_, dump, truth):
     """Summarise a records folder or a run directory, or dump one utterance."""
     import numpy as np
 
-    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.records.manifest import RecordsManifest
 
     if bool(utterance_id) != bool(dump):
         raise click.BadParameter("--utterance and --dump go together", param_hint="'--dump'")
@@ -154,7 +154,7 @@ def inspect(path, as_json, utterance_id, round_, dump, truth):
     if as_json:
         click.echo(json.dumps(s, indent=1))
     else:
-        from emotion_refinery.audit import audit_text
+        from emotion_refinery.records.audit import audit_text
 
         click.echo(f"Records {path}")
         _print_summary(s)
@@ -164,7 +164,7 @@ def inspect(path, as_json, utterance_id, round_, dump, truth):
 
 
 def _inspect_truth(path, truth, as_json):
-    from emotion_refinery.synthetic import truth_agreement
+    from emotion_refinery.outputs.truth import truth_agreement
 
     rounds = truth_agreement(path, truth)
     if as_json:
@@ -180,7 +180,7 @@ def _inspect_truth(path, truth, as_json):
 def _inspect_run(path, as_json, utterance_id, round_, dump):
     import numpy as np
 
-    from emotion_refinery.refinery import utterance_arrays
+    from emotion_refinery.refine.rounds import utterance_arrays
 
     if dump:
         if round_ is None:
@@ -199,16 +199,16 @@ def _inspect_run(path, as_json, utterance_id, round_, dump):
         click.echo(json.dumps(report, indent=1))
         return
     if report.get("method") == "lcw":  # scores, label changes, weights, the utterances whose label moved
-        from emotion_refinery.report import lcw_markdown
+        from emotion_refinery.outputs.report import lcw_markdown
 
         click.echo(lcw_markdown(report))
         return
     if report.get("method") == "mlee":  # scores and emotion existence
-        from emotion_refinery.report import mlee_markdown
+        from emotion_refinery.outputs.report import mlee_markdown
 
         click.echo(mlee_markdown(report))
         return
-    from emotion_refinery.report import markdown
+    from emotion_refinery.outputs.report import markdown
 
     click.echo(markdown(report))
 
@@ -218,7 +218,7 @@ def _inspect_run(path, as_json, utterance_id, round_, dump):
 @options.quiet
 def verify(path, quiet):
     """Re-read every shard (record checksums, counts, sha256); exit 1 naming each bad shard."""
-    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.records.manifest import RecordsManifest
 
     m = RecordsManifest.load(path)
     with options.Progress(not quiet) as progress:
@@ -252,9 +252,9 @@ def verify(path, quiet):
 def synth_corpus(out_dir, per_class, seed, annotators, annotator_noise, pattern_level, speaker_habit,
                  majority_labels, overwrite):
     """Write a small synthetic corpus (4 classes, 4 speakers) with manifest.csv and truth.json."""
+    from emotion_refinery.data.synthetic import CLASSES, make_corpus
     from emotion_refinery.errors import EmorefineError
-    from emotion_refinery.overwrite import check_overwrite, foreign_reason
-    from emotion_refinery.synthetic import CLASSES, make_corpus
+    from emotion_refinery.util.overwrite import check_overwrite, foreign_reason
 
     options.check_output_folder(out_dir, "out_dir")
     if overwrite:

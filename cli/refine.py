@@ -8,11 +8,11 @@ import sys
 import click
 
 from cli import options
-from emotion_refinery.config import PRESETS
+from emotion_refinery.data.feature_config import PRESETS
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.executors import EXECUTORS
-from emotion_refinery.ranges import Range
-from emotion_refinery.refine_config import CHOICES, HELP, RANGES, RefineConfig, check_for_records, resolve_config
+from emotion_refinery.refine.executors import EXECUTORS
+from emotion_refinery.refine.settings import CHOICES, HELP, RANGES, RefineConfig, check_for_records, resolve_config
+from emotion_refinery.util.ranges import Range
 
 #: ``--parallel`` and ``--task-gpus``: how the trainings run, not settings of the run.
 PARALLEL = Range(1, 256)
@@ -112,13 +112,13 @@ def refine(records_dir, output, config_file, quiet, overwrite, executor, paralle
     config = resolve_config(config_file=config_file, default_preset=preset, **flags)
     if n_mels is not None:  # settings the records cannot serve: refused before the run folder is made
         check_for_records(config, n_mels)
-    from emotion_refinery.refinery import refine as run_refine
+    from emotion_refinery.refine.rounds import refine as run_refine
 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     report = run_refine(records_dir, output, config, verbose=verbose, log=click.echo, executor=executor,
                         parallel=parallel, ray_address=ray_address, task_gpus=task_gpus, overwrite=overwrite)
     click.echo(f"Report: {output}/report.md")
-    from emotion_refinery.report import markdown
+    from emotion_refinery.outputs.report import markdown
 
     table = [line for line in markdown(report).splitlines() if line.startswith("|")]
     click.echo("\n".join(table[: 2 + len(report["rounds"])]))
@@ -127,7 +127,7 @@ def refine(records_dir, output, config_file, quiet, overwrite, executor, paralle
 def _records_settings(records_dir: str) -> tuple[str | None, int | None]:
     """The preset the records were built with (``None`` for records that do not say) and their Mel bands;
     ``(None, None)`` for unusable records (refine itself reports them)."""
-    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.records.manifest import RecordsManifest
 
     try:
         manifest = RecordsManifest.load(records_dir)

@@ -18,7 +18,7 @@ def report(run_dir, utterances):
     row-normalised; label drift between consecutive rounds by class; mean emotion-profile
     entropy per round; the emotion profile of each chosen utterance in every round.
     """
-    from emotion_refinery.report import write_full_report
+    from emotion_refinery.outputs.report import write_full_report
 
     paths = write_full_report(run_dir, utterances=list(utterances) or None)
     for path in paths[:-1]:

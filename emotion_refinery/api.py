@@ -6,11 +6,11 @@
 >>> result.label, result.probabilities      # the utterance decision, (K,)
 >>> result.profile, result.start_seconds    # the emotion profile (n_segments, K) and segment starts (refine)
 
-:func:`load` returns a :class:`~emotion_refinery.inference.Predictor` for a ``refine`` run (streamed
+:func:`load` returns a :class:`~emotion_refinery.outputs.inference.Predictor` for a ``refine`` run (streamed
 segments, bounded memory on long recordings) and an :class:`ExportedModel` for an export folder or an
-``lcw`` / ``mlee`` run (one waveform-to-decision Keras model, :mod:`emotion_refinery.export`). Both
+``lcw`` / ``mlee`` run (one waveform-to-decision Keras model, :mod:`emotion_refinery.outputs.export`). Both
 have ``classes``, ``predict``, ``predict_all`` and ``set_speaker`` and return
-:class:`~emotion_refinery.inference.Prediction` objects; a file that cannot be used comes back with its
+:class:`~emotion_refinery.outputs.inference.Prediction` objects; a file that cannot be used comes back with its
 ``error``, never raised.
 """
 
@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data.feature_config import FeatureConfig
 from emotion_refinery.errors import AudioError, EmorefineError
-from emotion_refinery.inference import Prediction
+from emotion_refinery.outputs.inference import Prediction
 
 __all__ = ["load", "ExportedModel", "find_sidecar"]
 
 
 def find_sidecar(folder: str | os.PathLike, t: int | None = None) -> Path | None:
     """The export sidecar in ``folder`` (round ``t``'s, or the only one), or ``None`` if it holds none."""
-    from emotion_refinery.export import SIDECAR_KIND
+    from emotion_refinery.outputs.export import SIDECAR_KIND
 
     found = []
     for path in sorted(Path(folder).glob("emorefine-round-*.json")):
@@ -58,21 +58,21 @@ def load(path: str | os.PathLike, *, t: int | None = None):
         return ExportedModel.from_folder(folder, sidecar)
     if t is not None and any(folder.glob("emorefine-round-*.json")):
         raise EmorefineError(f"Received: round={t}; {str(path)!r} holds no export of that round")
-    from emotion_refinery.run_dir import load_run
+    from emotion_refinery.records.run_dir import load_run
 
     if not (folder / "config.json").is_file() and any(folder.glob("emorefine-round-*.keras")):
         raise EmorefineError(f"Received: {str(path)!r}; an export that did not finish (it has no sidecar "
                              "emorefine-round-RR.json): run `emorefine export` again")
     _, record, _ = load_run(folder)
     if record.get("method", "refine") == "refine":
-        from emotion_refinery.inference import Predictor
+        from emotion_refinery.outputs.inference import Predictor
 
         return Predictor(folder, t=t)
     return ExportedModel.from_run(folder, t=t)
 
 
 class ExportedModel:
-    """A waveform-to-decision model (:func:`emotion_refinery.export.decision_model`) and its sidecar.
+    """A waveform-to-decision model (:func:`emotion_refinery.outputs.export.decision_model`) and its sidecar.
 
     Attributes:
         classes: the class names, in the order of every probability vector.
@@ -105,9 +105,9 @@ class ExportedModel:
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, *, t: int | None = None) -> ExportedModel:
-        """The model :func:`emotion_refinery.export.export_run` would write for ``run_dir``, built in memory."""
-        from emotion_refinery.export import decision_model, sidecar_of
-        from emotion_refinery.run_dir import load_run
+        """The model :func:`emotion_refinery.outputs.export.export_run` would write for ``run_dir``, built in memory."""
+        from emotion_refinery.outputs.export import decision_model, sidecar_of
+        from emotion_refinery.records.run_dir import load_run
 
         _, record, manifest = load_run(run_dir)
         model, notes = decision_model(run_dir, t=t)
@@ -117,7 +117,7 @@ class ExportedModel:
     # -- inputs ----------------------------------------------------------------------------------------
 
     def _signal(self, audio, sr: int | None) -> np.ndarray:
-        from emotion_refinery import audio as decode
+        from emotion_refinery.data import audio as decode
 
         if isinstance(audio, (str, os.PathLike)):
             return decode.load(audio, sr=self.features.sr)
@@ -172,7 +172,7 @@ class ExportedModel:
         if sums is None:
             raise AudioError("no file to compute the speaker's statistics from"
                              + (f" ({'; '.join(f'{p}: {r}' for p, r in bad.items())})" if bad else ""))
-        from emotion_refinery.speaker_norm import shift_and_scale
+        from emotion_refinery.records.speaker_norm import shift_and_scale
 
         self.speaker = shift_and_scale(sums[0, 0], sums[1], sums[2])
         return bad
@@ -203,7 +203,7 @@ def _opensmile_frames(audio, meta: dict) -> np.ndarray:
     import multiprocessing
     import tempfile
 
-    from emotion_refinery import extraction
+    from emotion_refinery.data import extraction
 
     if not isinstance(audio, (str, os.PathLike)):
         raise EmorefineError("this model reads openSMILE features: give audio files, not arrays")

@@ -40,7 +40,7 @@ def emodb_dir(tmp_path):
 @pytest.fixture(scope="session")
 def synthetic_corpus(tmp_path_factory):
     """The package's synthetic corpus, 4 utterances per class (16 files), made once per session."""
-    from emotion_refinery.synthetic import make_corpus
+    from emotion_refinery.data.synthetic import make_corpus
 
     root = tmp_path_factory.mktemp("synthetic")
     manifest = make_corpus(root, per_class=4, seed=3)
@@ -50,10 +50,10 @@ def synthetic_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def finished_run(synthetic_corpus, tmp_path_factory):
     """A 2-round refine run (small backbone, 1 epoch, 3 folds, segment hop 8) on the synthetic corpus."""
-    from emotion_refinery.config import FeatureConfig
-    from emotion_refinery.records import build_records
-    from emotion_refinery.refine_config import resolve_config
-    from emotion_refinery.refinery import refine
+    from emotion_refinery.data.feature_config import FeatureConfig
+    from emotion_refinery.records.build import build_records
+    from emotion_refinery.refine.rounds import refine
+    from emotion_refinery.refine.settings import resolve_config
 
     root, csv = synthetic_corpus
     base = tmp_path_factory.mktemp("finished-run")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emotion_refinery.audit import audit_markdown, audit_text, leakage_audit
-from emotion_refinery.folds import split_folds
+from emotion_refinery.data.folds import split_folds
+from emotion_refinery.records.audit import audit_markdown, audit_text, leakage_audit
 
 
 def utt(uid, fold, speaker=None, text=None):

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emotion_refinery.augment import freq_shift, make_augment, mixup, spec_augment
-from emotion_refinery.config import FeatureConfig
-from emotion_refinery.datasets import count_training_segments, training_dataset
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.data.synthetic import make_corpus
 from emotion_refinery.errors import RecordsError
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
-from emotion_refinery.run_dir import RunDir
-from emotion_refinery.synthetic import make_corpus
+from emotion_refinery.records.augment import freq_shift, make_augment, mixup, spec_augment
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.datasets import count_training_segments, training_dataset
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.run_dir import RunDir
 
 
 def _batch(n=16, frames=32, bands=64, seed=0):
@@ -165,7 +165,7 @@ def test_indexed_batches_augment_the_segments_and_keep_their_index_and_targets(r
 
 
 def test_speed_perturbation_scales_tempo_and_pitch_of_a_spectrogram():
-    from emotion_refinery.augment import speed_perturb
+    from emotion_refinery.records.augment import speed_perturb
 
     x = np.full((100, 400), -5.0, np.float32)
     x[:, 100] = 10.0  # a 1 kHz tone on 10 Hz bins
@@ -182,7 +182,7 @@ def test_speed_perturbation_scales_tempo_and_pitch_of_a_spectrogram():
 
 
 def test_speed_perturbed_epochs_hold_every_utterance_at_each_speed(tmp_path):
-    from emotion_refinery.datasets import sequence_dataset
+    from emotion_refinery.records.datasets import sequence_dataset
 
     root = tmp_path / "c"
     csv = make_corpus(root, per_class=2, seed=2)

@@ -6,14 +6,14 @@ import keras
 import numpy as np
 import pytest
 
-from emotion_refinery.backbones import (
+from emotion_refinery.errors import EmorefineError
+from emotion_refinery.models.backbones import (
     DENSENET22_BLOCKS,
     backbone_names,
     build_model,
     build_sequence_model,
     set_batch_norm_momentum,
 )
-from emotion_refinery.errors import EmorefineError
 
 SEGMENT_BACKBONES = backbone_names("segments")
 INPUT_SHAPE = (32, 64, 1)

@@ -23,14 +23,14 @@ from click.testing import CliRunner
 from cli.main import main
 from cli.options import BoundedFloat, BoundedInt
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.ranges import SEED, Range
+from emotion_refinery.util.ranges import SEED, Range
 
 
 @pytest.fixture(scope="module")
 def records(synthetic_corpus, tmp_path_factory):
     """Records of the 16-file synthetic corpus: 3 folds, 64 Mel bands, segment hop 16."""
-    from emotion_refinery.config import FeatureConfig
-    from emotion_refinery.records import build_records
+    from emotion_refinery.data.feature_config import FeatureConfig
+    from emotion_refinery.records.build import build_records
 
     root, csv = synthetic_corpus
     out = tmp_path_factory.mktemp("bad-values") / "records"
@@ -177,7 +177,7 @@ def test_predict_names_a_missing_file_without_loading_the_run(place):
 
 
 def test_an_unreadable_audio_file_says_why():
-    from emotion_refinery.audio import load, unreadable
+    from emotion_refinery.data.audio import load, unreadable
     from emotion_refinery.errors import AudioError
 
     assert unreadable("nosuch.wav") == "no such file"
@@ -208,11 +208,11 @@ def test_range_messages_use_the_house_form():
 
 
 def test_library_entry_points_check_their_ranges_too(tmp_path, synthetic_corpus):
-    from emotion_refinery.lcw_run import LCWConfig
-    from emotion_refinery.mlee_run import MLEEConfig
-    from emotion_refinery.records import build_records
-    from emotion_refinery.refine_config import RefineConfig
-    from emotion_refinery.synthetic import make_corpus
+    from emotion_refinery.data.synthetic import make_corpus
+    from emotion_refinery.methods.lcw import LCWConfig
+    from emotion_refinery.methods.mlee import MLEEConfig
+    from emotion_refinery.records.build import build_records
+    from emotion_refinery.refine.settings import RefineConfig
 
     for make in (lambda: RefineConfig(seed=-5), lambda: LCWConfig(seed=-5), lambda: MLEEConfig(seed=-5),
                  lambda: make_corpus(tmp_path / "c", seed=-5),
@@ -239,9 +239,9 @@ def test_tensorflow_log_lines_stay_off_stderr(records):
 
 
 @pytest.mark.parametrize("command, module, report, line", [
-    ("lcw", "lcw_run", {"wa": 0.5, "ua": 0.25, "macro_f1": 0.2, "changed": [1, 2]},
+    ("lcw", "methods.lcw", {"wa": 0.5, "ua": 0.25, "macro_f1": 0.2, "changed": [1, 2]},
      "LC+W (both): WA 50.00 %, UA 25.00 %, macro-F1 20.00 %; 2 learned labels differ from the given ones"),
-    ("mlee", "mlee_run", {"wa": 0.5, "ua": 0.25, "macro_f1": 0.2, "existence": {"macro_f1": 0.75}},
+    ("mlee", "methods.mlee", {"wa": 0.5, "ua": 0.25, "macro_f1": 0.2, "existence": {"macro_f1": 0.75}},
      "MLEE (fusion): WA 50.00 %, UA 25.00 %, macro-F1 20.00 %; existence macro-F1 75.00 %"),
 ])
 def test_quiet_keeps_the_summary_line(monkeypatch, place, command, module, report, line):
@@ -255,7 +255,7 @@ def test_quiet_keeps_the_summary_line(monkeypatch, place, command, module, repor
 
 
 def test_verbose_undoes_quiet_before_tensorflow_is_imported(monkeypatch):
-    from emotion_refinery import quiet
+    from emotion_refinery.util import quiet
 
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     monkeypatch.delenv(quiet.VERBOSE_ENV, raising=False)

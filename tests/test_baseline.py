@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery import baseline as B
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.decision import baseline as B
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.manifest import RecordsManifest
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_features_metrics_and_json(opensmile, records):
         assert cached["ids"].tolist() == [u["id"] for u in utts]
     # The manifest's own decoding at its rate, then openSMILE: the same numbers as the cache. (In a fresh
     # interpreter: openSMILE aborts a process that has loaded TensorFlow, as this test process may have.)
-    code = ("import json, sys, opensmile; from emotion_refinery.audio import load; "
+    code = ("import json, sys, opensmile; from emotion_refinery.data.audio import load; "
             "s = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, "
             "feature_level=opensmile.FeatureLevel.Functionals); "
             "print(json.dumps(s.process_signal(load(sys.argv[1], sr=int(sys.argv[2])), int(sys.argv[2]))"
@@ -265,7 +265,7 @@ def _fake_baseline(records, **values):
 
 @pytest.mark.slow
 def test_report_shows_the_baseline_row(finished_run):
-    from emotion_refinery.run_dir import load_run
+    from emotion_refinery.records.run_dir import load_run
 
     _, _, manifest = load_run(finished_run)
     records = manifest.root
@@ -288,7 +288,7 @@ def test_report_shows_the_baseline_row(finished_run):
 def test_accuracy_curve_draws_the_baseline(tmp_path):
     import matplotlib.image
 
-    from emotion_refinery import plots
+    from emotion_refinery.outputs import plots
 
     args = ([0, 1, 2], [0.6, 0.7, 0.65], [0.55, 0.68, 0.6])
     plain = matplotlib.image.imread(plots.accuracy_curve(*args, tmp_path / "a.png", n_classes=4))
@@ -312,7 +312,7 @@ def test_planted_noise_fits_on_the_flipped_labels_and_scores_on_the_true_ones():
 
 
 def test_a_noisy_run_is_kept_beside_the_clean_one_and_uses_the_runs_flips(opensmile, records, monkeypatch):
-    from emotion_refinery.label_noise import training_labels
+    from emotion_refinery.data.label_noise import training_labels
 
     clean = B.run_baseline(records, workers=1)
     captured = {}
@@ -337,7 +337,7 @@ def test_a_noisy_run_is_kept_beside_the_clean_one_and_uses_the_runs_flips(opensm
 
 
 def test_a_run_is_compared_with_the_baseline_of_its_own_planted_noise():
-    from emotion_refinery.report import _baselines
+    from emotion_refinery.outputs.report import _baselines
 
     entry = {"wa": 0.5, "manifest_sha256": "a" * 64}
     runs = {"plain": {**entry, "label_noise": None}, "speaker_norm": entry,  # written before label_noise existed

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion_refinery.audit import speaker_confound
-from emotion_refinery.choices import (
+from emotion_refinery.decision.choices import (
     DECISION_RULES,
     ProfileDecider,
     band_functionals,
@@ -16,8 +15,9 @@ from emotion_refinery.choices import (
     nested_rounds,
     speaker_norm_choices,
 )
+from emotion_refinery.decision.utterance import evaluate_forest, utterance_features
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.utterance import evaluate_forest, utterance_features
+from emotion_refinery.records.audit import speaker_confound
 
 
 def _utterances(*, confounded: bool, n_speakers: int = 8, per_speaker: int = 12, seed: int = 0):

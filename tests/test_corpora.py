@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from emotion_refinery.corpora import (
+from emotion_refinery.data.corpora import (
     CORPORA,
     CORPUS_NAMES,
     Corpus,
@@ -16,7 +16,7 @@ from emotion_refinery.corpora import (
     get_corpus,
     scan_corpus,
 )
-from emotion_refinery.corpora.csv_manifest import parse_votes
+from emotion_refinery.data.corpora.csv_manifest import parse_votes
 from emotion_refinery.errors import CorpusError, EmorefineError
 
 

@@ -9,15 +9,15 @@ import shutil
 import numpy as np
 import pytest
 
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.data.folds import split_folds
 from emotion_refinery.errors import RecordsError
-from emotion_refinery.folds import split_folds
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
-from emotion_refinery.refine_config import RefineConfig
-from emotion_refinery.refinery import refine
-from emotion_refinery.run_dir import RunDir
-from emotion_refinery.training import teacher_halves
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.run_dir import RunDir
+from emotion_refinery.refine.rounds import refine
+from emotion_refinery.refine.settings import RefineConfig
+from emotion_refinery.refine.training import teacher_halves
 
 pytestmark = pytest.mark.slow
 

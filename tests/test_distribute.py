@@ -11,13 +11,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from emotion_refinery.config import FeatureConfig
-from emotion_refinery.datasets import count_training_segments, training_dataset
-from emotion_refinery.distribute import Replicas, even_batch_size
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
-from emotion_refinery.run_dir import RunDir
-from emotion_refinery.synthetic import make_corpus
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.data.synthetic import make_corpus
+from emotion_refinery.models.distribute import Replicas, even_batch_size
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.datasets import count_training_segments, training_dataset
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.run_dir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +68,10 @@ _SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import emotion_refinery.distribute as distribute
+    import emotion_refinery.models.distribute as distribute
     distribute.replica_devices = lambda: [d.name for d in tf.config.list_logical_devices("CPU")]
-    from emotion_refinery.refine_config import RefineConfig
-    from emotion_refinery.refinery import refine
+    from emotion_refinery.refine.settings import RefineConfig
+    from emotion_refinery.refine.rounds import refine
     lines = []
     config = RefineConfig(rounds=1, backbone="small", epochs=2, batch_size=16, bn_momentum=0.9, seed=1)
     report = refine(sys.argv[1], sys.argv[2], config, log=lines.append)

@@ -279,9 +279,9 @@ def extras_the_code_needs() -> dict[str, set[str]]:
 def test_the_code_names_the_extras_it_needs():
     """The scan below finds what it should (so that the image test cannot pass on an empty list)."""
     needed = extras_the_code_needs()
-    assert "emotion_refinery/baseline.py" in needed["baseline"]  # import opensmile, and the install hint
-    assert "emotion_refinery/extraction.py" in needed["baseline"]  # --sequences lld / egemaps
-    assert "emotion_refinery/executors.py" in needed["ray"]  # --executor ray
+    assert "emotion_refinery/decision/baseline.py" in needed["baseline"]  # import opensmile, and the install hint
+    assert "emotion_refinery/data/extraction.py" in needed["baseline"]  # --sequences lld / egemaps
+    assert "emotion_refinery/refine/executors.py" in needed["ray"]  # --executor ray
     assert set(needed) <= set(setup_kwargs()["extras_require"]), needed  # every extra named exists
 
 

@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery import graphs
-from emotion_refinery.config import SPECTROGRAM, FeatureConfig
-from emotion_refinery.features import frames_of, segment
-from emotion_refinery.speaker_norm import tiled_sums
-from emotion_refinery.utterance import ep_statistics, fit_forest, forest_probabilities
+from emotion_refinery.data.feature_config import SPECTROGRAM, FeatureConfig
+from emotion_refinery.data.features import frames_of, segment
+from emotion_refinery.decision.utterance import ep_statistics, fit_forest, forest_probabilities
+from emotion_refinery.outputs import graphs
+from emotion_refinery.records.speaker_norm import tiled_sums
 from tests.conftest import SR, tone, write_wav
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,10 +111,11 @@ def test_forest_in_the_graph_gives_scikit_learns_probabilities():
 
 
 def stub_predictor(speaker_norm: bool):
-    """What :func:`emotion_refinery.export._refine_graph` reads of a Predictor: two untrained `small` fold models."""
+    """What :func:`emotion_refinery.outputs.export._refine_graph` reads of a Predictor: two untrained `small` fold
+    models."""
     import types
 
-    from emotion_refinery.backbones import build_model
+    from emotion_refinery.models.backbones import build_model
 
     config = FeatureConfig(segment_hop=4)
     segments_in = keras.Input((32, 64, 1))
@@ -129,8 +130,8 @@ def stub_predictor(speaker_norm: bool):
 
 @pytest.mark.parametrize("given", [False, True])
 def test_speaker_normalisation_in_the_graph_equals_predicts(given):
-    from emotion_refinery.export import _refine_graph
-    from emotion_refinery.speaker_norm import shift_and_scale
+    from emotion_refinery.outputs.export import _refine_graph
+    from emotion_refinery.records.speaker_norm import shift_and_scale
 
     stub = stub_predictor(True)
     model, _ = _refine_graph(stub)
@@ -213,8 +214,8 @@ def test_every_format_decides_as_predict_in_a_process_without_emorefine(finished
 @pytest.mark.slow
 def test_python_api_loads_a_run_or_its_export_and_takes_arrays(finished_run, wavs, tmp_path):
     from emotion_refinery import load
-    from emotion_refinery.audio import load as decode
-    from emotion_refinery.export import export_run
+    from emotion_refinery.data.audio import load as decode
+    from emotion_refinery.outputs.export import export_run
 
     export_run(finished_run, t=1, out_dir=tmp_path)
     run, exported = load(finished_run, t=1), load(tmp_path)

@@ -12,15 +12,15 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data.feature_config import FeatureConfig
 from tests.test_export import fresh_process
 
 pytestmark = pytest.mark.slow
 
 
 def sequence_run(tmp_path_factory, method: str):
-    from emotion_refinery.records import build_records
-    from emotion_refinery.synthetic import make_corpus
+    from emotion_refinery.data.synthetic import make_corpus
+    from emotion_refinery.records.build import build_records
 
     base = tmp_path_factory.mktemp(method)
     csv = make_corpus(base / "corpus", per_class=3, seed=5, annotators=5, annotator_noise=0.1)
@@ -28,11 +28,11 @@ def sequence_run(tmp_path_factory, method: str):
     build_records(base / "corpus", base / "rec", corpus="csv", manifest=csv, features=FeatureConfig(segment_hop=16),
                   n_folds=3, workers=1, sequences=kind)
     if method == "lcw":
-        from emotion_refinery.lcw_run import LCWConfig, run_lcw
+        from emotion_refinery.methods.lcw import LCWConfig, run_lcw
 
         run_lcw(base / "rec", base / "run", LCWConfig(epochs=2, batch_size=8, seed=1), log=lambda s: None)
     else:
-        from emotion_refinery.mlee_run import MLEEConfig, run_mlee
+        from emotion_refinery.methods.mlee import MLEEConfig, run_mlee
 
         run_mlee(base / "rec", base / "run", MLEEConfig(variant="pretrain", backbone="mlee_crnn", epochs=1,
                                                         batch_size=8, seed=1), log=lambda s: None)
@@ -41,7 +41,7 @@ def sequence_run(tmp_path_factory, method: str):
 
 @pytest.mark.parametrize("method", ["lcw", "mlee"])
 def test_lcw_and_mlee_runs_predict_and_export(method, tmp_path_factory):
-    from emotion_refinery.run_dir import load_run
+    from emotion_refinery.records.run_dir import load_run
 
     base = sequence_run(tmp_path_factory, method)
     wavs = sorted(str(p) for p in (base / "corpus" / "wav").glob("*.wav"))[:3]
@@ -50,8 +50,8 @@ def test_lcw_and_mlee_runs_predict_and_export(method, tmp_path_factory):
     expected = {r["path"]: r for r in json.loads(predicted.stdout)}
     # predict's probabilities are the fold models' mean on the stored sequence of the utterance.
     run, _, manifest = load_run(base / "run")
-    import emotion_refinery.layers  # noqa: F401
-    from emotion_refinery.datasets import sequence_dataset
+    import emotion_refinery.models.layers  # noqa: F401
+    from emotion_refinery.records.datasets import sequence_dataset
 
     x, _ = next(iter(sequence_dataset(manifest, folds=list(range(3)), batch_size=64)))
     utt = manifest.utterances[int(x["utt"][0])]

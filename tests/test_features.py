@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from emotion_refinery import audio, features
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data import audio, features
+from emotion_refinery.data.feature_config import FeatureConfig
 from emotion_refinery.errors import AudioError, EmorefineError
 from tests.conftest import SR, tone, write_wav
 

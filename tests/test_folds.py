@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emotion_refinery.data.folds import assign_folds
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.folds import assign_folds
 
 LABELS = np.repeat(np.arange(4), [30, 20, 12, 40])
 SPEAKERS = [f"spk{i % 6}" for i in range(len(LABELS))]

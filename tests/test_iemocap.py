@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from emotion_refinery.corpora import CORPORA, scan_corpus
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
+from emotion_refinery.data.corpora import CORPORA, scan_corpus
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.manifest import RecordsManifest
 from tests.conftest import tone, write_wav
 
 HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
@@ -101,7 +101,7 @@ def test_a_folder_that_is_not_the_release_says_what_it_expects(tmp_path):
 
 
 def test_leave_one_session_out_records_keep_votes_and_sessions(release, tmp_path):
-    from emotion_refinery.config import FeatureConfig
+    from emotion_refinery.data.feature_config import FeatureConfig
 
     build_records(release, tmp_path / "rec", corpus="iemocap", features=FeatureConfig(segment_hop=8), n_folds=2,
                   folds_by="session", workers=1)
@@ -116,9 +116,9 @@ def test_leave_one_session_out_records_keep_votes_and_sessions(release, tmp_path
 
 @pytest.mark.slow
 def test_unlabelled_turns_are_skipped_by_default_and_kept_as_vote_only_sequences(release, tmp_path):
-    from emotion_refinery.config import FeatureConfig
-    from emotion_refinery.datasets import sequence_dataset
+    from emotion_refinery.data.feature_config import FeatureConfig
     from emotion_refinery.errors import RecordsError
+    from emotion_refinery.records.datasets import sequence_dataset
 
     features = FeatureConfig(segment_hop=8)
     build_records(release, tmp_path / "skip", corpus="iemocap", features=features, n_folds=4, folds_by="speaker",
@@ -163,7 +163,7 @@ def test_unlabelled_turns_are_skipped_by_default_and_kept_as_vote_only_sequences
 
 def _cremad_records(tmp_path):
     """CREMA-D's own layout (AudioWAV/ and the tabulated votes beside it) → voted records (3 speaker folds)."""
-    from emotion_refinery.config import FeatureConfig
+    from emotion_refinery.data.feature_config import FeatureConfig
 
     root = tmp_path / "CREMA-D"
     rows = ['"","A","D","F","H","N","S","fileName","numResponses","agreement","emoVote"']
@@ -190,7 +190,7 @@ def test_a_cremad_tree_with_votes_builds_voted_records(tmp_path):
 
 @pytest.mark.slow  # trains (one MLEE model per fold)
 def test_mlee_trains_on_voted_cremad_records(tmp_path):
-    from emotion_refinery.mlee_run import MLEEConfig, run_mlee
+    from emotion_refinery.methods.mlee import MLEEConfig, run_mlee
 
     manifest = _cremad_records(tmp_path)
     config = MLEEConfig(variant="mlee", backbone="blstm_attention", epochs=1, batch_size=8)
@@ -200,9 +200,9 @@ def test_mlee_trains_on_voted_cremad_records(tmp_path):
 
 @pytest.mark.slow  # trains
 def test_mlee_trains_on_all_utterances_with_the_unlabelled_ones_as_existence_targets(release, tmp_path):
-    from emotion_refinery.config import FeatureConfig
+    from emotion_refinery.data.feature_config import FeatureConfig
     from emotion_refinery.errors import EmorefineError
-    from emotion_refinery.mlee_run import MLEEConfig, _Tables, run_mlee
+    from emotion_refinery.methods.mlee import MLEEConfig, _Tables, run_mlee
 
     build_records(release, tmp_path / "rec", corpus="iemocap", features=FeatureConfig(segment_hop=8), n_folds=4,
                   folds_by="speaker", workers=1, sequences="log-mel", no_majority="keep")

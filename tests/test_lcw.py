@@ -11,8 +11,8 @@ import tensorflow as tf
 from keras import ops
 
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.layers import LabelCorrection, MeanOne
-from emotion_refinery.lcw import fit_lcw, lcw_loss, oversample_repeats, update_loss
+from emotion_refinery.models.label_correction import fit_lcw, lcw_loss, oversample_repeats, update_loss
+from emotion_refinery.models.layers import LabelCorrection, MeanOne
 
 K, F = 3, 8
 
@@ -114,7 +114,7 @@ def _toy(n, n_val, *, flip_share=0.2, seed=0):
 
 def _classifier(seed=0):
     """A small utterance model (frame-wise Dense 16, attention pooling): the tests are about LC+W, not capacity."""
-    from emotion_refinery.layers import AttentionPooling
+    from emotion_refinery.models.layers import AttentionPooling
 
     keras.utils.set_random_seed(seed)
     frames, mask = keras.Input((None, F), name="frames"), keras.Input((None,), dtype="bool", name="mask")
@@ -202,7 +202,7 @@ def test_unknown_update_is_refused():
 
 
 def test_flip_labels_changes_exactly_the_share_to_other_classes_reproducibly():
-    from emotion_refinery.label_noise import flip_labels
+    from emotion_refinery.data.label_noise import flip_labels
 
     labels = np.arange(40) % 4
     noisy = flip_labels(labels, 4, 0.25, seed=3)
@@ -237,7 +237,7 @@ class _Started(Exception):
 
 def _noisy_manifest(n_per_fold=8, segments=2, n_classes=4, n_folds=3):
     """A records manifest without shards on disk: fold-major utterances of ``segments`` segments each."""
-    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.records.manifest import RecordsManifest
 
     utterances, shards = [], []
     for fold in range(n_folds):
@@ -253,7 +253,7 @@ def _noisy_manifest(n_per_fold=8, segments=2, n_classes=4, n_folds=3):
 
 
 def _capture_labels(monkeypatch):
-    from emotion_refinery import layers
+    from emotion_refinery.models import layers
 
     seen = {}
 
@@ -268,9 +268,9 @@ def _capture_labels(monkeypatch):
 def test_the_lcw_rule_starts_its_weights_from_the_noisy_labels_training_sees(monkeypatch):
     """refine --rule lcw --label-noise: the contribution weights (K · N_c / N of each row's class) start from the
     flipped labels the split trains on, not from the records' true labels."""
-    from emotion_refinery import training
-    from emotion_refinery.label_noise import training_labels
-    from emotion_refinery.refine_config import RefineConfig
+    from emotion_refinery.data.label_noise import training_labels
+    from emotion_refinery.refine import training
+    from emotion_refinery.refine.settings import RefineConfig
 
     manifest = _noisy_manifest()
     config = RefineConfig(rule="lcw", rounds=2, backbone="small", label_noise=0.3, seed=1)
@@ -295,9 +295,9 @@ def test_the_lcw_rule_starts_its_weights_from_the_noisy_labels_training_sees(mon
 
 
 def test_the_lcw_command_starts_its_labels_and_weights_from_the_noisy_labels_training_sees(monkeypatch):
-    from emotion_refinery import lcw_run
-    from emotion_refinery.folds import split_folds
-    from emotion_refinery.label_noise import training_labels
+    from emotion_refinery.data.folds import split_folds
+    from emotion_refinery.data.label_noise import training_labels
+    from emotion_refinery.methods import lcw as lcw_run
 
     manifest = _noisy_manifest()
     config = lcw_run.LCWConfig(epochs=2, label_noise=0.3, seed=1)

@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data.feature_config import FeatureConfig
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.lcw_run import LCWConfig, run_lcw
-from emotion_refinery.records import build_records
-from emotion_refinery.run_dir import RunDir
+from emotion_refinery.methods.lcw import LCWConfig, run_lcw
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.run_dir import RunDir
 
 pytestmark = pytest.mark.slow
 
@@ -92,8 +92,8 @@ def test_other_settings_and_records_without_sequences_are_refused(run, records, 
 
 
 def test_planted_noise_trains_on_flipped_labels_and_scores_on_true_ones(records, tmp_path):
-    from emotion_refinery.label_noise import flip_labels
-    from emotion_refinery.manifest import RecordsManifest
+    from emotion_refinery.data.label_noise import flip_labels
+    from emotion_refinery.records.manifest import RecordsManifest
 
     config = LCWConfig(epochs=2, batch_size=8, seed=1, label_noise=0.25)
     report = run_lcw(records, tmp_path / "run", config, log=lambda s: None)

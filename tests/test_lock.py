@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data.feature_config import FeatureConfig
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.processes import LOCK_NAME, DirectoryBusy, directory_lock
-from emotion_refinery.records import build_records
-from emotion_refinery.refine_config import resolve_config
-from emotion_refinery.refinery import refine
+from emotion_refinery.records.build import build_records
+from emotion_refinery.refine.rounds import refine
+from emotion_refinery.refine.settings import resolve_config
+from emotion_refinery.util.processes import LOCK_NAME, DirectoryBusy, directory_lock
 
 REPO = Path(__file__).resolve().parents[1]
 HOLD = ("import sys, time\n"
-        "from emotion_refinery.processes import directory_lock\n"
+        "from emotion_refinery.util.processes import directory_lock\n"
         "with directory_lock(sys.argv[1]):\n"
         "    print('locked', flush=True)\n"
         "    time.sleep(600)\n")

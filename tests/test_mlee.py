@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from keras import ops
 
 from cli.main import main
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data.feature_config import FeatureConfig
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.mlee import (
+from emotion_refinery.models.existence import (
     existence_scores,
     existence_targets,
     existence_weights,
@@ -24,8 +24,8 @@ from emotion_refinery.mlee import (
     predicted_existence,
     weighted_bce,
 )
-from emotion_refinery.records import build_records
-from emotion_refinery.run_dir import RunDir
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.run_dir import RunDir
 
 UTTERANCES = [{"label": "a", "votes": {"a": 2, "b": 1}}, {"label": "b", "votes": None},
               {"label": "c", "votes": {"c": 3}}, {"label": "a", "votes": {"a": 1, "c": 0}}]
@@ -76,8 +76,8 @@ def test_predicted_existence_and_its_scores():
 def test_fine_tuning_trains_the_classifier_part_dense_64_and_the_output_layer_only(second):
     """pretrain (one encoder) and fusion (two): the encoders are frozen but for MLEE's Dense 64 ``embedding``;
     a backbone without one adds nothing trainable."""
-    from emotion_refinery.backbones import build_sequence_model
-    from emotion_refinery.mlee_run import _encoder, _head
+    from emotion_refinery.methods.mlee import _encoder, _head
+    from emotion_refinery.models.backbones import build_sequence_model
 
     encoders = [_encoder(build_sequence_model("mlee_crnn", n_features=8, n_classes=3, activation="sigmoid"), "a")]
     if second:
@@ -95,8 +95,8 @@ def test_fine_tuning_trains_the_classifier_part_dense_64_and_the_output_layer_on
 
 @pytest.mark.slow  # trains
 def test_fine_tuning_changes_dense_64_and_the_head_and_leaves_the_rest_of_the_encoders_alone():
-    from emotion_refinery.backbones import build_sequence_model
-    from emotion_refinery.mlee_run import _encoder, _head
+    from emotion_refinery.methods.mlee import _encoder, _head
+    from emotion_refinery.models.backbones import build_sequence_model
 
     a = build_sequence_model("mlee_crnn", n_features=8, n_classes=3, seed=0, activation="sigmoid")
     b = build_sequence_model("blstm_attention", n_features=8, n_classes=3, seed=1)
@@ -154,7 +154,7 @@ def test_probe_is_the_softmax_layer_that_minimises_the_weighted_soft_cross_entro
 
 
 def test_train_on_is_checked():
-    from emotion_refinery.mlee_run import MLEEConfig
+    from emotion_refinery.methods.mlee import MLEEConfig
 
     with pytest.raises(EmorefineError, match="Received: train_on='most'; expected one of dominant, all"):
         MLEEConfig(train_on="most")
@@ -167,7 +167,7 @@ def test_train_on_is_checked():
 
 
 def test_a_bad_variant_is_refused():
-    from emotion_refinery.mlee_run import MLEEConfig
+    from emotion_refinery.methods.mlee import MLEEConfig
 
     with pytest.raises(EmorefineError,
                        match="Received: variant='both'; expected one of hard, soft, mlee, pretrain, fusion"):
@@ -178,7 +178,7 @@ def test_a_bad_variant_is_refused():
 
 @pytest.fixture(scope="module")
 def voted_records(tmp_path_factory):
-    from emotion_refinery.synthetic import make_corpus
+    from emotion_refinery.data.synthetic import make_corpus
 
     base = tmp_path_factory.mktemp("mlee")
     csv_path = make_corpus(base / "corpus", per_class=3, seed=5, annotators=5, annotator_noise=0.1)
@@ -190,8 +190,8 @@ def voted_records(tmp_path_factory):
 
 @pytest.mark.slow
 def test_pretrain_run_reports_existence_resumes_and_shows_in_inspect(voted_records, tmp_path):
-    from emotion_refinery.manifest import RecordsManifest
-    from emotion_refinery.mlee_run import MLEEConfig, run_mlee
+    from emotion_refinery.methods.mlee import MLEEConfig, run_mlee
+    from emotion_refinery.records.manifest import RecordsManifest
 
     # pretrain: an MLEE stage, then a frozen-encoder stage (fusion adds a soft model; _head is tested above).
     config = MLEEConfig(variant="pretrain", backbone="blstm_attention", epochs=1, batch_size=8, seed=1)
@@ -227,9 +227,9 @@ def test_pretrain_run_reports_existence_resumes_and_shows_in_inspect(voted_recor
 
 @pytest.mark.slow
 def test_probe_head_is_fitted_on_the_frozen_encoder_and_saved_with_the_model(voted_records, tmp_path):
-    from emotion_refinery.manifest import RecordsManifest
-    from emotion_refinery.mlee import PROBE_CS
-    from emotion_refinery.mlee_run import MLEEConfig, _embeddings, run_mlee
+    from emotion_refinery.methods.mlee import MLEEConfig, _embeddings, run_mlee
+    from emotion_refinery.models.existence import PROBE_CS
+    from emotion_refinery.records.manifest import RecordsManifest
 
     lines = []
     config = MLEEConfig(variant="pretrain", backbone="blstm_attention", epochs=1, batch_size=8, head="probe")
@@ -252,10 +252,10 @@ def test_probe_head_is_fitted_on_the_frozen_encoder_and_saved_with_the_model(vot
 
 @pytest.mark.slow
 def test_speaker_norm_run_trains_and_predicts_on_speaker_normalised_frames(voted_records, tmp_path):
-    from emotion_refinery.datasets import sequence_dataset
-    from emotion_refinery.manifest import RecordsManifest
-    from emotion_refinery.mlee_run import MLEEConfig, run_mlee
-    from emotion_refinery.speaker_norm import sequence_tables
+    from emotion_refinery.methods.mlee import MLEEConfig, run_mlee
+    from emotion_refinery.records.datasets import sequence_dataset
+    from emotion_refinery.records.manifest import RecordsManifest
+    from emotion_refinery.records.speaker_norm import sequence_tables
 
     config = MLEEConfig(variant="soft", backbone="blstm_attention", epochs=1, batch_size=8, speaker_norm=True)
     report = run_mlee(voted_records, tmp_path / "run", config, log=lambda s: None)

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data.feature_config import FeatureConfig
 from emotion_refinery.errors import EmorefineError, TrainingError
-from emotion_refinery.overwrite import check_overwrite, clear_folder, foreign_reason
-from emotion_refinery.processes import LOCK_NAME, directory_lock
+from emotion_refinery.util.overwrite import check_overwrite, clear_folder, foreign_reason
+from emotion_refinery.util.processes import LOCK_NAME, directory_lock
 
 NAN = "fold 1: the loss became NaN or infinite in epoch 1; nothing of it was kept. Lower --lr."
 QUICK = ["--preset", "fast", "--backbone", "small", "--rounds", "1", "--epochs", "1", "-q"]
@@ -42,7 +42,7 @@ def _listing(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def records(synthetic_corpus, tmp_path_factory):
     """Records of the 16-file synthetic corpus (no votes): 3 folds, segment hop 16, log-Mel sequences."""
-    from emotion_refinery.records import build_records
+    from emotion_refinery.records.build import build_records
 
     root, csv = synthetic_corpus
     out = tmp_path_factory.mktemp("overwrite") / "records"
@@ -54,7 +54,9 @@ def records(synthetic_corpus, tmp_path_factory):
 @pytest.fixture
 def nan_after_settings(monkeypatch):
     """refine, lcw and mlee fail like a NaN loss right after their run's config.json is written."""
-    from emotion_refinery import lcw_run, mlee_run, refinery
+    from emotion_refinery.methods import lcw as lcw_run
+    from emotion_refinery.methods import mlee as mlee_run
+    from emotion_refinery.refine import rounds as refinery
 
     def fail(*args, **kwargs):
         raise TrainingError(NAN)
@@ -187,7 +189,7 @@ def test_folds_the_corpus_cannot_fill_are_refused_before_anything_is_written(syn
 
 
 def test_a_failed_build_says_how_to_go_on_and_overwrite_rebuilds(synthetic_corpus, tmp_path, monkeypatch):
-    from emotion_refinery import records as records_module
+    from emotion_refinery.records import build as records_module
 
     root, csv = synthetic_corpus
     out = tmp_path / "records"
@@ -259,7 +261,7 @@ def test_sequences_that_need_opensmile_are_refused_before_anything_is_written(sy
     import importlib.util
 
     from emotion_refinery.errors import RecordsError
-    from emotion_refinery.records import build_records
+    from emotion_refinery.records.build import build_records
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "opensmile" else real(name, *a))

@@ -11,8 +11,8 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-from emotion_refinery.processes import cpu_count
-from emotion_refinery.refine_config import load_config_file
+from emotion_refinery.refine.settings import load_config_file
+from emotion_refinery.util.processes import cpu_count
 
 
 def test_cpu_count_without_sched_getaffinity(monkeypatch):

@@ -11,11 +11,11 @@ import soundfile
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery import features as F
-from emotion_refinery.audio import load
-from emotion_refinery.config import FeatureConfig
-from emotion_refinery.export import export_round
-from emotion_refinery.inference import Predictor, default_round, stream_frames
+from emotion_refinery.data import features as F
+from emotion_refinery.data.audio import load
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.outputs.export import export_round
+from emotion_refinery.outputs.inference import Predictor, default_round, stream_frames
 from tests.conftest import SR, tone, write_wav
 
 HOP = 8
@@ -67,7 +67,7 @@ def test_profile_shape_rows_and_times(predictor, tmp_path, sr, channels, subtype
 
 def test_profile_equals_ensemble_on_stored_features(predictor, run_dir):
     """The streamed profile of a corpus file equals the fold models' mean on its stored segments."""
-    from emotion_refinery.run_dir import load_run
+    from emotion_refinery.records.run_dir import load_run
 
     run, _, manifest = load_run(run_dir)
     u = manifest.utterances[0]
@@ -123,7 +123,7 @@ def test_exported_keras_model_gives_predicts_profile_and_decision(run_dir, predi
 def test_default_round_is_the_one_most_splits_chose_on_their_other_folds_not_by_test_ua(run_dir, tmp_path):
     import shutil
 
-    from emotion_refinery.report import best_by_test_ua
+    from emotion_refinery.outputs.report import best_by_test_ua
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("logs", "plots", "export"))

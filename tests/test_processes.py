@@ -19,7 +19,7 @@ def test_a_worker_whose_parent_is_gone_exits(prctl):
     # The parent pid the worker was told is not its parent (any more): as if the parent died before the
     # worker set itself up. With prctl that is checked at once; elsewhere the polling thread notices.
     code = ("import time\n"
-            "import emotion_refinery.processes as p\n"
+            "import emotion_refinery.util.processes as p\n"
             f"{'' if prctl else 'p._set_pdeathsig = lambda sig: False'}\n"
             "p.exit_with_parent(2 ** 22 + 1)\n"
             "time.sleep(30)\n")
@@ -51,14 +51,14 @@ def _alive(pid: int) -> bool:
 
 
 BUILD = ("import sys\n"
-         "from emotion_refinery.records import build_records\n"
+         "from emotion_refinery.records.build import build_records\n"
          "build_records(sys.argv[1], sys.argv[2], corpus='csv', manifest=sys.argv[3], workers=2)\n")
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the workers through /proc")
 def test_build_records_workers_exit_when_the_build_is_killed(tmp_path):
-    from emotion_refinery.synthetic import make_corpus
+    from emotion_refinery.data.synthetic import make_corpus
 
     manifest = make_corpus(tmp_path / "corpus", per_class=24, seed=0)  # 96 files: several seconds on 2 workers
     out = tmp_path / "rec"

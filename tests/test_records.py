@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import soundfile
 
-from emotion_refinery import features as F
-from emotion_refinery.audio import load
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data import features as F
+from emotion_refinery.data.audio import load
+from emotion_refinery.data.feature_config import FeatureConfig
 from emotion_refinery.errors import CorpusError, RecordsError
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.manifest import RecordsManifest
 from tests.conftest import SR, tone, write_wav
 
 HOP4 = FeatureConfig(segment_hop=4)
@@ -226,7 +226,7 @@ def test_a_damaged_frame_cache_is_recomputed_on_resume(emodb_dir, tmp_path, how,
 
 
 def test_frame_cache_holds_frames_sample_count_and_checksum(tmp_path):
-    from emotion_refinery.extraction import cached_frames, extract_frames, read_frames
+    from emotion_refinery.data.extraction import cached_frames, extract_frames, read_frames
 
     wav = write_wav(tmp_path / "a.wav", tone(300, 0.7))
     cache = tmp_path / "c" / "a.npy"

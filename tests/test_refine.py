@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.data.folds import split_folds
+from emotion_refinery.data.synthetic import make_corpus, segment_truth
 from emotion_refinery.errors import EmorefineError, RecordsError
-from emotion_refinery.folds import split_folds
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
-from emotion_refinery.refine_config import RefineConfig, resolve_config
-from emotion_refinery.refinery import refine, utterance_arrays
-from emotion_refinery.rules import refine_labels
-from emotion_refinery.run_dir import RunDir
-from emotion_refinery.synthetic import make_corpus, segment_truth
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.run_dir import RunDir
+from emotion_refinery.refine.rounds import refine, utterance_arrays
+from emotion_refinery.refine.rules import refine_labels
+from emotion_refinery.refine.settings import RefineConfig, resolve_config
 
 FEATURES = FeatureConfig(segment_hop=16)
 N_FOLDS = 4
@@ -187,7 +187,7 @@ def test_gsl_targets_are_the_utterance_mean_of_the_previous_predictions(quick_ru
 def test_predictions_come_from_the_model_that_held_the_fold_out(main_run, manifest):
     import keras
 
-    from emotion_refinery.datasets import count_segments, evaluation_dataset
+    from emotion_refinery.records.datasets import count_segments, evaluation_dataset
 
     run = RunDir(main_run[0])
     k_folds = manifest.n_folds
@@ -329,8 +329,8 @@ def test_lcw_rule_learns_each_splits_labels_and_never_relabels_its_held_out_fold
 
 def test_mean_ep_utterance_classifier_decides_by_the_mean_profile(quick_run, quick_records, quick_manifest,
                                                                    tmp_path):
-    from emotion_refinery.inference import Predictor
-    from emotion_refinery.refinery import evaluate_round
+    from emotion_refinery.outputs.inference import Predictor
+    from emotion_refinery.refine.rounds import evaluate_round
 
     out = tmp_path / "run"
     shutil.copytree(quick_run[0], out)
@@ -355,15 +355,15 @@ def test_mean_ep_utterance_classifier_decides_by_the_mean_profile(quick_run, qui
 
 
 def test_speaker_forest_normalises_each_speakers_statistics_by_their_own(quick_run, quick_manifest, tmp_path):
-    from emotion_refinery.inference import Predictor
-    from emotion_refinery.refinery import evaluate_round
-    from emotion_refinery.utterance import (
+    from emotion_refinery.decision.utterance import (
         ep_statistics,
         evaluate_forest,
         forest_probabilities,
         speaker_normalise,
         utterance_features,
     )
+    from emotion_refinery.outputs.inference import Predictor
+    from emotion_refinery.refine.rounds import evaluate_round
 
     out = tmp_path / "run"
     shutil.copytree(quick_run[0], out)
@@ -405,7 +405,7 @@ def test_speaker_forest_normalises_each_speakers_statistics_by_their_own(quick_r
 @pytest.mark.slow  # trains (2 rounds of 3 folds)
 def test_without_an_early_stopping_fold_each_split_trains_on_every_other_fold(quick_records, quick_manifest,
                                                                                tmp_path):
-    from emotion_refinery.datasets import count_training_segments
+    from emotion_refinery.records.datasets import count_training_segments
 
     config = RefineConfig(**{**QUICK.to_dict(), "rounds": 2, "epochs": 2, "early_stopping": "none"})
     report, lines = _run(quick_records, tmp_path / "run", config)
@@ -476,7 +476,7 @@ def test_changed_records_are_refused(quick_run, quick_records, tmp_path):
 
 
 def test_a_run_and_its_records_moved_together_are_found_and_resume(quick_run, quick_records, tmp_path):
-    from emotion_refinery.run_dir import load_run
+    from emotion_refinery.records.run_dir import load_run
 
     first = tmp_path / "first"
     shutil.copytree(quick_run[0], first / "run")
@@ -635,7 +635,7 @@ def test_bad_settings_are_refused(settings, message):
 
 
 def test_backbone_error_lists_every_segment_backbone():
-    from emotion_refinery.backbones import backbone_names
+    from emotion_refinery.models.backbones import backbone_names
 
     with pytest.raises(EmorefineError) as info:
         resolve_config(backbone="resnet")
@@ -653,8 +653,8 @@ def test_vote_targets_on_records_without_votes_are_refused(records, tmp_path):
 @pytest.mark.slow  # trains
 def test_planted_label_noise_reaches_training_and_the_rules_but_not_the_test_folds(quick_records, quick_manifest,
                                                                                  tmp_path):
-    from emotion_refinery.label_noise import training_labels
-    from emotion_refinery.training import next_targets
+    from emotion_refinery.data.label_noise import training_labels
+    from emotion_refinery.refine.training import next_targets
 
     config = dataclasses.replace(QUICK, rule="wdsl", alpha=0.5, label_noise=0.25)
     report, _ = _run(quick_records, tmp_path / "run", config)
@@ -730,7 +730,7 @@ def _hand_made(tmp_path, folds_of_class, n_folds, classes=("a", "b", "c")):
 
 
 def test_folds_without_some_class_are_accepted_when_every_split_trains_on_it(tmp_path):
-    from emotion_refinery.refinery import check_records
+    from emotion_refinery.refine.rounds import check_records
 
     def folds_with(manifest, label):
         return {u["fold"] for u in manifest.utterances if u["label"] == label}
@@ -759,7 +759,7 @@ def test_folds_without_some_class_are_accepted_when_every_split_trains_on_it(tmp
 
 
 def test_a_split_without_a_class_in_any_training_fold_is_refused(tmp_path):
-    from emotion_refinery.refinery import check_records
+    from emotion_refinery.refine.rounds import check_records
 
     every = [0, 1, 2, 3]
     # Class c only in folds 0 and 1: split 0 trains on folds 2 and 3 (fold 1 only stops it early).

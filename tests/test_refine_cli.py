@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.run_dir import RunDir
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.run_dir import RunDir
 
 N_FOLDS = 3
 CONFIG_YAML = """\
@@ -242,7 +242,7 @@ def test_settings_are_checked_without_loading_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom emotion_refinery.refine_config import RefineConfig\n"
+    code = ("import sys\nfrom emotion_refinery.refine.settings import RefineConfig\n"
             "try:\n    RefineConfig(backbone='resnet')\nexcept Exception as e:\n    print(e)\n"
             "import cli.refine\nprint('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -251,8 +251,8 @@ def test_settings_are_checked_without_loading_tensorflow():
 
 
 def test_help_defaults_come_from_the_settings_and_presets():
-    from emotion_refinery.config import PRESETS
-    from emotion_refinery.refine_config import RefineConfig
+    from emotion_refinery.data.feature_config import PRESETS
+    from emotion_refinery.refine.settings import RefineConfig
 
     text = " ".join(CliRunner().invoke(main, ["refine", "--help"], terminal_width=1000).output.split())
     assert f"[default: {RefineConfig.rounds}; preset cpu 1]" in text
@@ -265,7 +265,7 @@ def test_every_setting_is_a_flag_generated_from_the_dataclass():
     import click
 
     from cli.refine import refine
-    from emotion_refinery.refine_config import CHOICES, FIELDS, HELP
+    from emotion_refinery.refine.settings import CHOICES, FIELDS, HELP
 
     assert set(HELP) == FIELDS - {"preset"}  # a new setting without help (or a stale entry) fails here
     params = {p.name: p for p in refine.params}

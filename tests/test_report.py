@@ -28,8 +28,8 @@ def check_png(path):
 def test_default_report(finished_run):
     import json
 
-    from emotion_refinery.report import chosen_round, default_utterances
-    from emotion_refinery.run_dir import load_run
+    from emotion_refinery.outputs.report import chosen_round, default_utterances
+    from emotion_refinery.records.run_dir import load_run
 
     result = invoke(finished_run)
     assert result.exit_code == 0, result.output
@@ -77,7 +77,7 @@ REPORT = {  # a report.json as refine wrote it before macro-F1 and the audit
 
 
 def test_markdown_shows_the_chosen_round_and_labels_the_best_one_optimistic():
-    from emotion_refinery.report import best_by_test_ua, chosen_round, last_round, markdown
+    from emotion_refinery.outputs.report import best_by_test_ua, chosen_round, last_round, markdown
 
     rounds = REPORT["rounds"]
     # Without validation scores (a run made before them) the last round is the one predict uses.
@@ -95,7 +95,7 @@ def test_markdown_shows_the_chosen_round_and_labels_the_best_one_optimistic():
     assert ("Without the forest (each utterance decided by its mean segment probability), WA / UA: round 0 50.00 / "
             "25.00 %; round 1 50.00 / 25.00 %.") in markdown({**REPORT, "rounds": with_mean})
     assert "Leakage audit" not in md
-    from emotion_refinery.audit import leakage_audit
+    from emotion_refinery.records.audit import leakage_audit
 
     new = {**REPORT, "rounds": [{**r, "macro_f1": r["ua"] - 0.05} for r in rounds],
            "audit": leakage_audit([{"id": "a", "fold": 0, "speaker": "s"}, {"id": "b", "fold": 1, "speaker": "s"},
@@ -106,7 +106,7 @@ def test_markdown_shows_the_chosen_round_and_labels_the_best_one_optimistic():
 
 
 def test_rounds_are_chosen_on_the_validation_folds_never_on_the_test_folds():
-    from emotion_refinery.report import best_by_test_ua, chosen_round, markdown
+    from emotion_refinery.outputs.report import best_by_test_ua, chosen_round, markdown
 
     # Round 0 is far better on the test folds, round 1 on the validation folds: round 1 is chosen.
     rounds = [{**r, "validation_wa": v, "validation_ua": v} for r, v in zip(REPORT["rounds"], (0.5, 0.7))]
@@ -122,8 +122,8 @@ def test_rounds_are_chosen_on_the_validation_folds_never_on_the_test_folds():
 
 
 def test_flagged_folds_are_named_in_the_report():
-    from emotion_refinery.refinery import flag_folds
-    from emotion_refinery.report import markdown
+    from emotion_refinery.outputs.report import markdown
+    from emotion_refinery.refine.rounds import flag_folds
 
     folds = [{"fold": k, "epochs": 5, "best_epoch": 4, "val_loss": 1.0} for k in range(4)]
     folds[1].update(best_epoch=1)  # early stopping kept its first epoch: it hardly learnt
@@ -146,7 +146,7 @@ def test_predictions_csv_of_every_round(finished_run):
     import numpy as np
     from sklearn.metrics import f1_score
 
-    from emotion_refinery.run_dir import load_run
+    from emotion_refinery.records.run_dir import load_run
 
     run, _, manifest = load_run(finished_run)
     report = json.loads(run.report_json.read_text())
@@ -170,7 +170,7 @@ def test_predictions_csv_of_every_round(finished_run):
 
 
 def test_named_utterances_replace_the_default_ones(finished_run):
-    from emotion_refinery.run_dir import load_run
+    from emotion_refinery.records.run_dir import load_run
 
     _, _, manifest = load_run(finished_run)
     utts = [u["id"] for u in manifest.utterances]
@@ -200,7 +200,7 @@ def test_unknown_utterance_and_not_a_run(finished_run, tmp_path):
 def test_plot_functions_take_plain_data(tmp_path):
     import numpy as np
 
-    from emotion_refinery import plots
+    from emotion_refinery.outputs import plots
 
     classes = ["anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"]
     rng = np.random.default_rng(0)
@@ -228,7 +228,7 @@ def _split(fold, rule, scores):
 
 
 def test_each_split_chooses_its_round_on_its_other_folds_and_predict_takes_the_majority():
-    from emotion_refinery.report import chosen_round, markdown
+    from emotion_refinery.outputs.report import chosen_round, markdown
 
     # Round 0 is better on the test folds, but splits 0 and 2 score round 1 higher on their other folds.
     splits = [[_split(0, "mean-ep", {"mean-ep": 0.5, "forest": 0.4}),
@@ -257,7 +257,7 @@ def test_each_split_chooses_its_round_on_its_other_folds_and_predict_takes_the_m
 
 
 def test_round_0_is_compared_with_the_stronger_baseline():
-    from emotion_refinery.report import markdown
+    from emotion_refinery.outputs.report import markdown
 
     report = {**REPORT, "records": {"path": "/records", "manifest_sha256": "abc"},
               "baseline": {"plain": {"wa": 0.5, "ua": 0.45, "macro_f1": 0.4, "manifest_sha256": "abc"},

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.rules import RULES, alpha_schedule, refine_labels
+from emotion_refinery.refine.rules import RULES, alpha_schedule, refine_labels
 
 # Four segments of two utterances (ids 9 and 5, interleaved), three classes.
 Q = np.array(

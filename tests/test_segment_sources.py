@@ -7,16 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion_refinery.config import FeatureConfig
-from emotion_refinery.datasets import evaluation_dataset, sequence_segments, training_dataset
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.data.synthetic import make_corpus
 from emotion_refinery.errors import EmorefineError, RecordsError
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
-from emotion_refinery.refine_config import RefineConfig
-from emotion_refinery.refinery import refine
-from emotion_refinery.run_dir import RunDir
-from emotion_refinery.speaker_norm import speaker_tables
-from emotion_refinery.synthetic import make_corpus
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.datasets import evaluation_dataset, sequence_segments, training_dataset
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.run_dir import RunDir
+from emotion_refinery.records.speaker_norm import speaker_tables
+from emotion_refinery.refine.rounds import refine
+from emotion_refinery.refine.settings import RefineConfig
 
 
 @pytest.fixture(scope="module")

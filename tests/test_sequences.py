@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery.config import FeatureConfig
-from emotion_refinery.datasets import sequence_dataset
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.data.features import segment
 from emotion_refinery.errors import RecordsError
-from emotion_refinery.features import segment
-from emotion_refinery.lcw_run import LCWConfig, fold_model
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
+from emotion_refinery.methods.lcw import LCWConfig, fold_model
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.datasets import sequence_dataset
+from emotion_refinery.records.manifest import RecordsManifest
 from tf_records.reader import ordered_batches
 from tf_records.schema import FRAMES, UTTERANCE
 
@@ -148,7 +148,7 @@ def test_repeats_use_each_utterance_that_often(records):
 
 
 def test_speaker_normalised_sequences_are_standard_per_speaker_from_their_own_frames(records):
-    from emotion_refinery.speaker_norm import sequence_tables
+    from emotion_refinery.records.speaker_norm import sequence_tables
 
     shift, scale = sequence_tables(records)
     seqs = _sequences(records)
@@ -180,8 +180,8 @@ def test_speaker_normalised_sequences_are_standard_per_speaker_from_their_own_fr
 def test_low_level_descriptor_sequences(synthetic_corpus, tmp_path):
     """`--sequences lld`: the publication's 32 frame features from openSMILE (run in a worker process)."""
     pytest.importorskip("opensmile")
-    from emotion_refinery.audio import load
-    from emotion_refinery.config import LLD_COLUMNS
+    from emotion_refinery.data.audio import load
+    from emotion_refinery.data.feature_config import LLD_COLUMNS
 
     root, csv_path = synthetic_corpus
     build_records(root, tmp_path / "rec", corpus="csv", manifest=csv_path, features=FEATURES, n_folds=3, workers=1,
@@ -242,7 +242,7 @@ def test_egemaps_sequences_are_the_baselines_functionals_as_one_frame(synthetic_
     """`--sequences egemaps`: each utterance's 88 eGeMAPSv02 functionals, the numbers `emorefine baseline`
     computes for it, stored as a one-frame sequence that the mlp backbone reads."""
     pytest.importorskip("opensmile")
-    from emotion_refinery.baseline import extract_features
+    from emotion_refinery.decision.baseline import extract_features
 
     root, csv_path = synthetic_corpus
     build_records(root, tmp_path / "rec", corpus="csv", manifest=csv_path, features=FEATURES, n_folds=3, workers=1,

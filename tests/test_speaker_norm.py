@@ -13,14 +13,14 @@ import soundfile
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery.audio import load
-from emotion_refinery.config import FeatureConfig
-from emotion_refinery.datasets import evaluation_dataset
+from emotion_refinery.data.audio import load
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.data.features import segments_of
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.features import segments_of
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
-from emotion_refinery.speaker_norm import EPSILON, speaker_groups, speaker_tables
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.datasets import evaluation_dataset
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.speaker_norm import EPSILON, speaker_groups, speaker_tables
 
 FEATURES = FeatureConfig(segment_hop=8)
 TILE = FEATURES.segment_frames // FEATURES.segment_hop
@@ -125,10 +125,10 @@ def test_refine_and_predict_normalise_alike(built, tmp_path):
     from normalised segments, and `predict` reproduces them from the speaker's audio files."""
     import keras
 
-    from emotion_refinery.inference import Predictor, ensemble_model
-    from emotion_refinery.refine_config import resolve_config
-    from emotion_refinery.refinery import refine
-    from emotion_refinery.run_dir import RunDir
+    from emotion_refinery.outputs.inference import Predictor, ensemble_model
+    from emotion_refinery.records.run_dir import RunDir
+    from emotion_refinery.refine.rounds import refine
+    from emotion_refinery.refine.settings import resolve_config
 
     run_dir = tmp_path / "run"
     config = resolve_config(backbone="small", rounds=1, epochs=1, batch_size=64, preset="fast", speaker_norm=True)
@@ -167,10 +167,10 @@ def test_auto_chooses_per_split_and_predict_uses_what_most_splits_chose(built, t
 
     import keras
 
-    from emotion_refinery.inference import Predictor, deployed_choices
-    from emotion_refinery.refine_config import resolve_config
-    from emotion_refinery.refinery import refine
-    from emotion_refinery.run_dir import RunDir
+    from emotion_refinery.outputs.inference import Predictor, deployed_choices
+    from emotion_refinery.records.run_dir import RunDir
+    from emotion_refinery.refine.rounds import refine
+    from emotion_refinery.refine.settings import resolve_config
 
     run_dir = tmp_path / "run"
     config = resolve_config(backbone="small", rounds=2, epochs=1, batch_size=64, preset="fast", speaker_norm="auto",
@@ -210,8 +210,8 @@ def test_auto_chooses_per_split_and_predict_uses_what_most_splits_chose(built, t
 @pytest.mark.slow
 def test_explicit_speaker_norm_on_confounded_speakers_warns_with_the_figure(synthetic_corpus, tmp_path):
     """Speakers who each show one class: --speaker-norm on trains, but warns with the share of such utterances."""
-    from emotion_refinery.refine_config import resolve_config
-    from emotion_refinery.refinery import refine
+    from emotion_refinery.refine.rounds import refine
+    from emotion_refinery.refine.settings import resolve_config
 
     root, csv_path = synthetic_corpus
     rows = list(csv.DictReader(open(csv_path)))

@@ -15,12 +15,13 @@ import soundfile
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery.config import FeatureConfig
+from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.data.synthetic import segment_truth, segment_truths
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.records import build_records
-from emotion_refinery.run_dir import RunDir
-from emotion_refinery.synthetic import segment_truth, segment_truths, truth_agreement
+from emotion_refinery.outputs.truth import truth_agreement
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.run_dir import RunDir
 from tf_records.atomic import write_json
 
 FEATURES = FeatureConfig(segment_hop=8)
@@ -176,8 +177,8 @@ def test_agreement_of_a_trained_run(finished_run, synthetic_corpus, truth):
 def test_simulated_annotators_vote_for_the_emotions_present(tmp_path):
     import csv
 
-    from emotion_refinery.corpora.csv_manifest import parse_votes
-    from emotion_refinery.synthetic import make_corpus
+    from emotion_refinery.data.corpora.csv_manifest import parse_votes
+    from emotion_refinery.data.synthetic import make_corpus
 
     plain = make_corpus(tmp_path / "plain", per_class=4, seed=2)
     voted = make_corpus(tmp_path / "voted", per_class=4, seed=2, annotators=7, annotator_noise=0.0)
@@ -221,7 +222,7 @@ def _band_energy(path, low, high):
 
 
 def test_speaker_habits_and_fainter_patterns_make_the_corpus_harder(tmp_path):
-    from emotion_refinery.synthetic import make_corpus
+    from emotion_refinery.data.synthetic import make_corpus
 
     make_corpus(tmp_path / "plain", per_class=4, seed=2)
     make_corpus(tmp_path / "habit", per_class=4, seed=2, speaker_habit=0.5)

@@ -9,15 +9,15 @@ import types
 import numpy as np
 import pytest
 
-from emotion_refinery.config import PRESETS, FeatureConfig
+from emotion_refinery.data.feature_config import PRESETS, FeatureConfig
+from emotion_refinery.data.synthetic import make_corpus
 from emotion_refinery.errors import EmorefineError, TrainingError
-from emotion_refinery.manifest import RecordsManifest
-from emotion_refinery.processes import cpu_count
-from emotion_refinery.records import build_records
-from emotion_refinery.refine_config import RefineConfig, resolve_config
-from emotion_refinery.refinery import cpu_time_warning, refine, validation_scores
-from emotion_refinery.run_dir import RunDir
-from emotion_refinery.synthetic import make_corpus
+from emotion_refinery.records.build import build_records
+from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.run_dir import RunDir
+from emotion_refinery.refine.rounds import cpu_time_warning, refine, validation_scores
+from emotion_refinery.refine.settings import RefineConfig, resolve_config
+from emotion_refinery.util.processes import cpu_count
 
 CONFIG = RefineConfig(rounds=1, backbone="tcnn", epochs=3, batch_size=32, bn_momentum=0.9, min_epochs=2,
                       patience=1, train_stride=2, seed=0)
@@ -97,7 +97,7 @@ def test_a_nan_loss_stops_the_fold_naming_round_fold_and_epoch(records, tmp_path
 
 
 def test_mean_ep_scores_decide_each_utterance_by_its_mean_probability():
-    from emotion_refinery.refinery import mean_ep_scores
+    from emotion_refinery.refine.rounds import mean_ep_scores
 
     q = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.45, 0.55], [0.9, 0.1]])
     utt = np.array([0, 0, 1, 1, 2])  # means: [0.55, 0.45] → 0; [0.425, 0.575] → 1; [0.9, 0.1] → 0
@@ -153,7 +153,7 @@ def test_bad_training_settings_are_refused(settings, message):
 
 
 def test_memory_plan_falls_back_to_rereading_when_the_training_set_would_not_fit():
-    from emotion_refinery.training import memory_plan
+    from emotion_refinery.refine.training import memory_plan
 
     seg = 32 * 64 * 2  # one float16 segment
     assert memory_plan(100_000, seg, "memory", available=2**34) == ("memory", None, "")  # 16 GiB: fits

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from emotion_refinery.errors import EmorefineError
-from emotion_refinery.utterance import (
+from emotion_refinery.decision.utterance import (
     STATISTICS,
     ForestResult,
     ep_statistics,
@@ -15,6 +14,7 @@ from emotion_refinery.utterance import (
     feature_names,
     utterance_features,
 )
+from emotion_refinery.errors import EmorefineError
 
 # Five segments, two classes. Sorted: class 0 [0.1, 0.25, 0.5, 0.7, 0.9]; class 1 [0.1, 0.3, 0.5, 0.75, 0.9].
 EP = np.array([[0.1, 0.9], [0.5, 0.5], [0.25, 0.75], [0.9, 0.1], [0.7, 0.3]])

@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from cli.main import main
-from emotion_refinery.votes import soft_targets, vote_statistics
+from emotion_refinery.data.votes import soft_targets, vote_statistics
 from tests.conftest import tone, write_wav
 
 ROWS = [  # path, label, votes
@@ -24,7 +24,7 @@ EXPECTED = {"utterances": 4, "votes_per_utterance": {"mean": 2.75, "min": 2.0, "
 
 
 def test_vote_statistics_by_hand():
-    from emotion_refinery.corpora.csv_manifest import parse_votes
+    from emotion_refinery.data.corpora.csv_manifest import parse_votes
 
     utterances = [{"label": label, "votes": parse_votes(v) if v else None} for _, label, v in ROWS]
     assert vote_statistics(utterances, ["anger", "neutral"]) == EXPECTED
@@ -59,8 +59,8 @@ def test_inspect_prints_the_agreement_of_a_votes_column(tmp_path):
 
 
 def test_round_zero_targets_from_votes_and_the_rules_mix_them_in(tmp_path):
-    from emotion_refinery.manifest import RecordsManifest
-    from emotion_refinery.training import given_targets, next_targets
+    from emotion_refinery.records.manifest import RecordsManifest
+    from emotion_refinery.refine.training import given_targets, next_targets
 
     _voted_records(tmp_path)
     manifest = RecordsManifest.load(tmp_path / "rec")
@@ -78,7 +78,7 @@ def test_round_zero_targets_from_votes_and_the_rules_mix_them_in(tmp_path):
 
 
 def test_csv_rows_with_votes_and_no_label_are_unlabelled_utterances(tmp_path):
-    from emotion_refinery.corpora import scan_corpus
+    from emotion_refinery.data.corpora import scan_corpus
 
     rows = ROWS + [("u1.wav", "", "anger;neutral"), ("u2.wav", "", "joy:2"), ("u3.wav", "", "")]
     for path, _, _ in rows:
