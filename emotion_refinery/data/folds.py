@@ -18,7 +18,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from emotion_refinery.errors import EmorefineError
 
-__all__ = ["FOLD_METHODS", "FoldAssignment", "assign_folds", "split_folds"]
+__all__ = ["FOLD_METHODS", "FoldAssignment", "assign_folds", "split_folds", "fold_seed"]
 
 FOLD_METHODS = ("label", "speaker", "session")
 
@@ -34,6 +34,12 @@ def split_folds(n_folds: int, k: int, *, validation: bool = True) -> tuple[list[
         return [f for f in range(n_folds) if f != k], None
     val = (k + 1) % n_folds
     return [f for f in range(n_folds) if f not in (k, val)], val
+
+
+def fold_seed(seed: int, t: int, k: int) -> int:
+    """A distinct, stable seed for the training of round ``t``, held-out fold ``k`` of a run seeded ``seed``
+    (refine's rounds; ``lcw`` and ``mlee`` train one round, ``t = 0``)."""
+    return (seed * 1_000_003 + t * 1_009 + k) % (2**31 - 1)
 
 
 @dataclasses.dataclass(frozen=True)

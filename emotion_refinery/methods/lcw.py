@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from emotion_refinery.data.feature_config import LCW_UPDATES as UPDATES
-from emotion_refinery.data.folds import split_folds
+from emotion_refinery.data.folds import fold_seed, split_folds
 from emotion_refinery.decision.utterance import decision_scores
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.models.backbones import backbone_names
@@ -102,7 +102,7 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: LCWConfig, k: in
     train_utts = [u for u in manifest.utterances if u["fold"] in train_folds]
     row_of = -np.ones(len(manifest.utterances), np.int64)
     row_of[[u["index"] for u in train_utts]] = np.arange(len(train_utts))
-    seed = (config.seed * 1_000_003 + k) % (2**31 - 1)
+    seed = fold_seed(config.seed, 0, k)
     keras.utils.set_random_seed(seed)
     normalize = None
     if config.speaker_norm:

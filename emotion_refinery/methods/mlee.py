@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_refinery.data.folds import split_folds
+from emotion_refinery.data.folds import fold_seed, split_folds
 from emotion_refinery.data.votes import soft_targets
 from emotion_refinery.decision.utterance import decision_scores
 from emotion_refinery.errors import EmorefineError
@@ -236,7 +236,7 @@ def _train_fold(manifest: RecordsManifest, run: RunDir, config: MLEEConfig, tabl
     start = time.perf_counter()
     train_folds, val_fold = split_folds(manifest.n_folds, k)
     train_rows = np.array([u["index"] for u in manifest.utterances if u["fold"] in train_folds])
-    seed = (config.seed * 1_000_003 + k) % (2**31 - 1)
+    seed = fold_seed(config.seed, 0, k)
     keras.utils.set_random_seed(seed)
     normalize = None
     if config.speaker_norm:

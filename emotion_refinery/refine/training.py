@@ -18,7 +18,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from emotion_refinery.data.folds import split_folds
+from emotion_refinery.data.folds import fold_seed, split_folds
 from emotion_refinery.data.votes import soft_targets
 from emotion_refinery.errors import TrainingError
 from emotion_refinery.models.backbones import build_model
@@ -40,11 +40,6 @@ from tf_records.atomic import atomic_path, write_json
 __all__ = ["OutOfFoldLabels", "ValidationDecisions", "RemainingTime", "train_fold", "train_teacher",
            "write_self_targets", "teacher_halves", "predict_fold", "next_targets", "given_targets", "given_labels",
            "fold_seed", "split_folds"]
-
-
-def fold_seed(seed: int, t: int, k: int) -> int:
-    """A distinct, stable seed for every (round, fold)."""
-    return (seed * 1_000_003 + t * 1_009 + k) % (2**31 - 1)
 
 
 def predict_fold(model, manifest: RecordsManifest, fold: int, *, batch_size: int = 512, normalize=None,
