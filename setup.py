@@ -1,10 +1,15 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+#: The version, owned by emotion_refinery/__init__.py (read, not imported: the package needs its dependencies).
+VERSION = re.search(r'^__version__ = "([^"]+)"$', Path(__file__).with_name("emotion_refinery").joinpath(
+    "__init__.py").read_text(encoding="utf-8"), re.MULTILINE).group(1)
+
 setup(
     name="emorefine",
-    version="0.1.0",
+    version=VERSION,
     description="Segment-based speech emotion recognition with emotion profile refinery (Keras/TensorFlow)",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
