@@ -11,6 +11,7 @@ from emotion_refinery.data.feature_config import PRESETS
 from emotion_refinery.data.folds import FOLD_METHODS
 from emotion_refinery.errors import AudioError, EmorefineError, NothingUsableError, TrainingError
 from emotion_refinery.util.ranges import FOLDS, SEED, SEGMENT_HOP, WORKERS, Range
+from tf_records.schema import DTYPES
 
 
 class _Bounded:
@@ -73,7 +74,7 @@ folds = click.option("--folds", type=bounded(FOLDS), default=None,
 folds_by = click.option("--folds-by", type=click.Choice(FOLD_METHODS), default="label", show_default=True,
                         help="'label': stratified utterance folds; 'speaker': speaker-independent folds; 'session': "
                              "each recording session in one fold (IEMOCAP's leave-one-session-out with --folds 5).")
-dtype = click.option("--dtype", type=click.Choice(("float16", "float32")), default="float16", show_default=True,
+dtype = click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="float16", show_default=True,
                      help="Storage type of the segments.")
 strict = click.option("--strict", is_flag=True, help="Exit with status 1 if any input was skipped.")
 as_json = click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")

@@ -25,8 +25,8 @@ import functools
 
 import numpy as np
 
-__all__ = ["SCHEMA_VERSION", "SegmentSpec", "TargetSpec", "SequenceSpec", "FRAMES", "N_FRAMES", "SEGMENT", "UTTERANCE",
-           "POSITION", "INDEX", "LABEL", "TARGET"]
+__all__ = ["SCHEMA_VERSION", "DTYPES", "SegmentSpec", "TargetSpec", "SequenceSpec", "FRAMES", "N_FRAMES", "SEGMENT",
+           "UTTERANCE", "POSITION", "INDEX", "LABEL", "TARGET"]
 
 SCHEMA_VERSION = 1
 
@@ -42,7 +42,16 @@ N_FRAMES = "n_frames"
 _INDEX, _LABEL, _POSITION, _UTTERANCE, _TARGET, _FRAMES, _N_FRAMES = (
     k.encode() for k in (INDEX, LABEL, POSITION, UTTERANCE, TARGET, FRAMES, N_FRAMES))
 
-_SEGMENT_DTYPES = {"float16": "<f2", "float32": "<f4"}
+#: The storage types of segments and sequence frames (``build-records --dtype``), each with its little-endian
+#: NumPy code. The one list: the feature settings and the command line take their names from here.
+DTYPES = {"float16": "<f2", "float32": "<f4"}
+
+
+def _storage_dtype(dtype: str) -> np.dtype:
+    """The NumPy type of storage type ``dtype``; ValueError for a name not in :data:`DTYPES`."""
+    if dtype not in DTYPES:
+        raise ValueError(f"Received: dtype={dtype!r}; expected one of {', '.join(DTYPES)}")
+    return np.dtype(DTYPES[dtype])
 
 
 def _varint(n: int) -> bytes:
@@ -112,8 +121,7 @@ class SegmentSpec:
     dtype: str = "float16"
 
     def __post_init__(self) -> None:
-        if self.dtype not in _SEGMENT_DTYPES:
-            raise ValueError(f"Received: dtype={self.dtype!r}; expected one of {', '.join(_SEGMENT_DTYPES)}")
+        _storage_dtype(self.dtype)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -121,7 +129,7 @@ class SegmentSpec:
 
     @property
     def numpy_dtype(self) -> np.dtype:
-        return np.dtype(_SEGMENT_DTYPES[self.dtype])
+        return _storage_dtype(self.dtype)
 
     def encode(self, segment: np.ndarray, *, utterance: int, position: int, index: int, label: int) -> bytes:
         """Serialize one segment of shape ``(segment_frames, n_mels)`` (cast to the spec's dtype)."""
@@ -195,12 +203,11 @@ class SequenceSpec:
     dtype: str = "float16"
 
     def __post_init__(self) -> None:
-        if self.dtype not in _SEGMENT_DTYPES:
-            raise ValueError(f"Received: dtype={self.dtype!r}; expected one of {', '.join(_SEGMENT_DTYPES)}")
+        _storage_dtype(self.dtype)
 
     @property
     def numpy_dtype(self) -> np.dtype:
-        return np.dtype(_SEGMENT_DTYPES[self.dtype])
+        return _storage_dtype(self.dtype)
 
     def encode(self, frames: np.ndarray, *, utterance: int, label: int) -> bytes:
         """Serialize one utterance's frames of shape ``(n_frames, n_features)`` (cast to the spec's dtype)."""

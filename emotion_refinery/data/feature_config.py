@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from emotion_refinery.errors import EmorefineError
+from tf_records.schema import DTYPES
 
 __all__ = ["FeatureConfig", "Preset", "PRESETS", "get_preset", "SEQUENCE_FEATURES", "EGEMAPS", "EGEMAPS_FUNCTIONALS",
            "LLD_COLUMNS", "SPECTROGRAM", "sequence_layout", "SEGMENT_SOURCES", "LCW_UPDATES"]
-
-DTYPES = ("float16", "float32")
 
 
 @dataclasses.dataclass(frozen=True)
