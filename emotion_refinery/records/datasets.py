@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +18,7 @@ import tensorflow as tf
 from emotion_refinery.data.feature_config import SEGMENT_SOURCES
 from emotion_refinery.errors import RecordsError
 from emotion_refinery.records.manifest import RecordsManifest
+from emotion_refinery.records.run_dir import label_shard_path, read_label_shards
 from tf_records.schema import FRAMES, INDEX, LABEL, N_FRAMES, POSITION, SEGMENT, TARGET, UTTERANCE, TargetSpec
 
 __all__ = ["training_dataset", "evaluation_dataset", "sequence_segments", "SEQUENCE_SHUFFLE_BUFFER", "sequence_dataset",
@@ -34,7 +34,7 @@ def shard_pairs(manifest: RecordsManifest, labels_dir: str | os.PathLike,
                 folds: Sequence[int]) -> list[tuple[str, str]]:
     """(feature shard, label shard) paths of ``folds``, in manifest order; a label shard has the feature shard's
     name."""
-    return [(str(manifest.shard_path(s)), str(Path(labels_dir) / Path(s["path"]).name))
+    return [(str(manifest.shard_path(s)), str(label_shard_path(labels_dir, s)))
             for s in manifest.shards if s["fold"] in set(folds)]
 
 
@@ -171,17 +171,6 @@ def _segment_shards(manifest: RecordsManifest, *, folds, labels_dir, stride, nor
     return ds
 
 
-def _fold_targets(manifest: RecordsManifest, labels_dir, folds) -> np.ndarray:
-    """The targets of the label shards of ``folds`` in global segment order, ``(segments, K)`` float32."""
-    from tf_records.reader import read_targets
-
-    targets, order = read_targets([label for _, label in shard_pairs(manifest, labels_dir, folds)],
-                                  len(manifest.classes))
-    expected = np.concatenate([np.arange(s["first_segment"], s["first_segment"] + s["segments"])
-                               for s in manifest.shards if s["fold"] in set(folds)])
-    if not np.array_equal(order, expected):
-        raise RecordsError(f"label shards in {str(labels_dir)!r} are out of step with the records' segments")
-    return targets
 
 
 def _sequence_utterances(manifest: RecordsManifest, folds, normalize, cache, as_float32: bool = False):
@@ -225,7 +214,7 @@ def sequence_segments(manifest: RecordsManifest, *, folds: Sequence[int], labels
         first[u["index"]], row[u["index"]], n_segments[u["index"]] = u["first_segment"], offset, u["segments"]
         offset += u["segments"]
     first, row, n_segments = tf.constant(first), tf.constant(row), tf.constant(n_segments)
-    targets = None if labels_dir is None else tf.constant(_fold_targets(manifest, labels_dir, folds))
+    targets = None if labels_dir is None else tf.constant(read_label_shards(labels_dir, manifest, folds))
     step = f.segment_hop * stride
 
     def cut(frames, utt):

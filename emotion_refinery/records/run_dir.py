@@ -33,14 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_refinery.errors import EmorefineError
+from emotion_refinery.errors import EmorefineError, RecordsError
 from emotion_refinery.records.manifest import RecordsManifest
 from emotion_refinery.util.processes import DirectoryBusy, directory_lock
 from tf_records.atomic import atomic_path, write_bytes, write_json
 from tf_records.schema import TargetSpec
 from tf_records.writer import ShardWriter
 
-__all__ = ["RunDir", "load_run"]
+__all__ = ["RunDir", "load_run", "label_shard_path", "read_label_shards"]
 
 
 class RunDir:
@@ -223,14 +223,14 @@ class RunDir:
         spec = TargetSpec(len(manifest.classes))
         start, _ = manifest.fold_segments(fold)
         for shard in (s for s in manifest.shards if s["fold"] == fold):
-            path = self.labels_dir(t, split) / Path(shard["path"]).name
+            path = label_shard_path(self.labels_dir(t, split), shard)
             lo = shard["first_segment"] - start
             with ShardWriter(path) as w:
                 for i in range(shard["segments"]):
                     w.write(spec.encode(targets[lo + i], index=shard["first_segment"] + i))
 
     def labels_complete(self, t: int, manifest: RecordsManifest, fold: int, split: int | None = None) -> bool:
-        return all((self.labels_dir(t, split) / Path(s["path"]).name).is_file()
+        return all(label_shard_path(self.labels_dir(t, split), s).is_file()
                    for s in manifest.shards if s["fold"] == fold)
 
     def load_targets(self, t: int, manifest: RecordsManifest) -> np.ndarray:
@@ -255,14 +255,7 @@ class RunDir:
 
     def load_fold_targets(self, t: int, manifest: RecordsManifest, fold: int, split: int | None = None) -> np.ndarray:
         """Round ``t``'s targets of fold ``fold`` (split ``split``'s own, for cross-fit), ``(fold's segments, K)``."""
-        from tf_records.reader import read_targets
-
-        paths = [self.labels_dir(t, split) / Path(s["path"]).name for s in manifest.shards if s["fold"] == fold]
-        targets, order = read_targets(paths, len(manifest.classes))
-        lo, hi = manifest.fold_segments(fold)
-        if not np.array_equal(order, np.arange(lo, hi)):
-            raise ValueError(f"label shards of round {t}, fold {fold} are out of order")
-        return targets
+        return read_label_shards(self.labels_dir(t, split), manifest, [fold])
 
     def write_utterance_predictions(self, t: int, manifest: RecordsManifest, predictions: np.ndarray,
                                     probabilities: np.ndarray) -> None:
@@ -283,6 +276,24 @@ class RunDir:
 
     def write_done(self, t: int, k: int, info: dict) -> None:
         write_json(self.done_path(t, k), info)
+
+
+def label_shard_path(labels_dir: str | os.PathLike, shard: dict) -> Path:
+    """The label shard of feature shard ``shard`` (a manifest entry) in ``labels_dir``: the same file name."""
+    return Path(labels_dir) / Path(shard["path"]).name
+
+
+def read_label_shards(labels_dir: str | os.PathLike, manifest: RecordsManifest, folds) -> np.ndarray:
+    """The targets of the label shards of ``folds`` in ``labels_dir``, ``(segments, K)`` float32, in global segment
+    order; a :class:`RecordsError` when their segment indices are not the records' (out of step)."""
+    from tf_records.reader import read_targets
+
+    shards = [s for s in manifest.shards if s["fold"] in set(folds)]
+    targets, order = read_targets([label_shard_path(labels_dir, s) for s in shards], len(manifest.classes))
+    expected = np.concatenate([np.arange(s["first_segment"], s["first_segment"] + s["segments"]) for s in shards])
+    if not np.array_equal(order, expected):
+        raise RecordsError(f"label shards in {str(labels_dir)!r} are out of step with the records' segments")
+    return targets
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[RunDir, dict, RecordsManifest]:
