@@ -17,7 +17,7 @@ import numpy as np
 from emotion_refinery.data.feature_config import FeatureConfig
 from emotion_refinery.errors import AudioError
 
-__all__ = ["log_mel", "frames_of", "segment", "segments_of", "mel_basis"]
+__all__ = ["log_mel", "frames_of", "segment", "segments_of", "mel_basis", "segment_starts", "segment_step"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -98,3 +98,14 @@ def frames_of(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
 def segments_of(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Signal at ``config.sr`` → segments ``(n_segments, segment_frames, n_mels)`` in float32."""
     return segment(frames_of(y, config), segment_frames=config.segment_frames, segment_hop=config.segment_hop)
+
+
+def segment_starts(n: int, config: FeatureConfig) -> np.ndarray:
+    """Start time in seconds of segments ``0 … n-1`` of an utterance, float64 ``(n,)``: segment ``j`` starts at
+    ``j · segment_hop · hop_length / sr``."""
+    return np.arange(n) * config.segment_hop * config.hop_length / config.sr
+
+
+def segment_step(config: FeatureConfig) -> float:
+    """Seconds between the starts of consecutive segments (:func:`segment_starts`)."""
+    return float(segment_starts(2, config)[1])

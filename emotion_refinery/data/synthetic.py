@@ -45,6 +45,7 @@ import soundfile
 
 from emotion_refinery.data.audio import resample
 from emotion_refinery.data.feature_config import FeatureConfig
+from emotion_refinery.data.features import segment_starts
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.util.ranges import SEED, Range
 
@@ -189,7 +190,7 @@ def segment_truth(entry: dict, n_segments: int, config: FeatureConfig) -> np.nda
     A segment takes the utterance's label when at least half of it lies inside the
     pattern region, and ``neutral`` otherwise.
     """
-    start = np.arange(n_segments) * config.segment_hop * config.hop_length / config.sr
+    start = segment_starts(n_segments, config)
     end = start + config.segment_seconds
     a, b = entry["region"]
     overlap = np.clip(np.minimum(end, b) - np.maximum(start, a), 0, None)

@@ -116,6 +116,7 @@ def _refine_graph(predictor) -> tuple[Any, dict]:
     import keras
     from keras import ops
 
+    from emotion_refinery.data.features import segment_step
     from emotion_refinery.outputs import graphs
     from emotion_refinery.records.speaker_norm import EPSILON
 
@@ -139,7 +140,7 @@ def _refine_graph(predictor) -> tuple[Any, dict]:
         probabilities = graphs.forest(graphs.ep_statistics(profile, k), predictor.forest, k)
     else:
         probabilities = graphs.mean_profile(profile)
-    step = f.segment_hop * f.hop_length / f.sr
+    step = segment_step(f)
     outputs.update(probabilities=probabilities, profile=profile,
                    start_seconds=(ops.cumsum(ops.ones_like(profile[:, 0])) - 1.0) * step)
     model = keras.Model(inputs, outputs, name=f"emorefine_round_{predictor.t:02d}")

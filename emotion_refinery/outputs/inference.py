@@ -19,7 +19,7 @@ import numpy as np
 
 from emotion_refinery.data import audio as audio_module
 from emotion_refinery.data.feature_config import FeatureConfig
-from emotion_refinery.data.features import frames_of, segment
+from emotion_refinery.data.features import frames_of, segment, segment_starts
 from emotion_refinery.decision.choices import majority
 from emotion_refinery.decision.utterance import (
     classifier_features,
@@ -267,7 +267,7 @@ class Predictor:
             except AudioError as e:
                 results.append(Prediction(name, error=str(e)))
                 continue
-            results.append(Prediction(name, start_seconds=np.arange(len(ep)) * f.segment_hop * f.hop_length / f.sr,
+            results.append(Prediction(name, start_seconds=segment_starts(len(ep), f),
                                       profile=ep))
         done = [r for r in results if r.error is None]
         by = self.utterance_classifier

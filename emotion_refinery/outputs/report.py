@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from emotion_refinery.data.features import segment_step
 from emotion_refinery.decision.baseline import load_baseline
 from emotion_refinery.decision.utterance import ep_entropy
 from emotion_refinery.errors import EmorefineError
@@ -489,7 +490,7 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
                  f"![Mean EP entropy per round]({PLOTS_DIR}/entropy.png)", ""]
 
     f = manifest.features
-    step = f.segment_hop * f.hop_length / f.sr
+    step = segment_step(f)
     how = ("the utterances named with `--utterance`" if utterances else
            "one utterance per class: the one whose segment count is closest to its class's median "
            "(ties: the first in manifest order)")
