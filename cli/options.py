@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections.abc import Callable, Mapping, Sequence
 
 import click
 
@@ -11,6 +13,7 @@ from emotion_refinery.data.feature_config import PRESETS
 from emotion_refinery.data.folds import FOLD_METHODS
 from emotion_refinery.errors import AudioError, EmorefineError, NothingUsableError, TrainingError
 from emotion_refinery.util.ranges import FOLDS, SEED, SEGMENT_HOP, WORKERS, Range
+from emotion_refinery.util.settings import is_switch
 from tf_records.schema import DTYPES
 
 
@@ -54,6 +57,57 @@ def _name(param) -> str:
         return "value"
     opts = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
     return max(opts, key=len)[2:].replace("-", "_") if opts else param.name
+
+
+def _setting_type(name: str, annotation, choices: Mapping[str, Sequence[str]], ranges: Mapping[str, Range]
+                  ) -> click.ParamType:
+    if name in choices:
+        return click.Choice(tuple(choices[name]))
+    if name in ranges:
+        return bounded(ranges[name])
+    return {"int": click.INT, "float": click.FLOAT}.get(annotation, click.STRING)  # e.g. refine's alpha: 'a:b'
+
+
+def settings_options(settings: type, help: Mapping[str, str], choices: Mapping[str, Sequence[str]],
+                     ranges: Mapping[str, Range], *, default_text: Callable[[str], str] | None = None,
+                     former_switches: Mapping[str, tuple[str, str]] | None = None):
+    """A decorator that adds one option per setting of the dataclass ``settings`` named in ``help`` (the settings
+    family of :mod:`emotion_refinery.util.settings`), in field order: ``--name-with-dashes`` (``--x/--no-x`` for
+    switches), a choice of ``choices[name]`` or a number in ``ranges[name]``, the help ``help[name]``.
+
+    Without ``default_text``, an option's default is the dataclass's (shown in ``--help``; a default of ``None``
+    is left for the help text to say). With it, every option's default is None (an unset flag leaves a preset or
+    config file in force) and ``default_text(name)`` ends its help. ``former_switches``: settings that were on/off
+    switches before they had more values, ``name: (on, off)``: ``--name`` alone gives ``on``, ``--no-name`` sets
+    ``no_name`` (the command folds it into ``name``)."""
+    former_switches = former_switches or {}
+
+    def decorate(command):
+        for field in reversed(dataclasses.fields(settings)):
+            if field.name not in help:
+                continue
+            flag = "--" + field.name.replace("_", "-")
+            if default_text is None:
+                defaults = {"default": field.default, "show_default": field.default is not None}
+                text = help[field.name]
+            else:
+                defaults = {"default": None}
+                text = f"{help[field.name]}  {default_text(field.name)}"
+            if is_switch(field):
+                command = click.option(f"{flag}/--no-{flag[2:]}", help=text, **defaults)(command)
+                continue
+            kind = _setting_type(field.name, field.type, choices, ranges)
+            if field.name in former_switches:  # the flag alone still means on; --no-… means off
+                on, off = former_switches[field.name]
+                command = click.option(f"--no-{flag[2:]}", f"no_{field.name}", is_flag=True, default=False,
+                                       help=f"Same as {flag} {off}.")(command)
+                command = click.option(flag, type=kind, is_flag=False, flag_value=on, help=f"{text} {flag} alone: "
+                                       f"{on}.", **defaults)(command)
+            else:
+                command = click.option(flag, type=kind, help=text, **defaults)(command)
+        return command
+
+    return decorate
 
 
 quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bars; only the summary and errors.")

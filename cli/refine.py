@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 import click
@@ -31,14 +30,6 @@ def _default(name: str) -> str:
     return f"[default: {text(base)}" + (f"; preset {', '.join(by_preset)}" if by_preset else "") + "]"
 
 
-def _option_type(name: str, annotation: str) -> click.ParamType:
-    if name in CHOICES:
-        return click.Choice(CHOICES[name])
-    if name in RANGES:
-        return options.bounded(RANGES[name])
-    return {"int": click.INT, "float": click.FLOAT}.get(annotation, click.STRING)  # alpha: a number or 'a:b'
-
-
 #: Settings that were on/off switches before they had more values: ``--name`` alone gives the first value,
 #: ``--no-name`` the second.
 FORMER_SWITCHES = {"speaker_norm": ("on", "off")}
@@ -54,26 +45,10 @@ def _former_switches(flags: dict) -> None:
             flags[name] = off
 
 
-def _settings(command):
-    """One option per :class:`RefineConfig` setting in :data:`HELP`, in field order: ``--name-with-dashes``
-    (``--x/--no-x`` for switches), its type and choices from the field, its help from ``HELP`` and its
-    default from the dataclass and the presets. Unset options are None, so the config file and preset hold."""
-    for field in reversed(dataclasses.fields(RefineConfig)):
-        if field.name not in HELP:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        text = f"{HELP[field.name]}  {_default(field.name)}"
-        if field.type == "bool":
-            command = click.option(f"{flag}/--no-{flag[2:]}", default=None, help=text)(command)
-        elif field.name in FORMER_SWITCHES:  # the flag alone still means on; --no-… means off
-            on, off = FORMER_SWITCHES[field.name]
-            command = click.option(f"--no-{flag[2:]}", f"no_{field.name}", is_flag=True, default=False,
-                                   help=f"Same as {flag} {off}.")(command)
-            command = click.option(flag, type=_option_type(field.name, field.type), is_flag=False, flag_value=on,
-                                   default=None, help=f"{text} {flag} alone: {on}.")(command)
-        else:
-            command = click.option(flag, type=_option_type(field.name, field.type), default=None, help=text)(command)
-    return command
+#: One option per :class:`RefineConfig` setting in :data:`HELP`, generated from the dataclass and its tables; unset
+#: options are None, so the config file and preset hold.
+_settings = options.settings_options(RefineConfig, HELP, CHOICES, RANGES, default_text=_default,
+                                     former_switches=FORMER_SWITCHES)
 
 
 @click.command()

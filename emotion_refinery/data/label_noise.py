@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotion_refinery.errors import EmorefineError
+from emotion_refinery.util.ranges import SHARE
 
 __all__ = ["flip_labels", "training_labels"]
 
@@ -18,8 +18,7 @@ __all__ = ["flip_labels", "training_labels"]
 def flip_labels(labels, n_classes: int, share: float, seed: int = 0) -> np.ndarray:
     """``labels`` (class indices ``(n,)``) with ``round(share · n)`` of them, chosen at random, changed to
     another class drawn uniformly (reproducible from ``seed``)."""
-    if isinstance(share, bool) or not 0 <= share < 1:
-        raise EmorefineError(f"Received: label_noise={share!r}; expected a share in [0, 1)")
+    SHARE.check("label_noise", share)
     labels = np.asarray(labels, np.int64)
     rng = np.random.default_rng([int(seed), 7_001])
     flipped = rng.permutation(len(labels))[: int(round(share * len(labels)))]

@@ -28,10 +28,11 @@ from emotion_refinery.errors import EmorefineError
 from emotion_refinery.models.backbones import backbone_names
 from emotion_refinery.records.manifest import RecordsManifest
 from emotion_refinery.records.run_dir import RunDir
-from emotion_refinery.util.ranges import EPOCHS, PATIENCE, SEED, SHARE, Range, check_ranges
+from emotion_refinery.util.ranges import EPOCHS, PATIENCE, SEED, SHARE, Range
+from emotion_refinery.util.settings import check_settings
 from tf_records.atomic import atomic_path, write_bytes, write_json
 
-__all__ = ["LCWConfig", "run_lcw", "changed_labels"]
+__all__ = ["LCWConfig", "run_lcw", "changed_labels", "HELP", "CHOICES", "RANGES"]
 
 
 
@@ -53,17 +54,10 @@ class LCWConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.update not in UPDATES:
-            raise EmorefineError(f"Received: update={self.update!r}; expected one of {', '.join(UPDATES)}")
-        if self.backbone not in backbone_names("utterances"):
-            raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
-                                 f"{', '.join(backbone_names('utterances'))}")
-        check_ranges(self, RANGES)
+        check_settings(self, choices=CHOICES, ranges=RANGES)
         if self.update not in NETWORK_ONLY and self.warmup >= self.epochs:
             raise EmorefineError(f"Received: warmup={self.warmup!r} with epochs={self.epochs!r} and update="
                                  f"{self.update!r}; expected warmup < epochs (no label/weight epoch would follow)")
-        if not isinstance(self.speaker_norm, bool):
-            raise EmorefineError(f"Received: speaker_norm={self.speaker_norm!r}; expected true or false")
 
 
 #: The updates that learn nothing besides the network (no label/weight epochs; as
@@ -81,6 +75,33 @@ RANGES: dict[str, Range] = {
     "lr": Range(0, 1, integer=False, low_open=True),
     "label_lr": Range(0, 10, integer=False, low_open=True),
     "seed": SEED,
+}
+
+#: Settings of :class:`LCWConfig` whose value is one name of a fixed list.
+CHOICES = {"update": UPDATES, "backbone": tuple(backbone_names("utterances"))}
+
+#: What each setting does, as ``lcw --help`` shows it (the flag is ``--`` and the name with dashes; the CLI
+#: appends the default). Every field is a flag; a new setting is a field above and an entry here.
+HELP = {
+    "update": "both: LC+W (learned labels and weights); labels: learned labels only; weights: learned weights only; "
+              "class-weights: fixed inverse-class-frequency weights; none: the publication's baseline, the utterance "
+              "model with class-proportion weights (each training utterance weighted by the inverse frequency of its "
+              "class in the training folds, mean 1; the same loss as class-weights); oversample: the unweighted "
+              "model, every class drawn as often as the largest.",
+    "backbone": "Utterance model.",
+    "epochs": "Most network epochs per fold; a label/weight epoch follows each from --warmup on.",
+    "warmup": "Network epochs before the first label/weight epoch (1: strict alternation, as published).",
+    "label_confidence": "Initial learned probability of each utterance's given class (the rest shared equally).",
+    "speaker_norm": "Z-normalise every frame feature of each speaker's utterances by that speaker's own statistics "
+                    "(no labels; utterances without a speaker id by their own).",
+    "label_noise": "Share of utterances given another label at random (seeded by --seed) for training and early "
+                   "stopping; the held-out folds are scored on their true labels. report.md then says how many "
+                   "flipped labels the learned labels recovered.",
+    "patience": "Network epochs without a lower validation loss before a fold stops.",
+    "batch_size": "Utterances per training step.",
+    "lr": "Adam learning rate of the network.",
+    "label_lr": "Adam learning rate of the learned labels and weights.",
+    "seed": "Seed of the folds' trainings (each fold derives its own).",
 }
 
 

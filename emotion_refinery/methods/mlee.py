@@ -38,10 +38,11 @@ from emotion_refinery.models.existence import (
 )
 from emotion_refinery.records.manifest import RecordsManifest
 from emotion_refinery.records.run_dir import RunDir
-from emotion_refinery.util.ranges import EPOCHS, PATIENCE, SEED, Range, check_ranges
+from emotion_refinery.util.ranges import EPOCHS, PATIENCE, SEED, Range
+from emotion_refinery.util.settings import check_settings
 from tf_records.atomic import atomic_path, write_bytes, write_json
 
-__all__ = ["MLEEConfig", "run_mlee", "SPEEDS", "TRAIN_ON"]
+__all__ = ["MLEEConfig", "run_mlee", "SPEEDS", "TRAIN_ON", "HELP", "CHOICES", "RANGES"]
 
 #: ``--speed-perturb``: every training utterance once at each of these speeds per epoch (the publication's).
 SPEEDS = (0.9, 1.0, 1.1)
@@ -70,25 +71,13 @@ class MLEEConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise EmorefineError(f"Received: variant={self.variant!r}; expected one of {', '.join(VARIANTS)}")
-        if self.head not in HEADS:
-            raise EmorefineError(f"Received: head={self.head!r}; expected one of {', '.join(HEADS)}")
-        if self.train_on not in TRAIN_ON:
-            raise EmorefineError(f"Received: train_on={self.train_on!r}; expected one of {', '.join(TRAIN_ON)}")
+        check_settings(self, choices=CHOICES, ranges=RANGES)
         if self.train_on == "all" and self.variant in ("hard", "soft"):
             raise EmorefineError(f"Received: train_on='all' with variant={self.variant!r}; the utterances without "
                                  "a majority train the MLEE model only: expected variant mlee, pretrain or fusion")
-        for flag in ("speed_perturb", "speaker_norm"):
-            if not isinstance(getattr(self, flag), bool):
-                raise EmorefineError(f"Received: {flag}={getattr(self, flag)!r}; expected true or false")
         if self.speaker_norm and self.train_on == "all":
             raise EmorefineError("Received: speaker_norm=True with train_on='all'; the speaker statistics cover the "
                                  "labelled utterances only: expected train_on='dominant' with speaker_norm")
-        if self.backbone not in backbone_names("utterances"):
-            raise EmorefineError(f"Received: backbone={self.backbone!r}; expected one of "
-                                 f"{', '.join(backbone_names('utterances'))}")
-        check_ranges(self, RANGES)
 
 
 #: The range of every numeric setting of :class:`MLEEConfig` (``mlee --help`` shows them; ``lr`` None: the
@@ -99,6 +88,39 @@ RANGES: dict[str, Range] = {
     "batch_size": Range(1, 4096),
     "lr": Range(0, 1, integer=False, low_open=True),
     "seed": SEED,
+}
+
+#: Settings of :class:`MLEEConfig` whose value is one name of a fixed list.
+CHOICES = {"variant": VARIANTS, "backbone": tuple(backbone_names("utterances")), "head": HEADS,
+           "train_on": TRAIN_ON}
+
+#: What each setting does, as ``mlee --help`` shows it (the flag is ``--`` and the name with dashes; the CLI
+#: appends the default, but for ``lr``, whose default is said here). Every field is a flag; a new setting is a
+#: field above and an entry here.
+HELP = {
+    "variant": "hard / soft: the dominant-emotion classifier on one-hot labels / soft vote targets; mlee: sigmoid "
+               "existence outputs; pretrain: the MLEE model fine-tuned (its encoder frozen, its Dense 64 and a new "
+               "output layer trained); fusion: the MLEE and soft encoders side by side, frozen but for their Dense "
+               "64, and a new output layer.",
+    "backbone": "Utterance model.",
+    "epochs": "Most epochs per model.",
+    "patience": "Epochs without a lower validation loss before a model stops.",
+    "batch_size": "Utterances per training step.",
+    "lr": "Adam learning rate of the variant's last stage.  [default: as published: "
+          + ", ".join(f"{v} {r:g}" for v, r in LEARNING_RATES.items()) + "]",
+    "head": "How pretrain / fusion train their classifier part: adam, as published (--lr, --epochs; Dense 64 and the "
+            "new output layer); probe, the output layer alone fitted to convergence (logistic regression on the "
+            "frozen embeddings, its L2 strength chosen on the validation fold), for corpora too small for the "
+            "published rates.",
+    "speed_perturb": "Train on every utterance at speeds 0.9, 1.0 and 1.1 each epoch (tempo and pitch scaled in the "
+                     "spectrogram; records built with --sequences spectrogram), as published.",
+    "speaker_norm": "Z-normalise each speaker's frames with that speaker's own mean and std over all their "
+                    "utterances (no labels), as lcw --speaker-norm; not with --train-on all.",
+    "train_on": "dominant: every model learns from the utterances with a majority label; all: the MLEE model (of "
+                "mlee, pretrain, fusion) also from the records' utterances without one (build-records --no-majority "
+                "keep), positives of the classes any annotator chose and negatives of the rest, as published. The "
+                "test folds are scored on the labelled utterances.",
+    "seed": "Seed of the folds' trainings (each fold derives its own).",
 }
 
 

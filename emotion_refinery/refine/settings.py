@@ -18,7 +18,8 @@ from emotion_refinery.decision.choices import DECISION_RULES, SPEAKER_NORM_MODES
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.models.backbones import BACKBONES, backbone_names
 from emotion_refinery.refine.rules import RULES, alpha_schedule
-from emotion_refinery.util.ranges import EPOCHS, PATIENCE, ROUNDS, SEED, SHARE, Range, check_ranges
+from emotion_refinery.util.ranges import EPOCHS, PATIENCE, ROUNDS, SEED, SHARE, Range
+from emotion_refinery.util.settings import check_choice, check_settings
 
 __all__ = ["RefineConfig", "resolve_config", "load_config_file", "REFINE_PRESETS", "TARGETS", "CACHE_MODES",
            "SEGMENT_SOURCES", "UTTERANCE_CLASSIFIERS", "HELP", "CHOICES", "RANGES", "check_for_records"]
@@ -45,10 +46,6 @@ EARLY_STOPPING = ("fold", "none")
 
 #: "memory": parsed training segments stay in memory after the first epoch; "none": re-read every epoch.
 CACHE_MODES = ("memory", "none")
-
-#: Where training and evaluation read segments: "segments", the segment shards; "sequences", cut on the fly
-#: from the log-Mel sequence shards (records built with ``--sequences log-mel``), the same segments bit for bit,
-#: with the utterances' frames cached instead of their segments (1/32 of the bytes at a 1-frame hop).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,21 +85,15 @@ class RefineConfig:
     def __post_init__(self) -> None:
         if isinstance(self.speaker_norm, bool):  # runs and configs made when it was a switch
             object.__setattr__(self, "speaker_norm", "on" if self.speaker_norm else "off")
-        if self.speaker_norm not in SPEAKER_NORM_MODES:
-            raise EmorefineError(f"Received: speaker_norm={self.speaker_norm!r}; expected one of "
-                                 f"{', '.join(SPEAKER_NORM_MODES)}")
-        check_ranges(self, RANGES)
-        if self.min_epochs >= self.epochs and self.early_stopping == "fold":  # without early stopping it is unused
-            raise EmorefineError(f"Received: min_epochs={self.min_epochs!r} with epochs={self.epochs!r}; expected "
-                                 "min_epochs < epochs (early stopping counts epochs from min_epochs on)")
+        check_settings(self, choices=CHOICES, ranges=RANGES)
         if self.backbone not in backbone_names("segments"):
             other = (" (it reads whole utterances, not refine's segments)" if self.backbone in BACKBONES else "")
             raise EmorefineError(f"Received: backbone={self.backbone!r}{other}; expected one of "
                                  f"{', '.join(backbone_names('segments'))}")
-        if self.rule not in RULES:
-            raise EmorefineError(f"Received: rule={self.rule!r}; expected one of {', '.join(RULES)}")
-        if self.targets not in TARGETS:
-            raise EmorefineError(f"Received: targets={self.targets!r}; expected one of {', '.join(TARGETS)}")
+        check_choice("rule", self.rule, tuple(RULES))
+        if self.min_epochs >= self.epochs and self.early_stopping == "fold":  # without early stopping it is unused
+            raise EmorefineError(f"Received: min_epochs={self.min_epochs!r} with epochs={self.epochs!r}; expected "
+                                 "min_epochs < epochs (early stopping counts epochs from min_epochs on)")
         if RULES[self.rule].learned and self.targets == "cross-fit":
             raise EmorefineError(f"Received: rule={self.rule!r} with targets={self.targets!r}; the lcw rule learns "
                                  "each split's targets itself (no teachers): expected targets='self' (or 'oof', "
@@ -110,27 +101,13 @@ class RefineConfig:
         if RULES[self.rule].learned and self.early_stopping != "fold":
             raise EmorefineError(f"Received: rule={self.rule!r} with early_stopping={self.early_stopping!r}; the lcw "
                                  "rule picks its best epoch on the validation fold: expected early_stopping='fold'")
-        if self.early_stopping not in EARLY_STOPPING:
-            raise EmorefineError(f"Received: early_stopping={self.early_stopping!r}; expected one of "
-                                 f"{', '.join(EARLY_STOPPING)}")
         if RULES[self.rule].learned and self.mixup:
             raise EmorefineError(f"Received: rule={self.rule!r} with mixup={self.mixup!r}; mixup mixes the "
                                  "targets that lcw learns per segment: expected mixup=0")
-        if self.label_source not in LABEL_SOURCES:
-            raise EmorefineError(f"Received: label_source={self.label_source!r}; expected one of "
-                                 f"{', '.join(LABEL_SOURCES)}")
         if self.label_noise and self.label_source != "labels":
             raise EmorefineError(f"Received: label_noise={self.label_noise!r} with label_source="
                                  f"{self.label_source!r}; planted noise flips the utterance labels: expected "
                                  "label_source='labels'")
-        if self.utterance_classifier not in UTTERANCE_CLASSIFIERS:
-            raise EmorefineError(f"Received: utterance_classifier={self.utterance_classifier!r}; expected one of "
-                                 f"{', '.join(UTTERANCE_CLASSIFIERS)}")
-        if self.segments_from not in SEGMENT_SOURCES:
-            raise EmorefineError(f"Received: segments_from={self.segments_from!r}; expected one of "
-                                 f"{', '.join(SEGMENT_SOURCES)}")
-        if self.cache not in CACHE_MODES:
-            raise EmorefineError(f"Received: cache={self.cache!r}; expected one of {', '.join(CACHE_MODES)}")
         try:
             alpha_schedule(self.alpha, self.rounds - 1)
         except EmorefineError:
@@ -305,8 +282,6 @@ def resolve_config(*, preset: str | None = None, config_file: str | os.PathLike 
     # The preset: the argument, else the config file's, else ``default_preset`` (the records' own).
     preset = preset or file_values.get("preset") or default_preset
     if preset is not None:
-        if preset not in REFINE_PRESETS:
-            raise EmorefineError(f"Received: preset={preset!r}; expected one of {', '.join(REFINE_PRESETS)}")
         values.update(get_preset(preset).training, preset=preset)
     values.update({k: v for k, v in file_values.items() if k != "preset"})
     unknown = sorted(set(flags) - FIELDS)
