@@ -23,9 +23,9 @@ from pathlib import Path
 
 from _common import machine, write_section
 
+from emotion_refinery.data.feature_config import SEGMENT_SOURCES
 from emotion_refinery.data.folds import split_folds
 from emotion_refinery.records.manifest import RecordsManifest
-from emotion_refinery.data.feature_config import SEGMENT_SOURCES
 
 
 def measure(records: Path, labels: Path, source: str, stride: int, epochs: int) -> dict:
