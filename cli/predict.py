@@ -38,8 +38,9 @@ def predict(run_dir, audio, output, round_, fmt):
     """
     from emotion_refinery.api import find_sidecar, load
     from emotion_refinery.data.audio import unreadable
+    from emotion_refinery.decision.deciders import MIN_SPEAKER_FILES, normalises_per_speaker
     from emotion_refinery.errors import EmorefineError
-    from emotion_refinery.outputs.inference import MIN_SPEAKER_FILES, leaky_choice_note
+    from emotion_refinery.outputs.inference import leaky_choice_note
 
     if output:
         options.check_output_file(output)
@@ -58,11 +59,12 @@ def predict(run_dir, audio, output, round_, fmt):
             predictor.set_speaker(audio)
         except AudioError as e:
             options.fail(f"no file could be predicted: {e}", 1)
-    if predictor.speaker_norm or predictor.utterance_classifier == "speaker-forest":
+    per_speaker_rule = normalises_per_speaker(predictor.utterance_classifier)
+    if predictor.speaker_norm or per_speaker_rule:
         click.echo(f"this run normalises per speaker: the {len(audio)} file(s) given are taken as one speaker's "
                    "audio (run predict once per speaker)", err=True)
     results = predictor.predict_all(audio)
-    if any(r.decided_by == "mean-ep" for r in results) and predictor.utterance_classifier == "speaker-forest":
+    if per_speaker_rule and any(r.decided_by != predictor.utterance_classifier for r in results if not r.error):
         click.echo(f"decided by the mean profile: this run's forest needs {MIN_SPEAKER_FILES}+ readable files of "
                    "the speaker to normalise their statistics", err=True)
     classes = predictor.classes

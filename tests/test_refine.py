@@ -393,7 +393,7 @@ def test_speaker_forest_normalises_each_speakers_statistics_by_their_own(quick_r
     paths = [u["path"] for u in utts if u["speaker"] == speakers[0]]
     together = predictor.predict_all(paths)
     assert {p.decided_by for p in together} == {"speaker-forest"}
-    x_new = speaker_normalise(np.stack([ep_statistics(p.profile) for p in together]), [None] * len(together))
+    x_new = speaker_normalise(np.stack([ep_statistics(p.profile) for p in together]), ["one"] * len(together))
     np.testing.assert_allclose([p.probabilities for p in together],
                                forest_probabilities(predictor.forest, x_new, len(predictor.classes)))
     alone = predictor.predict(paths[0])

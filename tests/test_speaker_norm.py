@@ -104,6 +104,36 @@ def test_an_utterance_without_speaker_is_normalised_by_its_own_frames(built):
     np.testing.assert_allclose(scale[0], np.sqrt(frames.var(axis=0) + EPSILON), atol=2e-3)
 
 
+def test_the_bands_and_the_speaker_forest_group_utterances_alike(built):
+    """One grouping: the log-Mel tables' groups and the speaker-forest's statistics put an utterance without
+    speaker in a group of its own, and predict's files of one call in one group."""
+    from emotion_refinery.decision.deciders import UTTERANCE_RULES
+    from emotion_refinery.decision.utterance import ep_statistics, speaker_normalise
+    from emotion_refinery.records.speaker_norm import ONE_SPEAKER
+
+    data = copy.deepcopy(built.data)
+    for u in data["utterances"][:2]:
+        u["speaker"] = None
+    manifest = RecordsManifest(built.root, data)
+    speakers = [u.get("speaker") for u in manifest.utterances]
+    groups = speaker_groups(manifest)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(len(speakers), 5))
+    # the same partition: normalising by the bands' groups equals normalising by the speakers
+    np.testing.assert_array_equal(speaker_normalise(x, speakers), speaker_normalise(x, groups))
+    assert np.all(speaker_normalise(x, speakers)[:2] == 0)  # each alone, not pooled with the other
+    # the speaker-forest's statistics of the run's utterances group the same way
+    q = rng.dirichlet(np.ones(3), size=len(speakers))
+    each, n = np.arange(len(speakers)), len(speakers)  # one segment per utterance
+    plain = UTTERANCE_RULES["forest"].statistics(q, each, n)
+    np.testing.assert_allclose(UTTERANCE_RULES["speaker-forest"].statistics(q, each, n, speakers),
+                               speaker_normalise(plain, groups))
+    # predict's files of one call: one speaker
+    profiles = [rng.dirichlet(np.ones(3), size=4) for _ in range(3)]
+    plain = np.stack([ep_statistics(p) for p in profiles])
+    np.testing.assert_allclose(speaker_normalise(plain, [ONE_SPEAKER] * 3), speaker_normalise(plain, ["s"] * 3))
+
+
 def test_normalised_segments_have_zero_mean_and_unit_variance_per_speaker(built):
     tables = speaker_tables(built)
     x = np.concatenate([b.numpy()[..., 0] for b in

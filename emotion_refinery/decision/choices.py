@@ -27,14 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from emotion_refinery.decision.utterance import (
-    decision_scores,
-    fit_forest,
-    forest_probabilities,
-    mean_ep_decisions,
-    speaker_normalise,
-    utterance_features,
-)
+from emotion_refinery.decision.deciders import UTTERANCE_RULES, utterance_rule
+from emotion_refinery.decision.utterance import decision_scores, fit_forest, speaker_normalise
 from emotion_refinery.errors import EmorefineError
 
 __all__ = ["SPEAKER_NORM_MODES", "DECISION_RULES", "band_functionals", "choose_speaker_norm", "speaker_norm_choices",
@@ -43,12 +37,9 @@ __all__ = ["SPEAKER_NORM_MODES", "DECISION_RULES", "band_functionals", "choose_s
 #: ``--speaker-norm``: chosen per split (auto), always, never.
 SPEAKER_NORM_MODES = ("auto", "on", "off")
 
-#: The utterance decision rules, simplest first (ties go to the earlier one).
-DECISION_RULES = ("mean-ep", "forest", "speaker-forest")
-
-def _groups(speakers: Sequence[str | None], ids: Sequence[str] | None = None) -> list[str]:
-    """Normalisation group per utterance: its speaker, else the utterance alone (as the log-Mel tables group)."""
-    return [f"speaker:{s}" if s else f"utterance:{ids[i] if ids else i}" for i, s in enumerate(speakers)]
+#: The names of the utterance decision rules (:data:`~emotion_refinery.decision.deciders.UTTERANCE_RULES`), simplest
+#: first (ties go to the earlier one).
+DECISION_RULES = tuple(UTTERANCE_RULES)
 
 
 def band_functionals(stats: dict[str, np.ndarray]) -> np.ndarray:
@@ -117,31 +108,35 @@ class ProfileDecider:
     Args:
         profiles: segment probabilities ``(n_segments, K)``; ``utterance_index``: ``(n_segments,)``.
         labels: the classes the forests train on, ``(n_utterances,)``; ``folds``: fold of every utterance.
-        speakers: speaker per utterance (``None``: unknown) for ``speaker-forest``.
+        speakers: speaker per utterance (``None``: a group of its own) for ``speaker-forest``.
     """
 
     def __init__(self, profiles: np.ndarray, utterance_index: np.ndarray, labels: np.ndarray, folds: np.ndarray,
                  speakers: Sequence[str | None], *, n_classes: int, seed: int = 0):
         n = len(labels)
         self.labels, self.folds, self.n_classes, self.seed = np.asarray(labels), np.asarray(folds), n_classes, seed
-        plain = utterance_features(profiles, utterance_index, n)
-        self.features = {"forest": plain, "speaker-forest": speaker_normalise(plain, list(speakers))}
-        self.mean_ep = mean_ep_decisions(profiles, utterance_index, n)
+        self._profiles, self._utterance_index, self._n = profiles, utterance_index, n
+        self.features = {r.name: r.statistics(profiles, utterance_index, n, list(speakers))
+                         for r in UTTERANCE_RULES.values() if r.forest}
+        self._decided: dict[str, np.ndarray] = {}
         self._forests: dict[tuple, Any] = {}
 
     def probabilities(self, rule: str, test_fold: int, excluded: frozenset = frozenset()) -> np.ndarray:
         """Class probabilities of fold ``test_fold``'s utterances by ``rule``, a forest trained on the folds
         neither ``test_fold`` nor in ``excluded``: ``(n_test, K)``."""
         test = self.folds == test_fold
-        if rule == "mean-ep":
-            return self.mean_ep[test]
-        if rule not in self.features:
-            raise EmorefineError(f"Received: rule={rule!r}; expected one of {', '.join(DECISION_RULES)}")
+        decider = utterance_rule(rule)
+        if not decider.forest:
+            if rule not in self._decided:
+                self._decided[rule] = decider.decide(self._profiles, self._utterance_index, self._n,
+                                                     n_classes=self.n_classes)
+            return self._decided[rule][test]
         left_out = frozenset({test_fold}) | excluded  # split k's inner fold j trains as split j's inner fold k
         if (rule, left_out) not in self._forests:
             train = ~np.isin(self.folds, list(left_out))
             self._forests[rule, left_out] = fit_forest(self.features[rule][train], self.labels[train], seed=self.seed)
-        return forest_probabilities(self._forests[rule, left_out], self.features[rule][test], self.n_classes)
+        return decider.decide(self._profiles, self._utterance_index, self._n, n_classes=self.n_classes,
+                              forest=self._forests[rule, left_out], statistics=self.features[rule][test])
 
     def inner_scores(self, held_out: int, rules: Sequence[str]) -> dict[str, float]:
         """UA of each rule by leave-one-fold-out over the folds ≠ ``held_out`` (its labels never used)."""

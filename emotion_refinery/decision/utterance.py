@@ -25,6 +25,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import confusion_matrix, f1_score
 
 from emotion_refinery.errors import EmorefineError
+from emotion_refinery.records.speaker_norm import normalisation_groups
 
 __all__ = [
     "STATISTICS",
@@ -292,7 +293,9 @@ def speaker_normalise(features: np.ndarray, speakers: list) -> np.ndarray:
 
     Args:
         features: ``(n_utterances, n_features)``.
-        speakers: ``n_utterances`` speaker names; ``None`` entries form one group, ``"unknown"``.
+        speakers: ``n_utterances`` speaker names, grouped by
+            :func:`~emotion_refinery.records.speaker_norm.normalisation_groups`: a ``None`` entry is a group of
+            its own (as the log-Mel bands group); give the same name to rows of one speaker.
 
     Returns:
         float64 ``(n_utterances, n_features)``; a feature constant within a speaker becomes 0 there.
@@ -301,7 +304,7 @@ def speaker_normalise(features: np.ndarray, speakers: list) -> np.ndarray:
     if x.ndim != 2 or len(speakers) != x.shape[0]:
         raise EmorefineError(f"Received: features of shape {x.shape}, {len(speakers)} speakers; expected "
                              "(n_utterances, n_features) and one speaker per row")
-    groups = np.array(["unknown" if s is None else str(s) for s in speakers])
+    groups = np.array(normalisation_groups(list(speakers)))
     out = np.empty_like(x)
     for g in np.unique(groups):
         rows = groups == g

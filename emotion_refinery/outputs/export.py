@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from emotion_refinery import __version__
+from emotion_refinery.decision.deciders import utterance_rule
 from emotion_refinery.errors import EmorefineError
 from tf_records.atomic import atomic_path, write_json
 
@@ -134,9 +135,9 @@ def _refine_graph(predictor) -> tuple[Any, dict]:
                                          inputs["speaker_scale"], f, EPSILON)
     folds = [portable_model(layer) for layer in predictor.model.layers if isinstance(layer, keras.Model)]
     profile = _average([m(segs) for m in folds], "ensemble")
-    rule = predictor.utterance_classifier
-    in_graph = "forest" if rule == "forest" else "mean-ep"
-    if in_graph == "forest":
+    rule = utterance_rule(predictor.utterance_classifier)
+    in_graph = utterance_rule(rule.in_graph)
+    if in_graph.forest:
         probabilities = graphs.forest(graphs.ep_statistics(profile, k), predictor.forest, k)
     else:
         probabilities = graphs.mean_profile(profile)
@@ -144,11 +145,9 @@ def _refine_graph(predictor) -> tuple[Any, dict]:
     outputs.update(probabilities=probabilities, profile=profile,
                    start_seconds=(ops.cumsum(ops.ones_like(profile[:, 0])) - 1.0) * step)
     model = keras.Model(inputs, outputs, name=f"emorefine_round_{predictor.t:02d}")
-    notes = {"decision": in_graph}
-    if rule == "speaker-forest":
-        notes["decision_note"] = ("the run decides with a forest on speaker-normalised profile statistics, which one "
-                                  "file alone cannot give; the model decides by the mean profile, as `predict` "
-                                  "does for a single file")
+    notes = {"decision": in_graph.name}
+    if rule.graph_note:
+        notes["decision_note"] = rule.graph_note
     return model, notes
 
 
@@ -229,13 +228,13 @@ def decision_agreement(predictor) -> dict[str, int]:
     ``predictor``'s NumPy / scikit-learn decision, on the stored profiles of the run's utterances."""
     import keras
 
-    from emotion_refinery.decision.utterance import ep_statistics, forest_probabilities
     from emotion_refinery.outputs import graphs
 
     k = len(predictor.classes)
 
     profile = keras.Input((k,), name="profile")
-    if predictor.utterance_classifier == "forest":
+    in_graph = utterance_rule(utterance_rule(predictor.utterance_classifier).in_graph)
+    if in_graph.forest:
         decide = keras.Model(profile, graphs.forest(graphs.ep_statistics(profile, k), predictor.forest, k))
     else:
         decide = keras.Model(profile, graphs.mean_profile(profile))
@@ -249,10 +248,7 @@ def decision_agreement(predictor) -> dict[str, int]:
         if not len(ep):
             continue
         graph = np.asarray(decide(ep.astype(np.float32)))[0]
-        if predictor.utterance_classifier == "forest":
-            ref = forest_probabilities(predictor.forest, ep_statistics(ep)[None], k)[0]
-        else:
-            ref = ep.mean(axis=0)
+        ref = in_graph.decide_files([ep], n_classes=k, forest=predictor.forest)[0]
         same, total = same + int(graph.argmax() == ref.argmax()), total + 1
     return {"utterances": total, "same_label": same}
 

@@ -21,13 +21,8 @@ from emotion_refinery.data import audio as audio_module
 from emotion_refinery.data.feature_config import FeatureConfig
 from emotion_refinery.data.features import frames_of, segment, segment_starts
 from emotion_refinery.decision.choices import majority
-from emotion_refinery.decision.utterance import (
-    classifier_features,
-    ep_statistics,
-    fit_forest,
-    forest_probabilities,
-    speaker_normalise,
-)
+from emotion_refinery.decision.deciders import MIN_SPEAKER_FILES, utterance_rule
+from emotion_refinery.decision.utterance import fit_forest
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.outputs.report import chosen_round
 from emotion_refinery.records.run_dir import RunDir, load_run
@@ -35,10 +30,6 @@ from emotion_refinery.records.speaker_norm import shift_and_scale, tiled_sums
 
 __all__ = ["Predictor", "Prediction", "default_round", "deployed_choices", "leaky_choice_note", "ensemble_model",
            "stream_frames", "MIN_SPEAKER_FILES"]
-
-#: Readable files a ``speaker-forest`` run needs in one call to normalise their statistics as one speaker's.
-MIN_SPEAKER_FILES = 2
-
 
 def default_round(run_dir: str | os.PathLike) -> int:
     """The round ``predict`` and ``export`` use without ``--round``: the best by validation-fold UA, or the
@@ -138,7 +129,7 @@ class Prediction:
     profile: np.ndarray | None = None  # (n_segments, K)
     probabilities: np.ndarray | None = None  # (K,) utterance-level
     label: str | None = None
-    decided_by: str | None = None  # "forest", "speaker-forest" or "mean-ep"
+    decided_by: str | None = None  # the name of the rule that decided (decision.deciders.UTTERANCE_RULES)
 
 
 class Predictor:
@@ -165,13 +156,14 @@ class Predictor:
         self.speaker: tuple[np.ndarray, np.ndarray] | None = None
         #: how an utterance is decided from its profile: the run's rule, or the one most splits chose (auto)
         self.utterance_classifier = chosen["utterance_classifier"]
+        self.rule = utterance_rule(self.utterance_classifier)
         self.forest = None
-        if self.utterance_classifier != "mean-ep":
+        if self.rule.forest:
             # The forest of the report's evaluation, refit on every utterance of the run (same seed).
             utts = self.manifest.utterances
-            speakers = [u.get("speaker") for u in utts] if self.utterance_classifier == "speaker-forest" else None
-            x = classifier_features(self.run.load_predictions(self.t, self.manifest),
-                                    self.manifest.segment_table()["utterance"], len(utts), speakers=speakers)
+            x = self.rule.statistics(self.run.load_predictions(self.t, self.manifest),
+                                     self.manifest.segment_table()["utterance"], len(utts),
+                                     [u.get("speaker") for u in utts])
             self.forest = fit_forest(x, np.array([u["label_index"] for u in utts]), seed=record["config"]["seed"])
 
     def set_speaker(self, paths: list[str | os.PathLike]) -> dict[str, str]:
@@ -270,17 +262,8 @@ class Predictor:
             results.append(Prediction(name, start_seconds=segment_starts(len(ep), f),
                                       profile=ep))
         done = [r for r in results if r.error is None]
-        by = self.utterance_classifier
-        if by == "speaker-forest" and len(done) < MIN_SPEAKER_FILES:
-            by = "mean-ep"
-        if done and by == "mean-ep":
-            means = np.stack([r.profile.mean(axis=0) for r in done])
-            probabilities = means / means.sum(axis=1, keepdims=True)
-        elif done:
-            x = np.stack([ep_statistics(r.profile) for r in done])
-            if by == "speaker-forest":
-                x = speaker_normalise(x, [None] * len(done))
-            probabilities = forest_probabilities(self.forest, x, len(self.classes))
-        for r, proba in zip(done, probabilities if done else []):
-            r.probabilities, r.label, r.decided_by = proba, self.classes[int(np.argmax(proba))], by
+        rule = self.rule.for_files(len(done))
+        probabilities = rule.decide_files([r.profile for r in done], n_classes=len(self.classes), forest=self.forest)
+        for r, proba in zip(done, probabilities):
+            r.probabilities, r.label, r.decided_by = proba, self.classes[int(np.argmax(proba))], rule.name
         return results

@@ -15,6 +15,8 @@ of the stored sequences counts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from emotion_refinery.data.feature_config import FeatureConfig
@@ -22,8 +24,8 @@ from emotion_refinery.data.features import segment
 from emotion_refinery.records.manifest import RecordsManifest
 from tf_records.schema import POSITION, SEGMENT, UTTERANCE
 
-__all__ = ["speaker_groups", "utterance_statistics", "speaker_tables", "sequence_tables", "tiled_sums",
-           "shift_and_scale", "EPSILON"]
+__all__ = ["normalisation_groups", "speaker_groups", "utterance_statistics", "speaker_tables", "sequence_tables",
+           "tiled_sums", "shift_and_scale", "EPSILON", "ONE_SPEAKER"]
 
 #: Added to a band's variance before the square root, so a near-constant band is not blown up.
 EPSILON = 1e-3
@@ -52,9 +54,21 @@ def shift_and_scale(count: int, total: np.ndarray, total_sq: np.ndarray) -> tupl
     return mean.astype(np.float32), np.sqrt(var + EPSILON).astype(np.float32)
 
 
+def normalisation_groups(speakers: Sequence[str | None], ids: Sequence[str] | None = None) -> list[str]:
+    """The normalisation group of every utterance: ``speaker:<name>`` for its speaker, else ``utterance:<id>``
+    (``ids[i]``, or its position), a group of its own — the one grouping of every per-speaker normalisation
+    (log-Mel bands, the baseline's and the ``speaker-forest`` rule's statistics). ``predict`` names the files of
+    one call as one speaker (:data:`ONE_SPEAKER`)."""
+    return [f"speaker:{s}" if s else f"utterance:{ids[i] if ids is not None else i}" for i, s in enumerate(speakers)]
+
+
+#: The speaker ``predict`` gives every file of one call: they are one speaker's audio.
+ONE_SPEAKER = "the files of this call"
+
+
 def speaker_groups(manifest: RecordsManifest) -> list[str]:
-    """The normalisation group of every utterance, in index order: its speaker, else its own id."""
-    return [f"speaker:{u['speaker']}" if u.get("speaker") else f"utterance:{u['id']}" for u in manifest.utterances]
+    """The normalisation group of every utterance of ``manifest``, in index order (:func:`normalisation_groups`)."""
+    return normalisation_groups([u.get("speaker") for u in manifest.utterances], [u["id"] for u in manifest.utterances])
 
 
 def utterance_statistics(manifest: RecordsManifest, *, batch_size: int = 2048) -> dict[str, np.ndarray]:

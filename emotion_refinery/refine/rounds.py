@@ -36,6 +36,7 @@ from emotion_refinery.decision.choices import (
     nested_rounds,
     speaker_norm_choices,
 )
+from emotion_refinery.decision.deciders import AUTO_DESCRIPTION, UTTERANCE_RULES
 from emotion_refinery.decision.utterance import decision_scores, ep_entropy, mean_ep_decisions
 from emotion_refinery.errors import EmorefineError, RecordsError
 from emotion_refinery.outputs.report import write_reports
@@ -224,13 +225,8 @@ def _alpha_of(config: RefineConfig, t: int) -> float | None:
     return PEPR_ALPHA if config.rule == "pepr" else None
 
 
-UTTERANCE_CLASSIFIER_DESCRIPTIONS = {
-    "forest": "random forest on 8 EP statistics per class, same folds",
-    "speaker-forest": "random forest on 8 EP statistics per class, z-normalised per speaker, same folds",
-    "mean-ep": "the class of the highest mean segment probability (mean EP)",
-    "auto": "the rule each split chose on its other folds' profiles (mean EP; the forest on 8 EP statistics per "
-            "class; or that forest on statistics z-normalised per speaker)",
-}
+UTTERANCE_CLASSIFIER_DESCRIPTIONS = {**{r.name: r.description for r in UTTERANCE_RULES.values()},
+                                     "auto": AUTO_DESCRIPTION}
 
 
 def choose_speaker_norm(run: RunDir, manifest: RecordsManifest, config: RefineConfig,
