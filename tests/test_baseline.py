@@ -146,7 +146,7 @@ def test_cache_is_reused_and_keyed_by_manifest_and_version(opensmile, records, m
     def no_opensmile(*args, **kw):
         raise AssertionError("openSMILE called although the features are cached")
 
-    monkeypatch.setattr(B, "_smile", no_opensmile)
+    monkeypatch.setattr(B, "egemaps_of_file", no_opensmile)
     again = B.run_baseline(records, workers=1)
     assert len(calls) == 1 and again["cached"] is True
     assert again["confusion"] == first["confusion"] and again["predictions"] == first["predictions"]

@@ -22,8 +22,8 @@ from tf_records.atomic import atomic_path
 from tf_records.schema import SegmentSpec, SequenceSpec
 from tf_records.writer import ShardWriter, sha256_file
 
-__all__ = ["extract_frames", "extract_llds", "extract_egemaps", "extract_spectrogram", "read_frames", "cached_frames",
-           "write_feature_shard"]
+__all__ = ["extract_frames", "extract_llds", "extract_egemaps", "egemaps_functionals", "egemaps_of_file",
+           "extract_spectrogram", "read_frames", "cached_frames", "write_feature_shard"]
 
 
 def extract_frames(path: str, cache: str, features: dict[str, Any]) -> tuple[int, int] | str:
@@ -82,20 +82,40 @@ def extract_llds(path: str, cache: str, features: dict[str, Any]) -> int | str:
     return len(frames)
 
 
+_EGEMAPS_SMILE = None  # one openSMILE extractor per (worker) process, made on first use
+
+
+def egemaps_functionals(y: np.ndarray, sr: int) -> np.ndarray:
+    """The :data:`~emotion_refinery.data.feature_config.EGEMAPS` functionals of signal ``y`` at ``sr`` Hz,
+    float32 ``(1, 88)`` (no row where openSMILE gives none): the features of ``emorefine baseline`` and of
+    ``--sequences egemaps``. Runs openSMILE, which aborts a process that has loaded TensorFlow: call it in a
+    worker process (see :func:`extract_llds`)."""
+    global _EGEMAPS_SMILE
+    if _EGEMAPS_SMILE is None:
+        import opensmile
+
+        _EGEMAPS_SMILE = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, EGEMAPS),
+                                         feature_level=opensmile.FeatureLevel.Functionals)
+    return _EGEMAPS_SMILE.process_signal(y, sr).to_numpy(dtype=np.float32)[:1]
+
+
+def egemaps_of_file(path: str, sr: int) -> np.ndarray:
+    """The eGeMAPSv02 functionals of one file decoded with :func:`emotion_refinery.data.audio.load` at ``sr``,
+    float32 ``(88,)`` (:class:`~emotion_refinery.errors.AudioError` for audio that cannot be decoded). Runs
+    openSMILE: call it in a worker process."""
+    return egemaps_functionals(load(path, sr=sr), sr)[0]
+
+
 def extract_egemaps(path: str, cache: str, features: dict[str, Any]) -> int | str:
     """Decode ``path`` and cache its ``--sequences egemaps`` frame: the utterance's eGeMAPSv02 functionals
-    (openSMILE, the same features as ``emorefine baseline``) as one float32 frame; return 1, or the reason
-    the file is unusable. Runs openSMILE: call it in a worker process (see :func:`extract_llds`)."""
-    import opensmile
-
+    (:func:`egemaps_functionals`, the same features as ``emorefine baseline``) as one float32 frame; return 1,
+    or the reason the file is unusable. Runs openSMILE: call it in a worker process."""
     config = FeatureConfig.from_dict(features)
     try:
         y = load(path, sr=config.sr)
     except AudioError as e:
         return str(e)
-    smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, EGEMAPS),
-                            feature_level=opensmile.FeatureLevel.Functionals)
-    frame = smile.process_signal(y, config.sr).to_numpy(dtype=np.float32)[:1]
+    frame = egemaps_functionals(y, config.sr)
     if frame.shape[0] != 1 or not np.isfinite(frame).all():
         return f"no finite {EGEMAPS} functionals ({len(y) / config.sr:.3f} s of audio)"
     _write_cache(cache, frame, len(y))

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from emotion_refinery.data.audio import load
+from emotion_refinery.data.extraction import egemaps_of_file
 from emotion_refinery.data.feature_config import EGEMAPS
 from emotion_refinery.data.label_noise import training_labels
 from emotion_refinery.decision.utterance import decision_scores, speaker_normalise
@@ -63,29 +63,10 @@ def _opensmile():
     return opensmile
 
 
-def _smile():
-    opensmile = _opensmile()
-    return opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, FEATURE_SET),
-                           feature_level=opensmile.FeatureLevel.Functionals)
-
-
-_SMILE = None  # one extractor per worker process, made by _init_worker
-
-
-def _init_worker() -> None:
-    global _SMILE
-    _SMILE = _smile()
-
-
-def _features_of(path: str, sr: int, smile=None) -> np.ndarray:
-    """The eGeMAPSv02 functionals of one file, float32 ``(88,)``."""
-    y = load(path, sr=sr)
-    return (_SMILE if smile is None else smile).process_signal(y, sr).to_numpy(dtype=np.float32)[0]
-
-
 def extract_features(paths: list[str], *, sr: int, workers: int = MAX_WORKERS,
                      progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
-    """eGeMAPSv02 functionals of every file, decoded with :func:`emotion_refinery.data.audio.load` at ``sr`` Hz.
+    """eGeMAPSv02 functionals of every file (:func:`emotion_refinery.data.extraction.egemaps_of_file`), decoded
+    with :func:`emotion_refinery.data.audio.load` at ``sr`` Hz.
 
     Args:
         paths: audio files, ``n`` of them.
@@ -110,8 +91,8 @@ def extract_features(paths: list[str], *, sr: int, workers: int = MAX_WORKERS,
     # openSMILE runs in fresh (spawned) processes only: in a process that has loaded TensorFlow its native
     # code aborts the interpreter (opensmile 2.6 with TensorFlow 2.21), and a fork would copy TensorFlow.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = {pool.submit(_features_of, path, sr): i for i, path in enumerate(paths)}
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {pool.submit(egemaps_of_file, path, sr): i for i, path in enumerate(paths)}
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
             i = futures[future]
             try:
