@@ -36,7 +36,7 @@ def predict(run_dir, audio, output, round_, fmt):
     Files that cannot be used are reported with their reason; the others are still
     predicted. Exit status 1 only when no file could be predicted.
     """
-    from emotion_refinery.api import find_sidecar, load
+    from emotion_refinery.api import load
     from emotion_refinery.data.audio import unreadable
     from emotion_refinery.decision.deciders import MIN_SPEAKER_FILES, normalises_per_speaker
     from emotion_refinery.errors import EmorefineError
@@ -49,8 +49,8 @@ def predict(run_dir, audio, output, round_, fmt):
         raise EmorefineError("Received: " + ", ".join(f"audio={path!r} ({why})" for path, why in missing.items())
                              + "; expected audio files to predict")
     predictor = load(run_dir, t=round_)
-    exported = find_sidecar(run_dir, round_) is not None
-    if round_ is None and not exported and (note := leaky_choice_note(run_dir, predictor.t)):
+    opened = getattr(predictor, "opened", None)  # the run, opened once by load (None: an export folder)
+    if round_ is None and opened is not None and (note := leaky_choice_note(opened, predictor.t)):
         click.echo(note, err=True)
     if predictor.speaker_norm:
         from emotion_refinery.errors import AudioError
@@ -139,11 +139,13 @@ def export(run_dir, round_, formats, output):
     """
     from emotion_refinery.outputs.export import export_run
     from emotion_refinery.outputs.inference import leaky_choice_note
+    from emotion_refinery.records.run_dir import load_run
 
     if output:
         options.check_output_folder(output)
     chosen = tuple(EXPORT_FORMATS) if "all" in formats else tuple(dict.fromkeys(formats))
-    written, sidecar = export_run(run_dir, t=round_, formats=chosen, out_dir=output, skip_failures="all" in formats,
+    opened = load_run(run_dir)
+    written, sidecar = export_run(opened, t=round_, formats=chosen, out_dir=output, skip_failures="all" in formats,
                                   log=lambda line: click.echo(line, err=True))
     for path in written.values():
         click.echo(f"Wrote {path}")
@@ -152,5 +154,5 @@ def export(run_dir, round_, formats, output):
     for fmt, why in meta.get("not_exported", {}).items():
         click.echo(f"not written: {fmt}: {why}", err=True)
     t = meta["round"]
-    if round_ is None and (note := leaky_choice_note(run_dir, t)):
+    if round_ is None and (note := leaky_choice_note(opened, t)):
         click.echo(note, err=True)

@@ -124,10 +124,11 @@ def inspect(path, as_json, utterance_id, round_, dump, truth):
     import numpy as np
 
     from emotion_refinery.records.manifest import RecordsManifest
+    from emotion_refinery.records.run_dir import RunDir
 
     if bool(utterance_id) != bool(dump):
         raise click.BadParameter("--utterance and --dump go together", param_hint="'--dump'")
-    is_run = (Path(path) / "config.json").is_file()
+    is_run = RunDir(path).is_run
     if round_ is not None and not is_run:
         raise click.BadParameter(f"--round is for run directories; {path!r} holds records", param_hint="'--round'")
     if round_ is not None and not dump:
@@ -180,6 +181,7 @@ def _inspect_truth(path, truth, as_json):
 def _inspect_run(path, as_json, utterance_id, round_, dump):
     import numpy as np
 
+    from emotion_refinery.records.run_dir import RunDir
     from emotion_refinery.refine.rounds import utterance_arrays
 
     if dump:
@@ -191,26 +193,13 @@ def _inspect_run(path, as_json, utterance_id, round_, dump):
         click.echo(f"Wrote {dump}: targets and predictions {arrays['predictions'].shape} of {utterance_id}, "
                    f"round {round_}, label {int(arrays['label'])}")
         return
-    report_path = Path(path) / "report.json"
-    if not report_path.is_file():
-        options.fail(f"{path} has no report.json yet (no round has finished)", 2)
-    report = json.loads(report_path.read_text())
+    report = RunDir(path).report()  # emorefine errors: the command group prints them, status 2
     if as_json:
         click.echo(json.dumps(report, indent=1))
         return
-    if report.get("method") == "lcw":  # scores, label changes, weights, the utterances whose label moved
-        from emotion_refinery.outputs.report import lcw_markdown
+    from emotion_refinery.outputs.report import report_markdown
 
-        click.echo(lcw_markdown(report))
-        return
-    if report.get("method") == "mlee":  # scores and emotion existence
-        from emotion_refinery.outputs.report import mlee_markdown
-
-        click.echo(mlee_markdown(report))
-        return
-    from emotion_refinery.outputs.report import markdown
-
-    click.echo(markdown(report))
+    click.echo(report_markdown(report))  # lcw: scores, label changes, weights; mlee: scores and emotion existence
 
 
 @click.command()

@@ -58,17 +58,17 @@ def load(path: str | os.PathLike, *, t: int | None = None):
         return ExportedModel.from_folder(folder, sidecar)
     if t is not None and any(folder.glob("emorefine-round-*.json")):
         raise EmorefineError(f"Received: round={t}; {str(path)!r} holds no export of that round")
-    from emotion_refinery.records.run_dir import load_run
+    from emotion_refinery.records.run_dir import RunDir, load_run
 
-    if not (folder / "config.json").is_file() and any(folder.glob("emorefine-round-*.keras")):
+    if not RunDir(folder).is_run and any(folder.glob("emorefine-round-*.keras")):
         raise EmorefineError(f"Received: {str(path)!r}; an export that did not finish (it has no sidecar "
                              "emorefine-round-RR.json): run `emorefine export` again")
-    _, record, _ = load_run(folder)
-    if record.get("method", "refine") == "refine":
+    opened = load_run(folder)
+    if opened.method == "refine":
         from emotion_refinery.outputs.inference import Predictor
 
-        return Predictor(folder, t=t)
-    return ExportedModel.from_run(folder, t=t)
+        return Predictor(opened, t=t)
+    return ExportedModel.from_run(opened, t=t)
 
 
 class ExportedModel:
@@ -79,10 +79,11 @@ class ExportedModel:
         t: the round the model comes from.
         speaker_norm: whether the model normalises a speaker's bands (see :meth:`set_speaker`).
         utterance_classifier: the run's decision rule; ``decided_by`` says what the model applied.
+        opened: the run it was built from (:meth:`from_run`), else ``None`` (an export folder).
     """
 
-    def __init__(self, model, meta: dict):
-        self.model, self.meta = model, meta
+    def __init__(self, model, meta: dict, opened=None):
+        self.model, self.meta, self.opened = model, meta, opened
         self.classes: list[str] = list(meta["classes"])
         self.t: int = meta["round"]
         self.features = FeatureConfig.from_dict(meta["features"])
@@ -104,15 +105,16 @@ class ExportedModel:
         return cls(keras.saving.load_model(Path(folder) / name), meta)
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, *, t: int | None = None) -> ExportedModel:
-        """The model :func:`emotion_refinery.outputs.export.export_run` would write for ``run_dir``, built in memory."""
+    def from_run(cls, run_dir, *, t: int | None = None) -> ExportedModel:
+        """The model :func:`emotion_refinery.outputs.export.export_run` would write for ``run_dir`` (a path, or its
+        :class:`~emotion_refinery.records.run_dir.OpenRun`), built in memory."""
         from emotion_refinery.outputs.export import decision_model, sidecar_of
         from emotion_refinery.records.run_dir import load_run
 
-        _, record, manifest = load_run(run_dir)
-        model, notes = decision_model(run_dir, t=t)
+        opened = load_run(run_dir)
+        model, notes = decision_model(opened, t=t)
         notes.pop("predictor", None)
-        return cls(model, sidecar_of(model, notes, manifest, record, files={}))
+        return cls(model, sidecar_of(model, notes, opened.manifest, opened.record, files={}), opened)
 
     # -- inputs ----------------------------------------------------------------------------------------
 

@@ -159,3 +159,26 @@ def test_nan_audio_is_reported(predictor, tmp_path):
     y[10] = np.nan
     soundfile.write(tmp_path / "nan.wav", y, SR, subtype="FLOAT")
     assert "NaN" in predictor.predict(tmp_path / "nan.wav").error
+
+
+def test_predict_opens_the_run_once(run_dir, tmp_path, monkeypatch):
+    """One command, one opening: the manifest and report.json are read once, however many functions use them."""
+    from emotion_refinery.records import run_dir as run_dir_module
+
+    counts = {"manifest": 0, "report": 0}
+    load_manifest, read_report = run_dir_module.RecordsManifest.load, run_dir_module.RunDir.report
+
+    def counted_manifest(*args, **kwargs):
+        counts["manifest"] += 1
+        return load_manifest(*args, **kwargs)
+
+    def counted_report(self):
+        counts["report"] += 1
+        return read_report(self)
+
+    monkeypatch.setattr(run_dir_module.RecordsManifest, "load", staticmethod(counted_manifest))
+    monkeypatch.setattr(run_dir_module.RunDir, "report", counted_report)
+    audio = write_wav(tmp_path / "x.wav", tone(500, 1.0))
+    result = CliRunner().invoke(main, ["predict", str(run_dir), str(audio)])
+    assert result.exit_code == 0, result.output
+    assert counts == {"manifest": 1, "report": 1}

@@ -197,17 +197,19 @@ def _sequence_graph(run, record: dict, manifest) -> tuple[Any, dict]:
     return keras.Model(inputs, outputs, name="emorefine_round_00"), notes
 
 
-def decision_model(run_dir: str | os.PathLike, *, t: int | None = None):
-    """The waveform-to-decision model of round ``t`` of a run (default: the round ``predict`` uses), with
+def decision_model(run_dir, *, t: int | None = None):
+    """The waveform-to-decision model of round ``t`` of a run (a path, or its
+    :class:`~emotion_refinery.records.run_dir.OpenRun`; default round: the one ``predict`` uses), with
     ``(model, notes)``; see the module docstring for its inputs and outputs."""
     from emotion_refinery.records.run_dir import load_run
 
-    run, record, manifest = load_run(run_dir)
-    method = record.get("method", "refine")
+    opened = load_run(run_dir)
+    run, record, manifest = opened
+    method = opened.method
     if method == "refine":
         from emotion_refinery.outputs.inference import Predictor
 
-        predictor = Predictor(run_dir, t=t)
+        predictor = Predictor(opened, t=t)
         model, notes = _refine_graph(predictor)
         return model, {**notes, "method": method, "round": predictor.t, "folds": predictor.folds,
                        "speaker_norm": predictor.speaker_norm, "utterance_classifier": predictor.utterance_classifier,
@@ -216,7 +218,7 @@ def decision_model(run_dir: str | os.PathLike, *, t: int | None = None):
         raise EmorefineError(f"Received: round={t}; a {method} run has one round, 0")
     missing = [k for k in range(manifest.n_folds) if not run.is_done(0, k)]
     if missing:
-        raise EmorefineError(f"Received: run={str(run_dir)!r}; its folds {missing} are not finished "
+        raise EmorefineError(f"Received: run={str(run.root)!r}; its folds {missing} are not finished "
                              f"(run `emorefine {method}` again to finish them)")
     model, notes = _sequence_graph(run, record, manifest)
     return model, {**notes, "method": method, "round": 0, "folds": list(range(manifest.n_folds)),
@@ -386,11 +388,12 @@ def sidecar_of(model, notes: dict, manifest, record: dict, files: dict[str, str]
     }
 
 
-def export_run(run_dir: str | os.PathLike, *, t: int | None = None, formats: tuple[str, ...] = ("keras",),
+def export_run(run_dir, *, t: int | None = None, formats: tuple[str, ...] = ("keras",),
                out_dir: str | os.PathLike | None = None, skip_failures: bool = False,
                log=None) -> tuple[dict[str, Path], Path]:
     """Write round ``t``'s waveform-to-decision model (:func:`decision_model`) in each of ``formats``
-    (keys of :data:`EXPORT_FORMATS`) to ``out_dir`` (default: ``RUN_DIR/export``); return
+    (keys of :data:`EXPORT_FORMATS`) to ``out_dir`` (default: ``RUN_DIR/export``); ``run_dir``: a path, or the
+    :class:`~emotion_refinery.records.run_dir.OpenRun` the command opened; return
     ``({format: path}, sidecar path)``. The folder is self-contained: ``predict`` and
     :func:`emotion_refinery.api.load` use it without the run or its records. A format that cannot hold the model
     (TFLite and the BLSTM of ``lcw`` / ``mlee``) raises, or with ``skip_failures`` is left out and named in the
@@ -401,12 +404,13 @@ def export_run(run_dir: str | os.PathLike, *, t: int | None = None, formats: tup
     if bad or not formats:
         raise EmorefineError(f"Received: format={','.join(bad) or '(none)'}; expected one or more of "
                              f"{', '.join(EXPORT_FORMATS)}")
-    run, record, manifest = load_run(run_dir)
-    model, notes = decision_model(run_dir, t=t)
+    opened = load_run(run_dir)
+    run, record, manifest = opened
+    model, notes = decision_model(opened, t=t)
     predictor = notes.pop("predictor", None)
     if predictor is not None:
         notes["agreement"] = decision_agreement(predictor)
-    out = Path(out_dir) if out_dir else run.root / "export"
+    out = Path(out_dir) if out_dir else run.export
     out.mkdir(parents=True, exist_ok=True)
     stem = f"emorefine-round-{notes['round']:02d}"
     paths = {"keras": out / f"{stem}.keras", "savedmodel": out / stem, "tflite": out / f"{stem}.tflite",

@@ -11,7 +11,6 @@ predictions (seeded, so the same every time) — nothing executable is stored.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Iterator
 
@@ -25,29 +24,25 @@ from emotion_refinery.decision.deciders import MIN_SPEAKER_FILES, utterance_rule
 from emotion_refinery.decision.utterance import fit_forest
 from emotion_refinery.errors import AudioError, EmorefineError
 from emotion_refinery.outputs.report import chosen_round
-from emotion_refinery.records.run_dir import RunDir, load_run
+from emotion_refinery.records.run_dir import OpenRun, load_run
 from emotion_refinery.records.speaker_norm import shift_and_scale, tiled_sums
 
 __all__ = ["Predictor", "Prediction", "default_round", "deployed_choices", "leaky_choice_note", "ensemble_model",
            "stream_frames", "MIN_SPEAKER_FILES"]
 
-def default_round(run_dir: str | os.PathLike) -> int:
+def default_round(opened: OpenRun | str | os.PathLike) -> int:
     """The round ``predict`` and ``export`` use without ``--round``: the best by validation-fold UA, or the
     last round of runs without validation scores (:func:`emotion_refinery.outputs.report.chosen_round`).
 
     Never the round with the best test-fold accuracy: choosing by it would choose on test data.
     """
-    path = RunDir(run_dir).report_json
-    if not path.is_file():
-        raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json (no round has finished)")
-    return chosen_round(json.loads(path.read_text())["rounds"])["round"]
+    return chosen_round(load_run(opened).report()["rounds"])["round"]
 
 
-def leaky_choice_note(run_dir: str | os.PathLike, t: int) -> str | None:
+def leaky_choice_note(opened: OpenRun | str | os.PathLike, t: int) -> str | None:
     """A note for a refined round ``t`` chosen by default in a run with the papers' ``oof`` targets, whose
     validation folds (that choose the round) were seen by the refined rounds' teachers; else ``None``."""
-    run = RunDir(run_dir)
-    config = json.loads(run.config.read_text()).get("config", {}) if run.config.is_file() else {}
+    config = load_run(opened).config
     if t == 0 or config.get("targets", "oof") != "oof" or config.get("rule") == "lcw":
         return None
     return (f"note: round {t} was chosen on figures its teachers leaked into: with oof targets a refined round "
@@ -64,16 +59,16 @@ def _check_round(run, manifest, t: int) -> None:
                              f"(rounds with finished folds: {done})")
 
 
-def deployed_choices(run_dir: str | os.PathLike, t: int) -> dict:
+def deployed_choices(opened: OpenRun | str | os.PathLike, t: int) -> dict:
     """What ``predict`` and ``export`` use of round ``t``: ``speaker_norm`` (what most splits chose; ties: off),
     ``folds`` (the fold models trained that way) and ``utterance_classifier`` (the run's rule, or with ``auto``
     the rule most of round ``t``'s splits chose)."""
-    run, record, manifest = load_run(run_dir)
-    splits = run.speaker_norm_splits(manifest.n_folds)
+    opened = load_run(opened)
+    splits = opened.speaker_norm_splits()
     speaker_norm = majority(splits, [False, True])
-    rule = record["config"].get("utterance_classifier", "forest")
+    rule = opened.config.get("utterance_classifier", "forest")
     if rule == "auto":
-        rounds = json.loads(run.report_json.read_text())["rounds"] if run.report_json.is_file() else []
+        rounds = opened.report()["rounds"] if opened.run.has_report else []
         entry = next((r for r in rounds if r["round"] == t), None)
         if entry is None:
             raise EmorefineError(f"Received: round={t}; it has not been evaluated yet (no entry in report.json)")
@@ -82,15 +77,16 @@ def deployed_choices(run_dir: str | os.PathLike, t: int) -> dict:
             "utterance_classifier": rule}
 
 
-def ensemble_model(run_dir: str | os.PathLike, t: int, folds: list[int] | None = None):
+def ensemble_model(opened: OpenRun | str | os.PathLike, t: int, folds: list[int] | None = None):
     """One Keras model averaging round ``t``'s fold models (``folds``; default: those :func:`deployed_choices`
     picks): ``(batch, frames, n_mels, 1)`` → ``(batch, K)``."""
     import keras
 
-    run, _, manifest = load_run(run_dir)
+    opened = load_run(opened)
+    run, manifest = opened.run, opened.manifest
     _check_round(run, manifest, t)
     models = []
-    for k in (deployed_choices(run_dir, t)["folds"] if folds is None else folds):
+    for k in (deployed_choices(opened, t)["folds"] if folds is None else folds):
         model = keras.models.load_model(run.model_path(t, k))  # safe_mode: no arbitrary code on load
         model.name = f"fold_{k:02d}"
         models.append(model)
@@ -136,18 +132,21 @@ class Predictor:
     """Round ``t``'s ensemble plus the utterance forest, ready for new audio.
 
     Args:
-        run_dir: a finished (or partly finished) run directory.
+        run_dir: a finished (or partly finished) run directory, or the :class:`OpenRun` of one (opened once by
+            the command that predicts).
         t: the round; default: the one :func:`default_round` chooses (validation folds, never test folds).
         batch_size: segments per model call.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, *, t: int | None = None, batch_size: int = 1024):
-        self.run, record, self.manifest = load_run(run_dir)
-        self.t = default_round(run_dir) if t is None else t
-        chosen = deployed_choices(run_dir, self.t)
+    def __init__(self, run_dir: OpenRun | str | os.PathLike, *, t: int | None = None, batch_size: int = 1024):
+        #: the run, opened once: what the command that predicts passes on (e.g. to :func:`leaky_choice_note`)
+        self.opened = load_run(run_dir)
+        self.run, record, self.manifest = self.opened
+        self.t = default_round(self.opened) if t is None else t
+        chosen = deployed_choices(self.opened, self.t)
         #: the fold models of the ensemble: those trained with the speaker normalisation most splits chose
         self.folds = chosen["folds"]
-        self.model = ensemble_model(run_dir, self.t, self.folds)
+        self.model = ensemble_model(self.opened, self.t, self.folds)
         self.features = self.manifest.features
         self.classes = self.manifest.classes
         self.batch_size = batch_size

@@ -8,8 +8,6 @@ draws the figures of :mod:`emotion_refinery.outputs.plots` into ``RUN_DIR/plots/
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,13 +20,30 @@ from emotion_refinery.decision.utterance import ep_entropy
 from emotion_refinery.errors import EmorefineError
 from emotion_refinery.records.audit import audit_markdown, leakage_audit
 from emotion_refinery.records.manifest import RecordsManifest
-from emotion_refinery.records.run_dir import RunDir
+from emotion_refinery.records.run_dir import PLOTS_DIR, RunDir, load_run
 from tf_records.atomic import atomic_path, write_bytes, write_json
 
 __all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "last_round", "chosen_round",
-           "best_by_test_ua", "mlee_markdown", "PLOTS_DIR"]
+           "best_by_test_ua", "mlee_markdown", "lcw_markdown", "report_markdown", "report_method", "markdown_table",
+           "confusion_table", "PLOTS_DIR"]
 
-PLOTS_DIR = "plots"
+
+
+def markdown_table(header: list[str], rows: list[list[Any]], align: str) -> list[str]:
+    """The lines of a markdown table: ``header``, the alignment row (``align``: one letter per column, ``l``
+    left, ``r`` right) and one line per row of ``rows`` (cells as ``str`` gives them)."""
+    marks = {"l": "---", "r": "---:"}
+
+    def line(cells) -> str:
+        return "|" + "|".join(f" {c} " if str(c) else " " for c in cells) + "|"
+
+    return [line(header), "|" + "".join(marks[a] + "|" for a in align)] + [line(row) for row in rows]
+
+
+def confusion_table(classes: list[str], confusion: list[list[int]]) -> list[str]:
+    """A confusion matrix as markdown: a row per true class, a column per decided class."""
+    return markdown_table(["", *classes], [[name, *row] for name, row in zip(classes, confusion)],
+                          "l" + "r" * len(classes))
 
 
 def last_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -149,9 +164,7 @@ def markdown(report: dict[str, Any]) -> str:
                       "on the test folds) unless `--round` is given."]
         classes = report["classes"]
         lines += ["", f"## Confusion matrix, round {chosen['round']} (the round `predict` uses; rows true, columns "
-                      "predicted)", "", "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
-        for name, row in zip(classes, chosen["confusion"]):
-            lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+                      "predicted)", ""] + confusion_table(classes, chosen["confusion"])
     if report.get("audit"):  # reports made before the audit have none
         lines += ["", "## Leakage audit", ""] + audit_markdown(report["audit"])
     return "\n".join(lines) + "\n"
@@ -338,9 +351,7 @@ def lcw_markdown(report: dict) -> str:
         lines += [f"| {r['id']} | {r['fold_model']} | {r['given']} | {r['learned']} | {r['probability']:.3f} | "
                   f"{r['weight']:.3f} |" for r in changed[:20]]
     lines += ["", "Confusion matrix (rows: true, columns: decided):", "",
-              "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
-    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
-              for name, row in zip(classes, report["confusion"])]
+              *confusion_table(classes, report["confusion"])]
     return "\n".join(lines) + "\n"
 
 
@@ -368,20 +379,18 @@ def mlee_markdown(report: dict) -> str:
     lines += [f"| {name} | {100 * v['precision']:.1f} | {100 * v['recall']:.1f} | {100 * v['f1']:.1f} | "
               f"{v['support']} |" for name, v in e["per_class"].items()]
     lines += ["", "Confusion matrix (rows: true, columns: decided):", "",
-              "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
-    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
-              for name, row in zip(classes, report["confusion"])]
+              *confusion_table(classes, report["confusion"])]
     return "\n".join(lines) + "\n"
 
 
 def _write_mlee_report(run, report: dict) -> list[Path]:
     from emotion_refinery.outputs import plots
 
-    out = run.root / "plots"
+    out = run.plots
     out.mkdir(exist_ok=True)
     written = [plots.confusion_matrix(np.array(report["confusion"]), report["classes"], out / "confusion.png",
                                       title=f"Confusion matrix, MLEE {report['config']['variant']} (out-of-fold)")]
-    text = mlee_markdown(report) + "\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in written) + "\n"
+    text = mlee_markdown(report) + "\n" + "\n".join(f"![{p.stem}]({PLOTS_DIR}/{p.name})" for p in written) + "\n"
     write_bytes(run.report_md, text.encode())
     return [*written, run.report_md]
 
@@ -390,18 +399,18 @@ def _write_lcw_report(run, report: dict) -> list[Path]:
     """An LC+W run's figures (learned labels and weights; confusion matrix) and its report.md with them."""
     from emotion_refinery.outputs import plots
 
-    out = run.root / "plots"
+    out = run.plots
     out.mkdir(exist_ok=True)
     written = [plots.learned_labels(np.array(report["label_change"]), report["mean_weight"], report["classes"],
                                     out / "learned-labels.png"),
                plots.confusion_matrix(np.array(report["confusion"]), report["classes"], out / "confusion.png",
                                       title="Confusion matrix, LC+W (out-of-fold)")]
-    text = lcw_markdown(report) + "\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in written) + "\n"
+    text = lcw_markdown(report) + "\n" + "\n".join(f"![{p.stem}]({PLOTS_DIR}/{p.name})" for p in written) + "\n"
     write_bytes(run.report_md, text.encode())
     return [*written, run.report_md]
 
 
-def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None = None) -> list[Path]:
+def write_full_report(run_dir, utterances: list[str] | None = None) -> list[Path]:
     """Draw a run's figures into ``RUN_DIR/plots/`` and rewrite ``report.md`` with them.
 
     Figures: WA/UA per round (``accuracy.png``); the confusion matrix of the last round, counts
@@ -412,23 +421,22 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
     before) are removed.
 
     Args:
-        run_dir: a run directory made by ``refine`` with at least one finished round.
+        run_dir: a run directory (or its :class:`~emotion_refinery.records.run_dir.OpenRun`) with a finished
+            round; an ``lcw`` or ``mlee`` run gets its own figures (``utterances`` is for ``refine`` runs).
         utterances: ids whose emotion profiles to draw; ``None`` or empty: :func:`default_utterances`.
 
     Returns:
         The paths written: the PNGs, then ``report.md``.
     """
-    from emotion_refinery.outputs import plots
-    from emotion_refinery.records.run_dir import load_run
+    opened = load_run(run_dir)
+    report = opened.report()
+    return _FULL_REPORTS[report_method(report)](opened, report, utterances)
 
-    run, _, manifest = load_run(run_dir)
-    if not run.report_json.is_file():
-        raise EmorefineError(f"Received: run={str(run_dir)!r}; it has no report.json yet (no round has finished)")
-    report = json.loads(run.report_json.read_text())
-    if report.get("method") == "lcw":
-        return _write_lcw_report(run, report)
-    if report.get("method") == "mlee":
-        return _write_mlee_report(run, report)
+
+def _write_refine_report(opened, report: dict, utterances: list[str] | None) -> list[Path]:
+    from emotion_refinery.outputs import plots
+
+    run, manifest = opened.run, opened.manifest
     report["baseline"] = load_baseline(manifest.root)  # a baseline run after refine counts too
     report.setdefault("audit", leakage_audit(manifest.utterances, manifest.n_folds))  # runs made before the audit
     chosen = _check_utterances(manifest, list(utterances)) if utterances else default_utterances(manifest)
@@ -438,7 +446,7 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
     ts = [r["round"] for r in rounds]
     table = manifest.segment_table()
     labels = table["label"]
-    out = run.root / PLOTS_DIR
+    out = run.plots
     written: list[Path] = []
     sections: list[str] = []
 
@@ -517,3 +525,19 @@ def write_full_report(run_dir: str | os.PathLike, utterances: list[str] | None =
         "without them).\n\n" + "\n".join(sections)
     write_bytes(run.report_md, text.encode())
     return written + [run.report_md]
+
+
+#: How each method's report.json is drawn (``emorefine report``): the one dispatch on ``report["method"]``.
+_FULL_REPORTS = {"refine": _write_refine_report, "lcw": lambda opened, report, _: _write_lcw_report(opened.run, report),
+                 "mlee": lambda opened, report, _: _write_mlee_report(opened.run, report)}
+_MARKDOWN = {"refine": markdown, "lcw": lcw_markdown, "mlee": mlee_markdown}
+
+
+def report_method(report: dict) -> str:
+    """The command that made a report: ``refine`` (reports without ``method``), ``lcw`` or ``mlee``."""
+    return report.get("method", "refine")
+
+
+def report_markdown(report: dict) -> str:
+    """report.md's text (without plots) of any run's report.json."""
+    return _MARKDOWN[report_method(report)](report)

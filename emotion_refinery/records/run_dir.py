@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -40,7 +41,10 @@ from tf_records.atomic import atomic_path, write_bytes, write_json
 from tf_records.schema import TargetSpec
 from tf_records.writer import ShardWriter
 
-__all__ = ["RunDir", "load_run", "label_shard_path", "read_label_shards"]
+__all__ = ["RunDir", "OpenRun", "load_run", "label_shard_path", "read_label_shards", "PLOTS_DIR"]
+
+#: The run's figures, ``RUN_DIR/plots/`` (report.md links them by this relative path).
+PLOTS_DIR = "plots"
 
 
 class RunDir:
@@ -57,6 +61,24 @@ class RunDir:
     report_md = property(lambda self: self.root / "report.md")
     speaker_norm = property(lambda self: self.root / "speaker-norm.npz")
     choices = property(lambda self: self.root / "choices.json")
+    plots = property(lambda self: self.root / PLOTS_DIR)
+    export = property(lambda self: self.root / "export")  # ``emorefine export``'s default folder
+
+    @property
+    def is_run(self) -> bool:
+        """Whether the folder holds a run's ``config.json`` (a run directory, not a records folder)."""
+        return self.config.is_file()
+
+    @property
+    def has_report(self) -> bool:
+        """Whether a round has finished: the run's ``report.json`` is there."""
+        return self.report_json.is_file()
+
+    def report(self) -> dict:
+        """The run's ``report.json``; an :class:`EmorefineError` when no round has finished yet."""
+        if not self.has_report:
+            raise EmorefineError(f"Received: run={str(self.root)!r}; it has no report.json (no round has finished)")
+        return json.loads(self.report_json.read_text())
 
     def saved_config(self) -> dict:
         """The run's ``config.json`` as a dict, refusing one that cannot be read (truncated, foreign) in the house
@@ -75,12 +97,13 @@ class RunDir:
                                  f"config.json emorefine wrote there: {way}")
         return record
 
-    def speaker_norm_splits(self, n_folds: int) -> list[bool]:
+    def speaker_norm_splits(self, n_folds: int, config: dict | None = None) -> list[bool]:
         """Whether split k's models z-normalise each speaker's bands, for every k: ``choices.json``, else (runs
-        made before it) the run's ``speaker_norm`` setting."""
+        made before it) the run's ``speaker_norm`` setting (``config``: the saved settings, if already read)."""
         if self.choices.is_file():
             return [bool(v) for v in json.loads(self.choices.read_text())["speaker_norm"]["splits"]]
-        value = json.loads(self.config.read_text())["config"].get("speaker_norm", False)
+        config = json.loads(self.config.read_text())["config"] if config is None else config
+        value = config.get("speaker_norm", False)
         return [value in (True, "on")] * n_folds
 
     def normalises(self, k: int, n_folds: int) -> bool:
@@ -296,11 +319,53 @@ def read_label_shards(labels_dir: str | os.PathLike, manifest: RecordsManifest, 
     return targets
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[RunDir, dict, RecordsManifest]:
-    """Open a run directory: its layout, its saved config record, and its records' manifest."""
+@dataclasses.dataclass
+class OpenRun:
+    """A run directory opened once per command, passed to whatever the command does with it: its layout
+    (:class:`RunDir`), its config record (``config.json``, read once) and its records' manifest. Unpacks as
+    ``run, record, manifest``."""
+
+    run: RunDir
+    record: dict
+    manifest: RecordsManifest
+    _report: dict | None = dataclasses.field(default=None, repr=False)
+
+    def __iter__(self):
+        return iter((self.run, self.record, self.manifest))
+
+    @property
+    def root(self) -> Path:
+        return self.run.root
+
+    @property
+    def method(self) -> str:
+        """The command that made the run: ``refine``, ``lcw`` or ``mlee``."""
+        return self.record.get("method", "refine")
+
+    @property
+    def config(self) -> dict:
+        """The run's saved settings."""
+        return self.record["config"]
+
+    def speaker_norm_splits(self) -> list[bool]:
+        """:meth:`RunDir.speaker_norm_splits` of every split of the run."""
+        return self.run.speaker_norm_splits(self.manifest.n_folds, self.config)
+
+    def report(self) -> dict:
+        """The run's ``report.json`` (read once; :meth:`RunDir.report`)."""
+        if self._report is None:
+            self._report = self.run.report()
+        return self._report
+
+
+def load_run(run_dir: str | os.PathLike | OpenRun) -> OpenRun:
+    """Open a run directory (an :class:`OpenRun` is returned as it is): its layout, its saved config record, and
+    its records' manifest."""
+    if isinstance(run_dir, OpenRun):
+        return run_dir
     run = RunDir(run_dir)
-    if not run.config.is_file():
+    if not run.is_run:
         raise EmorefineError(f"Received: run={str(run_dir)!r}; expected a folder made by `emorefine refine` "
                              "(it has no config.json)")
     record = json.loads(run.config.read_text())
-    return run, record, RecordsManifest.load(run.records_root(record["records"]))
+    return OpenRun(run, record, RecordsManifest.load(run.records_root(record["records"])))
