@@ -52,8 +52,14 @@ def test_output_is_a_distribution_over_k_classes(name, models, segments):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(SEGMENT_BACKBONES))
+#: build_model puts the same head (pooling, Dense(K) softmax) on every backbone, and every backbone is built with
+#: K = 7 above; another K is checked on the backbones that build in well under a second.
+CHEAP = ("small", "tcnn", "densenet22")
+
+
+@pytest.mark.parametrize("name", CHEAP)
 def test_other_number_of_classes(name, segments):
+    assert name in SEGMENT_BACKBONES
     model = build_model(name, n_classes=3)
     probs = np.asarray(model(segments[:1], training=False))
     assert probs.shape == (1, 3)
