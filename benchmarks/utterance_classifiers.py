@@ -15,9 +15,9 @@ import argparse
 import numpy as np
 from _common import machine, write_section
 
-from emotion_refinery.decision.utterance import classifier_features, decision_scores, evaluate_forest, mean_ep_decisions
+from emotion_refinery.decision.deciders import UTTERANCE_RULES
+from emotion_refinery.decision.utterance import decision_scores, evaluate_forest
 from emotion_refinery.records.run_dir import load_run
-from emotion_refinery.refine.settings import UTTERANCE_CLASSIFIERS
 
 
 def scores(q: np.ndarray, manifest, seed: int) -> dict[str, tuple[float, float]]:
@@ -25,14 +25,13 @@ def scores(q: np.ndarray, manifest, seed: int) -> dict[str, tuple[float, float]]
     index, n, k = manifest.segment_table()["utterance"], len(utts), len(manifest.classes)
     labels, folds = np.array([u["label_index"] for u in utts]), np.array([u["fold"] for u in utts])
     out = {}
-    for name in UTTERANCE_CLASSIFIERS:
-        if name == "mean-ep":
-            s = decision_scores(labels, mean_ep_decisions(q, index, n).argmax(axis=1), n_classes=k)
+    speakers = [u.get("speaker") for u in utts]
+    for name, rule in UTTERANCE_RULES.items():
+        if not rule.forest:
+            s = decision_scores(labels, rule.decide(q, index, n, n_classes=k).argmax(axis=1), n_classes=k)
             out[name] = (s["wa"], s["ua"])
             continue
-        speakers = [u.get("speaker") for u in utts] if name == "speaker-forest" else None
-        r = evaluate_forest(classifier_features(q, index, n, speakers=speakers), labels, folds, seed=seed,
-                            n_classes=k)
+        r = evaluate_forest(rule.statistics(q, index, n, speakers), labels, folds, seed=seed, n_classes=k)
         out[name] = (r.wa, r.ua)
     return out
 
@@ -54,8 +53,8 @@ def main() -> None:
                      f"{manifest.data['folds']['protocol']})", scores(q, manifest, c["seed"])))
     if len(qs) > 1 and len(digests) == 1:
         rows.append((f"mean of the {len(qs)} runs' segment predictions", scores(np.mean(qs, axis=0), manifest, 0)))
-    header = f"| run (round {args.round}) | " + " | ".join(f"{n} WA / UA (%)" for n in UTTERANCE_CLASSIFIERS) + " |"
-    lines = [header, "|---|" + "---:|" * len(UTTERANCE_CLASSIFIERS)]
+    header = f"| run (round {args.round}) | " + " | ".join(f"{n} WA / UA (%)" for n in UTTERANCE_RULES) + " |"
+    lines = [header, "|---|" + "---:|" * len(UTTERANCE_RULES)]
     lines += ["| " + name + " | " + " | ".join(f"{100 * wa:.2f} / {100 * ua:.2f}" for wa, ua in s.values()) + " |"
               for name, s in rows]
     table = "\n".join(lines)

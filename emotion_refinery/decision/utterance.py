@@ -40,7 +40,6 @@ __all__ = [
     "decision_scores",
     "ep_entropy",
     "speaker_normalise",
-    "classifier_features",
 ]
 
 #: Names of the 8 per-class statistics, in feature order.
@@ -311,11 +310,3 @@ def speaker_normalise(features: np.ndarray, speakers: list) -> np.ndarray:
         std = x[rows].std(axis=0)
         out[rows] = (x[rows] - x[rows].mean(axis=0)) / np.where(std > 0, std, 1.0)
     return out
-
-
-def classifier_features(profiles: np.ndarray, utterance_index: np.ndarray, n_utterances: int, *,
-                        speakers: list | None = None) -> np.ndarray:
-    """The forest's input: :func:`utterance_features`, z-normalised per speaker (:func:`speaker_normalise`)
-    when ``speakers`` (one per utterance) is given: the ``speaker-forest`` utterance classifier."""
-    x = utterance_features(profiles, utterance_index, n_utterances)
-    return x if speakers is None else speaker_normalise(x, speakers)
