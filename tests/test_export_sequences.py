@@ -68,6 +68,10 @@ def test_lcw_and_mlee_runs_predict_and_export(method, tmp_path_factory):
     # TFLite cannot hold the BLSTM over a time axis of any length: said, not half-written.
     assert "BLSTM" in meta["not_exported"]["tflite"] and not (out / "emorefine-round-00.tflite").exists()
     assert "not written: tflite" in result.stderr
+    alone = CliRunner().invoke(main, ["export", str(base / "run"), "--format", "tflite", "-o", str(out / "t")])
+    assert alone.exit_code == 2 and "BLSTM" in alone.output and "emorefine-round-00.json" in alone.output
+    partial = json.loads((out / "t" / "emorefine-round-00.json").read_text())
+    assert partial["files"] == {"keras": "emorefine-round-00.keras"} and "tflite" in partial["not_exported"]
     got = fresh_process(out, wavs)
     for wav in wavs:
         for fmt, answer in got[wav].items():

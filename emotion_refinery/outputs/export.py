@@ -396,8 +396,8 @@ def export_run(run_dir, *, t: int | None = None, formats: tuple[str, ...] = ("ke
     :class:`~emotion_refinery.records.run_dir.OpenRun` the command opened; return
     ``({format: path}, sidecar path)``. The folder is self-contained: ``predict`` and
     :func:`emotion_refinery.api.load` use it without the run or its records. A format that cannot hold the model
-    (TFLite and the BLSTM of ``lcw`` / ``mlee``) raises, or with ``skip_failures`` is left out and named in the
-    sidecar's ``not_exported``."""
+    (TFLite and the BLSTM of ``lcw`` / ``mlee``) is left out and named in the sidecar's ``not_exported``; the
+    other formats and the sidecar are written, then the call raises unless ``skip_failures``."""
     from emotion_refinery.records.run_dir import load_run
 
     bad = [x for x in formats if x not in EXPORT_FORMATS]
@@ -434,8 +434,6 @@ def export_run(run_dir, *, t: int | None = None, formats: tuple[str, ...] = ("ke
                                                 "decision": notes["decision"], "features": manifest.features.to_dict(),
                                                 "emorefine_version": __version__})
         except EmorefineError as e:
-            if not skip_failures:
-                raise
             failed[fmt] = str(e)
             continue
         written[fmt] = paths[fmt]
@@ -445,7 +443,10 @@ def export_run(run_dir, *, t: int | None = None, formats: tuple[str, ...] = ("ke
     meta = sidecar_of(model, notes, manifest, record, files)
     if failed:
         meta["not_exported"] = failed
-    write_json(sidecar, meta)
+    write_json(sidecar, meta)  # what was written is complete and usable, whatever failed
+    if failed and not skip_failures:
+        raise EmorefineError("; ".join(f"{fmt}: {why}" for fmt, why in failed.items())
+                             + f" (written: {', '.join(p.name for p in written.values())} and {sidecar.name})")
     return written, sidecar
 
 
