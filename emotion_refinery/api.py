@@ -28,6 +28,9 @@ from emotion_refinery.outputs.inference import Prediction
 
 __all__ = ["load", "ExportedModel", "find_sidecar"]
 
+#: What :class:`ExportedModel` reads of an export's sidecar.
+_SIDECAR_KEYS = ("files", "classes", "round", "features", "speaker_norm", "decision", "inputs", "sample_rate")
+
 
 def find_sidecar(folder: str | os.PathLike, t: int | None = None) -> Path | None:
     """The export sidecar in ``folder`` (round ``t``'s, or the only one), or ``None`` if it holds none."""
@@ -98,11 +101,21 @@ class ExportedModel:
         import keras
 
         meta = json.loads(Path(sidecar).read_text())
+        again = "run `emorefine export` again"
+        missing = [key for key in _SIDECAR_KEYS if key not in meta]
+        if missing:
+            raise EmorefineError(f"Received: {str(folder)!r}; its sidecar {Path(sidecar).name} lacks "
+                                 f"{', '.join(missing)}: {again}")
         name = meta.get("files", {}).get("keras")
         if not name or not (Path(folder) / name).is_file():
             raise EmorefineError(f"Received: {str(folder)!r}; its sidecar {Path(sidecar).name} names no .keras file "
-                                 "that is there (export it again with --format keras)")
-        return cls(keras.saving.load_model(Path(folder) / name), meta)
+                                 f"that is there: {again} (the .keras file is always written)")
+        try:
+            model = keras.saving.load_model(Path(folder) / name)
+        except Exception as e:  # Keras reports a damaged archive as ValueError, OSError, KeyError, BadZipFile …
+            raise EmorefineError(f"Received: {str(Path(folder) / name)!r}; it cannot be loaded "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]}): {again}") from None
+        return cls(model, meta)
 
     @classmethod
     def from_run(cls, run_dir, *, t: int | None = None) -> ExportedModel:

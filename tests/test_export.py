@@ -159,6 +159,22 @@ def test_export_refuses_an_unknown_format_with_the_accepted_ones(tmp_path):
     assert result.exit_code == 2 and accepted in result.output
 
 
+def test_a_damaged_export_folder_is_refused_in_one_line(tmp_path):
+    wav = write_wav(tmp_path / "a.wav", tone(300, 1.0))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "emorefine-round-00.keras").write_bytes(b"PK\x03\x04 not a whole archive")
+    sidecar = {"kind": "emorefine-export", "round": 0, "files": {"keras": "emorefine-round-00.keras"},
+               "classes": ["a", "b"], "features": FeatureConfig().to_dict(), "speaker_norm": False,
+               "decision": {"rule": "mean-ep", "in_graph": "mean-ep"}, "inputs": {}, "sample_rate": SR}
+    for meta, expected in ((sidecar, "cannot be loaded"),
+                           ({k: v for k, v in sidecar.items() if k != "classes"}, "lacks classes")):
+        (folder / "emorefine-round-00.json").write_text(json.dumps(meta))
+        result = CliRunner().invoke(main, ["predict", str(folder), wav])
+        assert result.exit_code in (1, 2) and expected in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
 def test_predict_on_a_folder_that_is_neither_run_nor_export_says_so(tmp_path):
     wav = write_wav(tmp_path / "a.wav", tone(300, 1.0))
     (tmp_path / "empty").mkdir()
