@@ -190,7 +190,7 @@ def _sequence_graph(run, record: dict, manifest) -> tuple[Any, dict]:
 
     folds = []
     for k in range(manifest.n_folds):
-        model = keras.models.load_model(run.model_path(0, k))
+        model = keras.models.load_model(run.model_path(0, k), compile=False)  # a custom loss need not load
         model.name = f"fold_{k:02d}"
         folds.append(portable_model(model))
     outputs["probabilities"] = _average([m({"frames": frames, "mask": mask}) for m in folds], "ensemble")

@@ -87,7 +87,7 @@ def ensemble_model(opened: OpenRun | str | os.PathLike, t: int, folds: list[int]
     _check_round(run, manifest, t)
     models = []
     for k in (deployed_choices(opened, t)["folds"] if folds is None else folds):
-        model = keras.models.load_model(run.model_path(t, k))  # safe_mode: no arbitrary code on load
+        model = keras.models.load_model(run.model_path(t, k), compile=False)  # safe mode; no loss needed
         model.name = f"fold_{k:02d}"
         models.append(model)
     f = manifest.features
