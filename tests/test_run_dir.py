@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from emotion_refinery.errors import EmorefineError
-from emotion_refinery.outputs.report import confusion_table, markdown_table
+from emotion_refinery.outputs.report import confusion_table
 from emotion_refinery.records.run_dir import PLOTS_DIR, OpenRun, RunDir, label_shard_path, load_run
+from emotion_refinery.util.markdown import markdown_table
 
 
 def test_a_run_without_report_says_no_round_has_finished(tmp_path):

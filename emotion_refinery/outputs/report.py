@@ -21,23 +21,13 @@ from emotion_refinery.errors import EmorefineError
 from emotion_refinery.records.audit import audit_markdown, leakage_audit
 from emotion_refinery.records.manifest import RecordsManifest
 from emotion_refinery.records.run_dir import PLOTS_DIR, RunDir, load_run
+from emotion_refinery.util.markdown import markdown_table
 from tf_records.atomic import atomic_path, write_bytes, write_json
 
 __all__ = ["write_reports", "markdown", "write_full_report", "default_utterances", "last_round", "chosen_round",
-           "best_by_test_ua", "mlee_markdown", "lcw_markdown", "report_markdown", "report_method", "markdown_table",
+           "best_by_test_ua", "mlee_markdown", "lcw_markdown", "report_markdown", "report_method",
            "confusion_table", "PLOTS_DIR"]
 
-
-
-def markdown_table(header: list[str], rows: list[list[Any]], align: str) -> list[str]:
-    """The lines of a markdown table: ``header``, the alignment row (``align``: one letter per column, ``l``
-    left, ``r`` right) and one line per row of ``rows`` (cells as ``str`` gives them)."""
-    marks = {"l": "---", "r": "---:"}
-
-    def line(cells) -> str:
-        return "|" + "|".join(f" {c} " if str(c) else " " for c in cells) + "|"
-
-    return [line(header), "|" + "".join(marks[a] + "|" for a in align)] + [line(row) for row in rows]
 
 
 def confusion_table(classes: list[str], confusion: list[list[int]]) -> list[str]:

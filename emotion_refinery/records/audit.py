@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from emotion_refinery.data.folds import split_folds
+from emotion_refinery.util.markdown import markdown_table
 
 __all__ = ["leakage_audit", "audit_markdown", "audit_text", "confound_text", "speaker_confound", "CONFOUND_WARNING"]
 
@@ -160,8 +161,7 @@ def audit_markdown(audit: Mapping[str, Any]) -> list[str]:
     lines = [f"{audit['warning']}.", "",
              "Per held-out fold k, against its training folds (all but k and (k + 1) mod K); shared: also in "
              "the training folds.", "",
-             "| " + " | ".join(_COLUMNS) + " |", "|" + "---:|" * len(_COLUMNS)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in audit["folds"]]
+             *markdown_table(list(_COLUMNS), [_cells(r) for r in audit["folds"]], "r" * len(_COLUMNS))]
     return lines
 
 
