@@ -136,17 +136,7 @@ class ExportedModel:
 
         if isinstance(audio, (str, os.PathLike)):
             return decode.load(audio, sr=self.features.sr)
-        y = np.asarray(audio, dtype=np.float32)
-        if y.ndim == 2:
-            y = decode.to_mono(y)
-        if y.ndim != 1 or not len(y):
-            raise AudioError(f"expected samples of shape (n,) or (n, channels). Received: shape={np.shape(audio)}")
-        if not np.isfinite(y).all():
-            raise AudioError("the audio holds NaN or infinite samples")
-        if sr is None:
-            raise EmorefineError(f"Received: an array without sr; pass its sample rate (sr={self.features.sr} "
-                                 "needs no resampling)")
-        return decode.resample(y, orig_sr=int(sr), target_sr=self.features.sr)
+        return decode.from_array(audio, sr=sr, target_sr=self.features.sr)
 
     def _inputs(self, audio, sr: int | None, *, own_statistics: bool = False) -> dict[str, np.ndarray]:
         if self._input == "frames":

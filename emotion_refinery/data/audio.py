@@ -14,9 +14,9 @@ import numpy as np
 import soundfile
 import soxr
 
-from emotion_refinery.errors import AudioError
+from emotion_refinery.errors import AudioError, EmorefineError
 
-__all__ = ["AUDIO_EXTENSIONS", "load", "stream", "to_mono", "resample", "unreadable"]
+__all__ = ["AUDIO_EXTENSIONS", "load", "stream", "to_mono", "resample", "unreadable", "from_array"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -97,6 +97,24 @@ def stream(path: str | os.PathLike, *, sr: int = 16000, block_seconds: float = 3
             _check_finite(block)
             y = to_mono(block)
             yield y if resampler is None else resampler.resample_chunk(y, last=done)
+
+
+def from_array(y, *, sr: int | None, target_sr: int) -> np.ndarray:
+    """A signal given as an array, ``(n,)`` or ``(n, channels)`` at ``sr`` Hz → mono float32 at ``target_sr``.
+
+    Raises:
+        EmorefineError: ``sr`` is missing.
+        AudioError: the array is empty, of another shape, or holds NaN or infinite samples.
+    """
+    if sr is None:
+        raise EmorefineError(f"Received: an array without sr; pass its sample rate (sr={target_sr} needs no "
+                             "resampling)")
+    array = np.asarray(y, dtype=np.float32)
+    mono = to_mono(array) if array.ndim == 2 else array
+    if mono.ndim != 1 or not len(mono):
+        raise AudioError(f"expected samples of shape (n,) or (n, channels). Received: shape={np.shape(y)}")
+    _check_finite(mono)
+    return resample(mono, orig_sr=int(sr), target_sr=target_sr)
 
 
 _EMPTY = "empty audio: the file holds no samples"

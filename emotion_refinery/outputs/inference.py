@@ -199,15 +199,7 @@ class Predictor:
         if isinstance(audio, (str, os.PathLike)):
             yield from stream_frames(audio, self.features)
             return
-        if sr is None:
-            raise EmorefineError(f"Received: an array without sr; pass its sample rate (sr={self.features.sr} needs "
-                                 "no resampling)")
-        y = np.asarray(audio, dtype=np.float32)
-        y = audio_module.to_mono(y) if y.ndim == 2 else y
-        if y.ndim != 1 or not len(y) or not np.isfinite(y).all():
-            raise AudioError("expected finite samples of shape (n,) or (n, channels). "
-                             f"Received: shape={np.shape(audio)}")
-        y = audio_module.resample(y, orig_sr=int(sr), target_sr=self.features.sr)
+        y = audio_module.from_array(audio, sr=sr, target_sr=self.features.sr)
         yield frames_of(y, self.features).astype(self.features.dtype).astype(np.float32)
 
     def profile(self, audio, *, sr: int | None = None) -> np.ndarray:
